@@ -1,0 +1,41 @@
+# Blueprint: `make demo` runs the system, `make test` proves it. Both build .venv when missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MANIFEST := dbt_project/target/manifest.json
+DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o \( -name '*.sql' -o -name '*.yml' \) -print)
+PYTEST_WORKERS ?= 2
+export BLUEPRINT_HOME ?= $(CURDIR)/data
+
+.PHONY: setup demo stop test test-fast lint clean-data
+
+setup: $(STAMP) $(MANIFEST)
+
+# The virtualenv, from the committed lock (exact versions of everything).
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+# dagster-dbt reads dbt's manifest at import time: it is a build artifact, made here.
+$(MANIFEST): $(STAMP) $(DBT_SOURCES)
+	cd dbt_project && ../$(BIN)/dbt parse --profiles-dir . --quiet
+	@touch $(MANIFEST)
+
+demo: setup
+	$(BIN)/blueprint demo
+
+stop:
+	@if [ -x $(BIN)/blueprint ]; then $(BIN)/blueprint stop; else echo "Nothing is running."; fi
+
+test: setup
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --durations=15
+
+test-fast: setup
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check .

@@ -1,0 +1,299 @@
+"""The ``blueprint`` command: simulate the world, run the pipeline, start and stop the UI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestration.lib.instance import ensure_instance
+from orchestration.settings import PROJECT_ROOT, Settings, export_to_subprocesses, get_settings
+
+app = typer.Typer(help="Blueprint: a production-shaped ML system for card-fraud detection.")
+
+
+def _prepare() -> Settings:
+    """Resolve settings, export them for subprocesses and make sure the instance exists."""
+    settings = get_settings()
+    export_to_subprocesses(settings)
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    ensure_instance(settings.dagster_home)
+    return settings
+
+
+def _echo(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _parse_drift_from(value: str | None, start: date) -> int | None:
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        return (date.fromisoformat(value) - start).days
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is neither a day index nor a date YYYY-MM-DD", param_hint="--drift-from"
+        ) from None
+
+
+def world_exists(settings: Settings) -> bool:
+    return (settings.simulator_dir / "world.json").exists()
+
+
+@app.command()
+def simulate(
+    customers: Annotated[int, typer.Option(help="Number of customers.")] = 5000,
+    terminals: Annotated[int, typer.Option(help="Number of terminals.")] = 10000,
+    days: Annotated[int, typer.Option(help="Number of days.")] = 183,
+    start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD.")] = "2018-04-01",
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 0,
+    faults: Annotated[bool, typer.Option(help="Inject realistic source faults.")] = False,
+    drift_from: Annotated[
+        str | None, typer.Option(help="Change the world from this day (index or YYYY-MM-DD).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing world.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Simulate the three source systems and deliver their files to the landing zone."""
+    from simulator import WorldConfig
+    from simulator import simulate as run_simulation
+
+    settings = _prepare()
+    try:
+        start_day = date.fromisoformat(start)
+    except ValueError:
+        raise typer.BadParameter(f"{start!r} is not a date YYYY-MM-DD", param_hint="--start")
+    if start_day < settings.partitions_start:
+        raise typer.BadParameter(
+            f"{start} is before the first daily partition {settings.partitions_start}; "
+            "set BLUEPRINT_PARTITIONS_START to an earlier date",
+            param_hint="--start",
+        )
+    try:
+        config = WorldConfig(
+            n_customers=customers,
+            n_terminals=terminals,
+            n_days=days,
+            start=start_day,
+            seed=seed,
+            faults=faults,
+            drift_from=_parse_drift_from(drift_from, start_day),
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    try:
+        summary = run_simulation(config, settings.home, progress=progress, overwrite=force)
+    except FileExistsError as error:
+        _echo(f"error: {error} (pass --force to replace it)")
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"Simulated {summary['n_transactions']:,} transactions over {config.n_days} days "
+        f"(fraud rate {summary['fraud_rate']:.2%}) into {settings.landing_dir}"
+    )
+
+
+def _dagster_bin(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
+    """The runs that bring the selection up to date: (selection, partition range or None)."""
+    import dagster as dg
+
+    from orchestration.definitions import defs
+    from orchestration.lib.contracts import CONTRACTS
+    from orchestration.lib.planning import plan_ingestion
+
+    settings = get_settings()
+    graph = defs.resolve_asset_graph()
+    selection = dg.AssetSelection.from_string(select or "*")
+    selected = selection.resolve(graph)
+    partitioned = {k for k in selected if graph.get(k).partitions_def is not None}
+    plan = plan_ingestion(CONTRACTS.values(), settings.landing_dir, settings.raw_dir)
+    if partitioned and plan.range is not None:
+        return [(select or "*", plan.range)]
+
+    unpartitioned = selected - partitioned
+    instance = dg.DagsterInstance.get()
+    upstream_times = [
+        event.timestamp
+        for key in graph.get_all_asset_keys()
+        if graph.get(key).partitions_def is not None
+        and (event := instance.get_latest_materialization_event(key)) is not None
+    ]
+    newest_upstream = max(upstream_times, default=0.0)
+    outdated = []
+    for key in sorted(unpartitioned):
+        event = instance.get_latest_materialization_event(key)
+        if event is None or event.timestamp < newest_upstream:
+            outdated.append(key)
+    if not outdated:
+        return []
+    keys = " or ".join(f'key:"{k.to_user_string()}"' for k in outdated)
+    return [(keys, None)]
+
+
+@app.command()
+def materialize(
+    select: Annotated[
+        str | None, typer.Option(help="Dagster asset selection, e.g. 'group:features'.")
+    ] = None,
+) -> None:
+    """Materialize every partition that has data and is missing or stale, through Dagster.
+
+    Runs are recorded on the persistent instance under BLUEPRINT_HOME/dagster, so they appear in
+    the Dagster UI as if launched there.
+    """
+    _prepare()
+    runs = plan_runs(select)
+    if not runs:
+        typer.echo("Everything is up to date: nothing to materialize.")
+        return
+    for selection, partition_range in runs:
+        command = [
+            _dagster_bin("dagster"), "asset", "materialize",
+            "-m", "orchestration.definitions", "-d", str(PROJECT_ROOT),
+            "--select", selection,
+        ]
+        if partition_range is not None:
+            first, last = partition_range
+            command += ["--partition-range", f"{first.isoformat()}...{last.isoformat()}"]
+            _echo(f"Materializing {selection} for {first} … {last}")
+        else:
+            _echo(f"Materializing {selection}")
+        completed = subprocess.run(command, cwd=PROJECT_ROOT)
+        if completed.returncode != 0:
+            _echo("error: the Dagster run failed; open the run in the Dagster UI for details.")
+            raise typer.Exit(completed.returncode)
+    typer.echo("Materialized.")
+
+
+def _pid_file(settings: Settings) -> Path:
+    return settings.home / "run" / "dagster-dev.pid"
+
+
+def _ui_running(settings: Settings) -> int | None:
+    pid_file = _pid_file(settings)
+    if not pid_file.exists():
+        return None
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        pid_file.unlink()
+        return None
+    return pid
+
+
+def _wait_for_http(url: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except OSError:
+            time.sleep(1)
+    return False
+
+
+@app.command()
+def ui(
+    port: Annotated[int | None, typer.Option(help="Port (default BLUEPRINT_DAGSTER_PORT).")] = None,
+) -> None:
+    """Start the Dagster UI (webserver and daemon) on 127.0.0.1 in the background."""
+    settings = _prepare()
+    port = port or settings.dagster_port
+    url = f"http://127.0.0.1:{port}"
+    if pid := _ui_running(settings):
+        typer.echo(f"The Dagster UI is already running (process group {pid}): {url}")
+        return
+    log_dir = settings.home / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    _pid_file(settings).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / "dagster-dev.log", "ab") as log:
+        process = subprocess.Popen(
+            [_dagster_bin("dagster"), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+             "-h", "127.0.0.1", "-p", str(port)],
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, so `blueprint stop` ends it all
+        )
+    _pid_file(settings).write_text(str(process.pid))
+    if not _wait_for_http(f"{url}/server_info", timeout_s=90):
+        _echo(f"error: the Dagster UI did not answer within 90 s; see {log_dir}/dagster-dev.log")
+        raise typer.Exit(1)
+    typer.echo(f"Dagster UI: {url}  (logs: {log_dir}/dagster-dev.log; stop with `make stop`)")
+
+
+@app.command()
+def stop() -> None:
+    """Stop what `blueprint ui` (and `make demo`) started."""
+    settings = get_settings()
+    pid = _ui_running(settings)
+    if pid is None:
+        typer.echo("Nothing is running.")
+        return
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+    else:
+        os.killpg(pid, signal.SIGKILL)
+    _pid_file(settings).unlink(missing_ok=True)
+    typer.echo("Stopped the Dagster UI.")
+
+
+@app.command()
+def demo() -> None:
+    """Simulate the default world if there is none, materialize what is stale, start the UI."""
+    settings = _prepare()
+    if not world_exists(settings):
+        simulate(
+            customers=5000, terminals=10000, days=183, start="2018-04-01", seed=0,
+            faults=False, drift_from=None, force=False, progress=True,
+        )
+    else:
+        typer.echo(f"Using the world already simulated in {settings.landing_dir}")
+    materialize(select=None)
+    ui(port=None)
+
+
+@app.command("scan-pii")
+def scan_pii() -> None:
+    """Scan every table and file outside the raw zone for personal data; exit 1 on a finding."""
+    from orchestration.lib.pii import load_crm_identifiers, scan_paths
+    from orchestration.settings import DBT_PROJECT_DIR
+
+    settings = _prepare()
+    crm = load_crm_identifiers(settings.raw_dir / "customers")
+    report = scan_paths(
+        roots=[settings.home, DBT_PROJECT_DIR / "target", DBT_PROJECT_DIR / "logs"],
+        excluded=settings.raw_zone_dirs,
+        crm=crm,
+    )
+    for finding in report.findings:
+        typer.echo(f"LEAK {finding}")
+    typer.echo(f"Scanned {len(report.scanned)} locations; {len(report.findings)} findings.")
+    if report.findings:
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,27 @@
+"""The one place that assembles Blueprint's Definitions and applies global policy."""
+
+import dagster as dg
+
+from orchestration.defs.features.assets import feature_models, training_models
+from orchestration.defs.ingestion.assets import raw_assets
+from orchestration.defs.ingestion.automation import (
+    daily_ingestion_schedule,
+    data_job,
+    landing_file_sensor,
+)
+from orchestration.defs.quality.checks import pii_checks, suite_checks
+from orchestration.defs.resources import resources_for_env
+from orchestration.settings import export_to_subprocesses
+
+export_to_subprocesses()
+
+defs = dg.Definitions(
+    assets=[*raw_assets, feature_models, training_models],
+    asset_checks=[*suite_checks, *pii_checks],
+    jobs=[data_job],
+    sensors=[landing_file_sensor],
+    schedules=[daily_ingestion_schedule],
+    resources=resources_for_env(),
+    # Steps share one DuckDB file and a 2-core machine: run them in one process, in order.
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,159 @@
+"""Raw snapshots: one daily-partitioned asset per source contract.
+
+A new source is a new contract in ``orchestration/lib/contracts.py``; this factory turns every
+contract into an asset ``raw_<source>`` with the same behaviour: validate, quarantine, de-duplicate,
+write the partition's Parquet snapshot atomically, and report what happened.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+
+from orchestration.defs.partitions import daily_partitions, single_run
+from orchestration.lib.contracts import CONTRACTS, SourceContract
+from orchestration.lib.ingest import (
+    IngestResult,
+    SchemaChangeError,
+    ingest_partition,
+    partition_status,
+)
+from orchestration.settings import get_settings
+
+QUARANTINE_CHECK = "quarantine_rate"
+
+
+def raw_asset_key(contract: SourceContract) -> dg.AssetKey:
+    return dg.AssetKey(f"raw_{contract.name}")
+
+
+def _quarantine_check(contract: SourceContract, results: list[IngestResult]) -> dg.AssetCheckResult:
+    """Warn above one quarantined share, fail (and block downstream) above another."""
+    settings = get_settings()
+    rows_in = sum(r.rows_in for r in results)
+    quarantined = sum(r.quarantined_rows for r in results)
+    files = sum(len(r.quarantined_files) for r in results)
+    rate = quarantined / rows_in if rows_in else 0.0
+    failed = rate > settings.quarantine_fail_rate
+    warned = rate > settings.quarantine_warn_rate
+    return dg.AssetCheckResult(
+        asset_key=raw_asset_key(contract),
+        check_name=QUARANTINE_CHECK,
+        passed=not (failed or warned),
+        severity=dg.AssetCheckSeverity.ERROR if failed else dg.AssetCheckSeverity.WARN,
+        metadata={
+            "quarantined_rows": quarantined,
+            "quarantined_files": files,
+            "rows_in": rows_in,
+            "quarantine_rate": rate,
+            "warn_above": settings.quarantine_warn_rate,
+            "fail_above": settings.quarantine_fail_rate,
+        },
+    )
+
+
+def _summary_table(results: list[IngestResult]) -> str:
+    lines = [
+        "| partition | rows written | quarantined rows | quarantined files | duplicates | rewritten |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results[-60:]:
+        lines.append(
+            f"| {r.partition_date} | {r.rows_written} | {r.quarantined_rows} | "
+            f"{len(r.quarantined_files)} | {r.duplicates} | {'yes' if r.written else 'no'} |"
+        )
+    if len(results) > 60:
+        lines.insert(2, f"| … {len(results) - 60} earlier partitions | | | | | |")
+    return "\n".join(lines)
+
+
+def build_raw_asset(contract: SourceContract) -> dg.AssetsDefinition:
+    """The daily raw-snapshot asset of one source contract."""
+    key = raw_asset_key(contract)
+
+    @dg.asset(
+        key=key,
+        partitions_def=daily_partitions,
+        backfill_policy=single_run,
+        group_name="ingestion",
+        kinds={"parquet"},
+        description=(
+            f"Validated raw snapshot of the {contract.name} source, one Parquet file per day "
+            f"under raw/{contract.name}/; rows breaking the contract are quarantined."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec(
+                QUARANTINE_CHECK,
+                asset=key,
+                blocking=True,
+                description="Share of quarantined rows: warns above one rate, fails above another.",
+            )
+        ],
+    )
+    def _raw_asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        settings = get_settings()
+        status = partition_status(contract, settings.landing_dir, settings.raw_dir)
+        results: list[IngestResult] = []
+        waiting: list[str] = []
+        for partition_key in context.partition_keys:
+            day = date.fromisoformat(partition_key)
+            if day not in status:
+                waiting.append(f"{partition_key}: no delivery")
+                continue
+            if not status[day].ready:
+                waiting.append(f"{partition_key}: no readable file yet (waiting for re-delivery)")
+            try:
+                result = ingest_partition(
+                    contract,
+                    day,
+                    landing_dir=settings.landing_dir,
+                    raw_dir=settings.raw_dir,
+                    quarantine_dir=settings.quarantine_dir,
+                )
+            except SchemaChangeError as error:
+                raise dg.Failure(
+                    description=f"Schema change in source {contract.name!r}: {error}",
+                    metadata={"partition": partition_key},
+                ) from error
+            except Exception as error:
+                if not status[day].ready:
+                    context.log.warning(f"{partition_key}: {error}")
+                    continue
+                raise
+            results.append(result)
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=key,
+                    partition=partition_key,
+                    metadata={
+                        "rows": result.rows_written,
+                        "quarantined_rows": result.quarantined_rows,
+                        "quarantined_files": len(result.quarantined_files),
+                        "duplicates": result.duplicates,
+                        "rewritten": result.written,
+                        "input_fingerprint": result.fingerprint,
+                    },
+                )
+            )
+        for note in waiting:
+            context.log.warning(note)
+        return dg.MaterializeResult(
+            metadata={
+                "partitions": len(results),
+                "partitions_rewritten": sum(r.written for r in results),
+                "rows": sum(r.rows_written for r in results),
+                "quarantined_rows": sum(r.quarantined_rows for r in results),
+                "quarantined_files": sum(len(r.quarantined_files) for r in results),
+                "duplicates_dropped": sum(r.duplicates for r in results),
+                "waiting_partitions": dg.MetadataValue.md("\n".join(waiting) or "none"),
+                "summary": dg.MetadataValue.md(_summary_table(results)),
+                "raw_path": dg.MetadataValue.path(str(settings.raw_dir / contract.name)),
+            },
+            check_results=[_quarantine_check(contract, results)],
+        )
+
+    return _raw_asset
+
+
+raw_assets = [build_raw_asset(contract) for contract in CONTRACTS.values()]

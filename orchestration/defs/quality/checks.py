@@ -1,0 +1,93 @@
+"""Quality gates: Great Expectations suites and the personal-data scan, as blocking checks.
+
+Every ``expectations/<asset_name>.json`` becomes a blocking check on the asset of that name: a
+failing suite stops everything downstream of that asset in the run.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from orchestration.defs.partitions import WAREHOUSE_POOL
+from orchestration.lib.expectations import validate_frame
+from orchestration.lib.pii import load_crm_identifiers, scan_paths
+from orchestration.settings import DBT_PROJECT_DIR, EXPECTATIONS_DIR, get_settings
+
+PII_CHECKED_ASSETS = ("transaction_features", "training_set")
+"""The scan covers everything outside the raw zone; it gates these assets (training inputs)."""
+
+
+def _failures_markdown(failures: list[dict]) -> str:
+    lines = ["| expectation | column | unexpected | examples |", "|---|---|---|---|"]
+    for f in failures:
+        examples = ", ".join(f["examples"]) or f.get("observed") or f.get("error") or ""
+        lines.append(
+            f"| {f['expectation']} | {f['column'] or ''} | {f['unexpected_count']} | {examples} |"
+        )
+    return "\n".join(lines)
+
+
+def build_suite_check(asset_name: str) -> dg.AssetChecksDefinition:
+    suite_path = EXPECTATIONS_DIR / f"{asset_name}.json"
+
+    @dg.asset_check(
+        asset=dg.AssetKey(asset_name),
+        name="expectations_suite",
+        blocking=True,
+        pool=WAREHOUSE_POOL,
+        description=f"Great Expectations suite expectations/{suite_path.name}; blocks downstream.",
+    )
+    def _suite_check(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        with warehouse.get_connection() as con:
+            frame = con.execute(f'select * from "{asset_name}"').df()
+        result = validate_frame(frame, suite_path)
+        return dg.AssetCheckResult(
+            passed=result.success,
+            metadata={
+                "suite": suite_path.name,
+                "expectations_evaluated": result.evaluated,
+                "expectations_failed": len(result.failures),
+                "rows": len(frame),
+                "failures": dg.MetadataValue.md(_failures_markdown(result.failures)),
+            },
+        )
+
+    return _suite_check
+
+
+def build_pii_check(asset_name: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=dg.AssetKey(asset_name),
+        name="no_personal_data",
+        blocking=True,
+        pool=WAREHOUSE_POOL,
+        description=(
+            "Scans every table and file outside the raw zone for PANs, emails, phone numbers "
+            "and CRM customer names; blocks downstream on any finding."
+        ),
+    )
+    def _pii_check() -> dg.AssetCheckResult:
+        settings = get_settings()
+        crm = load_crm_identifiers(settings.raw_dir / "customers")
+        report = scan_paths(
+            roots=[settings.home, DBT_PROJECT_DIR / "target", DBT_PROJECT_DIR / "logs"],
+            excluded=settings.raw_zone_dirs,
+            crm=crm,
+        )
+        findings = "\n".join(f"- {f}" for f in report.findings[:50]) or "none"
+        return dg.AssetCheckResult(
+            passed=report.clean,
+            metadata={
+                "locations_scanned": len(report.scanned),
+                "findings": len(report.findings),
+                "crm_names_known": len(crm.name_keys),
+                "details": dg.MetadataValue.md(findings),
+            },
+        )
+
+    return _pii_check
+
+
+suite_checks = [build_suite_check(path.stem) for path in sorted(EXPECTATIONS_DIR.glob("*.json"))]
+pii_checks = [build_pii_check(name) for name in PII_CHECKED_ASSETS]

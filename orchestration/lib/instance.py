@@ -1,0 +1,28 @@
+"""The persistent Dagster instance under BLUEPRINT_HOME/dagster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestration.lib.atomic import atomic_write_bytes
+
+INSTANCE_YAML = """\
+# Written by Blueprint (orchestration/lib/instance.py); edit the code, not this file.
+# Every pool holds one step at a time: warehouse.duckdb accepts a single writer.
+concurrency:
+  pools:
+    default_limit: 1
+run_monitoring:
+  enabled: true
+telemetry:
+  enabled: false
+"""
+
+
+def ensure_instance(dagster_home: Path) -> Path:
+    """Create (or refresh) the instance's dagster.yaml; safe to call every time."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    config = dagster_home / "dagster.yaml"
+    if not config.exists() or config.read_text() != INSTANCE_YAML:
+        atomic_write_bytes(config, INSTANCE_YAML.encode())
+    return config

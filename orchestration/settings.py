@@ -1,0 +1,132 @@
+"""Every configurable value of Blueprint, read from the environment, with documented defaults.
+
+This is the one home of configuration: code never reads ``os.environ`` elsewhere.
+Paths are resolved at call time so tests can point ``BLUEPRINT_HOME`` at a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""The repository root: the one helper that knows where the project lives."""
+
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+
+PSEUDONYMIZATION_KEY_ENV = "BLUEPRINT_PSEUDONYMIZATION_KEY"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of the environment; build one with :func:`get_settings`."""
+
+    home: Path
+    """BLUEPRINT_HOME (default ``./data`` under the repository): all state lives here."""
+    partitions_start: date
+    """BLUEPRINT_PARTITIONS_START (default 2018-04-01): first day of the daily partitions."""
+    quarantine_warn_rate: float
+    """BLUEPRINT_QUARANTINE_WARN_RATE (default 0.001): quarantined share that warns."""
+    quarantine_fail_rate: float
+    """BLUEPRINT_QUARANTINE_FAIL_RATE (default 0.05): quarantined share that fails the check."""
+    dagster_port: int
+    """BLUEPRINT_DAGSTER_PORT (default 3000): port of the Dagster UI started by ``make demo``."""
+    env: str
+    """BLUEPRINT_ENV (default ``local``): which set of resources to use (local | production)."""
+
+    @property
+    def landing_dir(self) -> Path:
+        """Where source systems deliver files (outside world -> us)."""
+        return self.home / "landing"
+
+    @property
+    def raw_dir(self) -> Path:
+        """The raw zone: immutable Parquet snapshots, may hold personal data."""
+        return self.home / "raw"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Quarantine records without personal data (file, line, reason, row hash)."""
+        return self.home / "quarantine"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def bentoml_home(self) -> Path:
+        return self.home / "bentoml"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.home / "secrets"
+
+    @property
+    def simulator_dir(self) -> Path:
+        """The simulator's own record of the world (ground truth, fault manifest)."""
+        return self.home / "simulator"
+
+    @property
+    def raw_zone_dirs(self) -> tuple[Path, ...]:
+        """Folders allowed to hold personal data: what sources deliver and the raw lake."""
+        return (self.landing_dir, self.raw_dir, self.simulator_dir, self.secrets_dir)
+
+
+def get_settings() -> Settings:
+    """Read the environment now."""
+    home = Path(_env("BLUEPRINT_HOME", str(PROJECT_ROOT / "data"))).expanduser().resolve()
+    return Settings(
+        home=home,
+        partitions_start=date.fromisoformat(_env("BLUEPRINT_PARTITIONS_START", "2018-04-01")),
+        quarantine_warn_rate=float(_env("BLUEPRINT_QUARANTINE_WARN_RATE", "0.001")),
+        quarantine_fail_rate=float(_env("BLUEPRINT_QUARANTINE_FAIL_RATE", "0.05")),
+        dagster_port=int(_env("BLUEPRINT_DAGSTER_PORT", "3000")),
+        env=_env("BLUEPRINT_ENV", "local"),
+    )
+
+
+def pseudonymization_key(settings: Settings | None = None) -> bytes:
+    """The secret key of the card pseudonymization (HMAC-SHA256).
+
+    Taken from BLUEPRINT_PSEUDONYMIZATION_KEY when set; otherwise generated once under
+    ``BLUEPRINT_HOME/secrets`` (mode 600) and reused. Never printed or logged.
+    """
+    from_env = os.environ.get(PSEUDONYMIZATION_KEY_ENV)
+    if from_env:
+        return from_env.encode()
+    settings = settings or get_settings()
+    key_file = settings.secrets_dir / "pseudonymization.key"
+    if not key_file.exists():
+        settings.secrets_dir.mkdir(parents=True, exist_ok=True)
+        tmp = key_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(secrets.token_hex(32))
+        tmp.chmod(0o600)
+        try:
+            os.link(tmp, key_file)  # never replaces a key another process created first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return key_file.read_text().strip().encode()
+
+
+def export_to_subprocesses(settings: Settings | None = None) -> None:
+    """Put the resolved BLUEPRINT_HOME in the environment for subprocesses (dbt, dagster)."""
+    settings = settings or get_settings()
+    os.environ["BLUEPRINT_HOME"] = str(settings.home)
