@@ -92,10 +92,11 @@ def simulate(
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     try:
-        summary = run_simulation(config, settings.home, progress=progress, overwrite=force)
+        world = run_simulation(config, settings.home, progress=progress, overwrite=force)
     except FileExistsError as error:
         _echo(f"error: {error} (pass --force to replace it)")
         raise typer.Exit(1) from None
+    summary = world["summary"]
     typer.echo(
         f"Simulated {summary['n_transactions']:,} transactions over {config.n_days} days "
         f"(fraud rate {summary['fraud_rate']:.2%}) into {settings.landing_dir}"

@@ -5,7 +5,6 @@ outgrows one machine adds an entry here (and a dbt target in dbt_project/profile
 warehouse adapter); assets never test the environment themselves.
 """
 
-from __future__ import annotations
 
 import shutil
 import sys

@@ -2,7 +2,7 @@
 
 What counts as a leak, in any table or file outside the raw zone:
 - a PAN: a standalone run of 13–19 digits that passes the Luhn check (a run inside a longer
-  token, such as a hex digest, is not standalone and is ignored);
+  token, such as a hex digest, or the digits of a decimal number are not standalone);
 - an email address; a phone number (North-American formats, as the CRM holds them) or any
   exact phone number of the CRM;
 - a customer's name from the CRM (first and last name next to each other).
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import duckdb
 
-PAN_PATTERN = re.compile(r"(?<![0-9A-Za-z])[0-9]{13,19}(?![0-9A-Za-z])")
+PAN_PATTERN = re.compile(r"(?<![0-9A-Za-z])(?<![0-9]\.)[0-9]{13,19}(?![0-9A-Za-z])(?!\.[0-9])")
+"""A standalone digit run: not inside a longer token, nor the fraction of a decimal number."""
 EMAIL_PATTERN = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 PHONE_PATTERN = re.compile(
     r"(?<![0-9A-Za-z.-])(?:\+1-|001-)?(?:\(\d{3}\)|\d{3})[-. ]?\d{3}[-. ]\d{4}(?:x\d+)?(?![0-9])"
@@ -122,10 +123,12 @@ def scan_values(values: Iterable[str], location: str, crm: CrmIdentifiers) -> li
                     hit("card number (PAN)", match)
             for match in PHONE_PATTERN.findall(value):
                 hit("phone number", match)
+                if match in crm.phones:
+                    hit("CRM phone number", match)
         if "@" in value:
             for match in EMAIL_PATTERN.findall(value):
                 hit("email address", match)
-        if crm.phones and value in crm.phones:
+        if crm.phones and value in crm.phones and "CRM phone number" not in counts:
             hit("CRM phone number", value)
         if crm.name_keys and any(c.isupper() for c in value):
             words = [w.lower() for w in WORD.findall(value) if w.lower() not in NAME_AFFIXES]

@@ -5,13 +5,17 @@
 stops the training data from being built from bad features in the same run.
 """
 
-from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    dbt_assets,
+)
 
 from orchestration.defs.features.project import dbt_project
 from orchestration.defs.partitions import WAREHOUSE_POOL, single_run
@@ -22,6 +26,13 @@ GATED_SELECTION = "training_set+"
 
 
 class BlueprintDbtTranslator(DagsterDbtTranslator):
+    """Every dbt model in the ``features`` group; raw sources keep the keys their YAML names."""
+
+    def __init__(self) -> None:
+        # Quarantine records come from the same ingestion assets as the snapshots, so several
+        # dbt sources map to one asset key.
+        super().__init__(DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True))
+
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return "features"
 

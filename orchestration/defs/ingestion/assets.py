@@ -5,7 +5,6 @@ contract into an asset ``raw_<source>`` with the same behaviour: validate, quara
 write the partition's Parquet snapshot atomically, and report what happened.
 """
 
-from __future__ import annotations
 
 from datetime import date
 
@@ -33,7 +32,7 @@ def _quarantine_check(contract: SourceContract, results: list[IngestResult]) -> 
     settings = get_settings()
     rows_in = sum(r.rows_in for r in results)
     quarantined = sum(r.quarantined_rows for r in results)
-    files = sum(len(r.quarantined_files) for r in results)
+    files = sum(r.quarantined_files for r in results)
     rate = quarantined / rows_in if rows_in else 0.0
     failed = rate > settings.quarantine_fail_rate
     warned = rate > settings.quarantine_warn_rate
@@ -61,7 +60,7 @@ def _summary_table(results: list[IngestResult]) -> str:
     for r in results[-60:]:
         lines.append(
             f"| {r.partition_date} | {r.rows_written} | {r.quarantined_rows} | "
-            f"{len(r.quarantined_files)} | {r.duplicates} | {'yes' if r.written else 'no'} |"
+            f"{r.quarantined_files} | {r.duplicates} | {'yes' if r.written else 'no'} |"
         )
     if len(results) > 60:
         lines.insert(2, f"| … {len(results) - 60} earlier partitions | | | | | |")
@@ -129,7 +128,7 @@ def build_raw_asset(contract: SourceContract) -> dg.AssetsDefinition:
                     metadata={
                         "rows": result.rows_written,
                         "quarantined_rows": result.quarantined_rows,
-                        "quarantined_files": len(result.quarantined_files),
+                        "quarantined_files": result.quarantined_files,
                         "duplicates": result.duplicates,
                         "rewritten": result.written,
                         "input_fingerprint": result.fingerprint,
@@ -144,7 +143,7 @@ def build_raw_asset(contract: SourceContract) -> dg.AssetsDefinition:
                 "partitions_rewritten": sum(r.written for r in results),
                 "rows": sum(r.rows_written for r in results),
                 "quarantined_rows": sum(r.quarantined_rows for r in results),
-                "quarantined_files": sum(len(r.quarantined_files) for r in results),
+                "quarantined_files": sum(r.quarantined_files for r in results),
                 "duplicates_dropped": sum(r.duplicates for r in results),
                 "waiting_partitions": dg.MetadataValue.md("\n".join(waiting) or "none"),
                 "summary": dg.MetadataValue.md(_summary_table(results)),

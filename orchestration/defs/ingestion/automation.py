@@ -1,6 +1,5 @@
 """When ingestion runs: a sensor for newly landed files, and a daily schedule as a safety net."""
 
-from __future__ import annotations
 
 import dagster as dg
 

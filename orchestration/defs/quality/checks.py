@@ -4,7 +4,6 @@ Every ``expectations/<asset_name>.json`` becomes a blocking check on the asset o
 failing suite stops everything downstream of that asset in the run.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource

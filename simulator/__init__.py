@@ -1,0 +1,9 @@
+"""The outside world of Blueprint: a simulated card-payment world and its three source systems.
+
+Standalone on purpose: ``orchestration/`` never imports it, and it imports nothing of the pipeline.
+"""
+
+from simulator.config import WorldConfig
+from simulator.run import simulate
+
+__all__ = ["WorldConfig", "simulate"]

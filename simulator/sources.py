@@ -1,0 +1,234 @@
+"""The three source systems' deliveries: file names, delivery ids, file contents, writing.
+
+File names follow docs/DATA_CONTRACTS.md: ``<source>_<business date>__<delivery id>.<ext>``
+with a delivery id ``dYYYYMMDDTHHMMSS``. Normal delivery times: transactions of day D at
+D+1 01:00:00, the CRM snapshot of day D at D+1 02:00:00, fraud reports of day R at R+1 00:30:00.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from simulator import faults
+from simulator.config import SECONDS_PER_DAY, WorldConfig
+from simulator.world import Transactions
+
+TRANSACTIONS, CUSTOMERS, FRAUD_REPORTS = "transactions", "customers", "fraud_reports"
+SOURCES = (TRANSACTIONS, CUSTOMERS, FRAUD_REPORTS)
+TRANSACTIONS_HEADER = "transaction_id,tx_datetime,card_number,terminal_id,amount"
+FRAUD_REPORTS_HEADER = "transaction_id,card_number,reported_at"
+TRANSACTIONS_DELIVERED_AT = (1, 0, 0)
+CUSTOMERS_DELIVERED_AT = (2, 0, 0)
+FRAUD_REPORTS_DELIVERED_AT = (0, 30, 0)
+GZIP_LEVEL = 1
+"""Fastest zlib level: the daily full CRM snapshots are most of the bytes written."""
+EXTENSIONS = {TRANSACTIONS: "csv.gz", CUSTOMERS: "jsonl.gz", FRAUD_REPORTS: "csv"}
+DELIVERED_AT_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def delivery_id(moment: datetime) -> str:
+    return moment.strftime("d%Y%m%dT%H%M%S")
+
+
+def file_name(source: str, business_date: date, delivered: datetime) -> str:
+    return f"{source}_{business_date.isoformat()}__{delivery_id(delivered)}.{EXTENSIONS[source]}"
+
+
+def normal_delivery(config: WorldConfig, source: str, day: int) -> datetime:
+    """When a source delivers the file of day index ``day`` when nothing goes wrong."""
+    hour, minute, second = {
+        TRANSACTIONS: TRANSACTIONS_DELIVERED_AT,
+        CUSTOMERS: CUSTOMERS_DELIVERED_AT,
+        FRAUD_REPORTS: FRAUD_REPORTS_DELIVERED_AT,
+    }[source]
+    return config.at(day + 1, hour, minute, second)
+
+
+def normal_file_name(config: WorldConfig, source: str, day: int) -> str:
+    """Name of the file of day index ``day`` delivered at the normal time."""
+    return file_name(source, config.day(day), normal_delivery(config, source, day))
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    """Gzip with mtime 0 and no file name in the header: same input, same bytes."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(
+        filename="", mode="wb", compresslevel=GZIP_LEVEL, mtime=0, fileobj=buffer
+    ) as gz:
+        gz.write(data)
+    return buffer.getvalue()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a hidden temporary file in the same folder, then rename over ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class CsvLines:
+    """CSV lines (each ending in ``\\n``) built column-wise in Arrow, sliced by row range."""
+
+    def __init__(self, columns: list[pa.Array]):
+        # 64-bit offsets: a large world's transactions exceed the 2 GiB of a plain string array
+        text = pa.large_string()
+        comma, newline = pa.scalar(",", text), pa.scalar("\n", text)
+        row = pc.binary_join_element_wise(*(c.cast(text) for c in columns), comma)
+        row = pc.binary_join_element_wise(row, pa.scalar("", text), newline)
+        self._row = row
+        if len(row):
+            self._offsets = np.frombuffer(row.buffers()[1], dtype=np.int64)[row.offset :]
+            self._data = row.buffers()[2]
+
+    def text(self, first: int, stop: int) -> bytes:
+        """Lines ``first`` to ``stop - 1`` as one byte string."""
+        if first == stop:
+            return b""
+        begin, end = int(self._offsets[first]), int(self._offsets[stop])
+        return self._data.slice(begin, end - begin).to_pybytes()
+
+    def line(self, index: int) -> str:
+        return self._row[index].as_py().rstrip("\n")
+
+
+def _datetime_strings(start: date, day: np.ndarray, second: np.ndarray) -> pa.Array:
+    return pc.cast(datetimes(start, day, second), pa.string())
+
+
+def _amount_strings(cents: np.ndarray) -> pa.Array:
+    units = pc.cast(pa.array(cents // 100), pa.string())
+    hundredths = pc.utf8_lpad(pc.cast(pa.array(cents % 100), pa.string()), 2, "0")
+    return pc.binary_join_element_wise(units, hundredths, ".")
+
+
+def transaction_ids(positions: np.ndarray) -> pa.Array:
+    return pc.binary_join_element_wise("t-", pc.cast(pa.array(positions), pa.string()), "")
+
+
+def datetimes(
+    start: date, day: np.ndarray, second: np.ndarray, mask: np.ndarray | None = None
+) -> pa.Array:
+    """Timestamps (second resolution) of ``second`` on day index ``day``; null where ``mask``."""
+    moments = np.datetime64(start, "s") + (day * SECONDS_PER_DAY + second).astype("timedelta64[s]")
+    return pa.array(moments, mask=mask)
+
+
+class TransactionFiles:
+    """The payment processor: one gzip CSV per day, with the faults of ``plan``."""
+
+    def __init__(
+        self,
+        config: WorldConfig,
+        tx: Transactions,
+        card_numbers: pa.Array,
+        plan: faults.FaultPlan,
+        folder: Path,
+    ):
+        self._config, self._plan, self._folder = config, plan, folder
+        self._lines = CsvLines(
+            [
+                transaction_ids(np.arange(tx.n)),
+                _datetime_strings(config.start, tx.day, tx.second),
+                card_numbers.take(pa.array(tx.customer)),
+                pc.cast(pa.array(tx.terminal), pa.string()),
+                _amount_strings(tx.cents),
+            ]
+        )
+        self._day_start = np.searchsorted(tx.day, np.arange(config.n_days + 1))
+
+    def content(self, day: int) -> tuple[bytes, list[dict[str, Any]]]:
+        """The decompressed file of ``day`` and the manifest entries of its malformed rows."""
+        first, stop = int(self._day_start[day]), int(self._day_start[day + 1])
+        name = normal_file_name(self._config, TRANSACTIONS, day)
+        pieces, entries, cursor = [(TRANSACTIONS_HEADER + "\n").encode()], [], first
+        broken = [p for p in self._plan.malformed_rows if first <= p < stop]
+        for position in sorted(broken):
+            fault = self._plan.malformed_rows[position]
+            pieces.append(self._lines.text(cursor, position))
+            pieces.append((faults.corrupt_row(self._lines.line(position), fault) + "\n").encode())
+            cursor = position + 1
+            entries.append(
+                {
+                    "kind": faults.MALFORMED_ROW,
+                    "reason": fault.reason,
+                    "file": name,
+                    "line": position - first + 2,
+                    "transaction_id": f"t-{position}",
+                    "date": self._config.day(day).isoformat(),
+                }
+            )
+        pieces.append(self._lines.text(cursor, stop))
+        return b"".join(pieces), entries
+
+    def write(self, day: int, content: bytes) -> list[dict[str, Any]]:
+        """Compress and deliver ``day``'s file (thread-safe); return file-level fault entries."""
+        config, business_date = self._config, self._config.day(day)
+        data = gzip_bytes(content)
+        normal = normal_delivery(config, TRANSACTIONS, day)
+        name = file_name(TRANSACTIONS, business_date, normal)
+        kind = self._plan.day_faults.get(day)
+        entry: dict[str, Any] = {"kind": kind, "date": business_date.isoformat()}
+        if kind is None:
+            write_atomic(self._folder / name, data)
+            return []
+        if kind == faults.DUPLICATE_DELIVERY:
+            again = file_name(
+                TRANSACTIONS, business_date, normal + timedelta(hours=faults.DUPLICATE_AFTER_HOURS)
+            )
+            write_atomic(self._folder / name, data)
+            write_atomic(self._folder / again, data)
+            entry["files"] = [name, again]
+        elif kind == faults.LATE_DELIVERY:
+            late = normal + timedelta(days=faults.LATE_BY_DAYS)
+            entry["file"] = file_name(TRANSACTIONS, business_date, late)
+            entry["delivered_at"] = late.strftime(DELIVERED_AT_FORMAT)
+            write_atomic(self._folder / entry["file"], data)
+        elif kind == faults.TRUNCATED_GZIP:
+            again = file_name(
+                TRANSACTIONS, business_date, normal + timedelta(days=faults.REDELIVERY_AFTER_DAYS)
+            )
+            write_atomic(self._folder / name, faults.truncate(data))
+            write_atomic(self._folder / again, data)
+            entry["file"], entry["redelivered_as"] = name, again
+        else:
+            raise ValueError(f"unknown file fault {kind!r}")
+        return [entry]
+
+
+class FraudReportFiles:
+    """The disputes system: one plain CSV per report day inside the world."""
+
+    def __init__(self, config: WorldConfig, tx: Transactions, card_numbers: pa.Array, folder: Path):
+        self._config, self._folder = config, folder
+        delivered = np.flatnonzero((tx.report_day >= 0) & (tx.report_day < config.n_days))
+        order = np.lexsort((delivered, tx.report_second[delivered], tx.report_day[delivered]))
+        reports = delivered[order]
+        report_day = tx.report_day[reports]
+        self._lines = CsvLines(
+            [
+                transaction_ids(reports),
+                card_numbers.take(pa.array(tx.customer[reports])),
+                _datetime_strings(config.start, report_day, tx.report_second[reports]),
+            ]
+        )
+        self._day_start = np.searchsorted(report_day, np.arange(config.n_days + 1))
+        self.n_delivered = len(reports)
+
+    def write(self, day: int) -> None:
+        name = normal_file_name(self._config, FRAUD_REPORTS, day)
+        body = self._lines.text(int(self._day_start[day]), int(self._day_start[day + 1]))
+        write_atomic(self._folder / name, (FRAUD_REPORTS_HEADER + "\n").encode() + body)
+
+
+def write_customers(config: WorldConfig, day: int, snapshot: bytes, folder: Path) -> None:
+    """Deliver the CRM's full snapshot of ``day``."""
+    write_atomic(folder / normal_file_name(config, CUSTOMERS, day), gzip_bytes(snapshot))

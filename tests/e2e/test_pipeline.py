@@ -1,0 +1,293 @@
+"""The whole graph through Dagster on a small world with every source fault.
+
+One world is simulated and materialized once (module fixture, through the real `blueprint`
+command, on a persistent Dagster instance); tests that change things work on a copy of it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import socket
+import time
+import urllib.request
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from tests.support import run_blueprint
+
+pytestmark = pytest.mark.slow
+
+DAYS = 40
+START = date(2018, 4, 1)
+NEXT_DAY = START + timedelta(days=DAYS)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("e2e") / "home"
+    run_blueprint(
+        home, "simulate", "--customers", "400", "--terminals", "800", "--days", str(DAYS),
+        "--faults", "--seed", "7", "--no-progress",
+    )
+    first = run_blueprint(home, "materialize")
+    assert "Materialized." in first.stdout, first.stdout + first.stderr
+    return home
+
+
+def copy_world(world: Path, tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    shutil.copytree(world, home, symlinks=True)
+    return home
+
+
+def instance(home: Path) -> dg.DagsterInstance:
+    return dg.DagsterInstance.from_config(str(home / "dagster"))
+
+
+def read_parquet(pattern: str) -> pd.DataFrame:
+    with duckdb.connect() as con:
+        return con.execute("select * from read_parquet(?, union_by_name=true)", [pattern]).df()
+
+
+def warehouse(home: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def faults(home: Path) -> list[dict]:
+    return json.loads((home / "simulator" / "faults.json").read_text())
+
+
+def test_every_valid_transaction_lands_exactly_once(world: Path):
+    truth = pd.read_parquet(world / "simulator" / "transactions_truth.parquet")
+    raw = read_parquet(str(world / "raw" / "transactions" / "*" / "data.parquet"))
+    assert raw["transaction_id"].is_unique
+    assert set(raw["transaction_id"]) == set(truth["transaction_id"])
+    assert len(raw) == len(truth)
+
+    manifest = faults(world)
+    assert {f["kind"] for f in manifest} == {
+        "malformed_row", "duplicate_delivery", "late_delivery", "truncated_gzip"
+    }
+    records = read_parquet(str(world / "quarantine" / "transactions" / "*" / "records.parquet"))
+    malformed = [f for f in manifest if f["kind"] == "malformed_row"]
+    row_records = records[records["line_number"].notna()]
+    assert sorted(zip(row_records["source_file"], row_records["line_number"].astype(int),
+                      strict=True)) == sorted((f["file"], f["line"]) for f in malformed)
+    truncated = [f["file"] for f in manifest if f["kind"] == "truncated_gzip"]
+    assert sorted(records.loc[records["line_number"].isna(), "source_file"]) == sorted(truncated)
+    # The re-delivery, not the truncated file, fed those partitions.
+    for fault in (f for f in manifest if f["kind"] == "truncated_gzip"):
+        day_rows = raw[raw["_source_file"].isin([fault["file"], fault["redelivered_as"]])]
+        assert set(day_rows["_source_file"]) == {fault["redelivered_as"]}
+
+
+def test_features_and_training_set_cover_every_valid_transaction(world: Path):
+    truth = pd.read_parquet(world / "simulator" / "transactions_truth.parquet")
+    [(n_features, n_ids)] = warehouse(
+        world, "select count(*), count(distinct transaction_id) from transaction_features"
+    )
+    assert n_features == n_ids == len(truth)
+    last_day = START + timedelta(days=DAYS - 1)
+    reported = truth[truth["is_fraud"].astype(bool) & (truth["report_date"] <= last_day)]
+    [(n_fraud,)] = warehouse(world, "select sum(is_fraud) from training_set")
+    assert n_fraud == len(reported)
+
+
+def test_runs_and_checks_are_recorded_on_the_persistent_instance(world: Path):
+    dagster = instance(world)
+    partitions = dagster.get_materialized_partitions(dg.AssetKey("raw_transactions"))
+    assert len(partitions) == DAYS
+    for key in ("transaction_features", "training_set", "customers", "quarantined_records"):
+        assert dagster.get_latest_materialization_event(dg.AssetKey(key)) is not None, key
+    runs = dagster.get_run_records()
+    assert len(runs) == 1 and runs[0].dagster_run.status == dg.DagsterRunStatus.SUCCESS
+    evaluations = dagster.all_logs(
+        runs[0].dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    )
+    outcomes = {
+        (e.dagster_event.event_specific_data.asset_key.to_user_string(),
+         e.dagster_event.event_specific_data.check_name): e.dagster_event.event_specific_data.passed
+        for e in evaluations
+    }
+    assert outcomes[("transaction_features", "expectations_suite")] is True
+    assert outcomes[("training_set", "expectations_suite")] is True
+    assert outcomes[("transaction_features", "no_personal_data")] is True
+    assert outcomes[("training_set", "no_personal_data")] is True
+
+
+def test_rerun_is_a_no_op(world: Path, tmp_path: Path):
+    home = copy_world(world, tmp_path)
+    snapshots = sorted((home / "raw").rglob("*.parquet"))
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in snapshots}
+    again = run_blueprint(home, "materialize")
+    assert "up to date" in again.stdout
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in snapshots} == before
+    assert len(instance(home).get_run_records()) == 1
+
+
+def test_no_personal_data_outside_the_raw_zone(world: Path):
+    scan = run_blueprint(world, "scan-pii", check=False)
+    assert scan.returncode == 0, scan.stdout
+    assert "0 findings" in scan.stdout
+
+
+def _crm_card(home: Path) -> str:
+    customers = read_parquet(str(home / "raw" / "customers" / "*" / "data.parquet"))
+    return customers["card_number"].iloc[0]
+
+
+def _land_transactions(home: Path, header: str, rows: list[str]) -> str:
+    name = f"transactions_{NEXT_DAY}__d{(NEXT_DAY + timedelta(days=1)):%Y%m%d}T010000.csv.gz"
+    body = "\n".join([header, *rows]) + "\n"
+    (home / "landing" / "transactions" / name).write_bytes(gzip.compress(body.encode()))
+    return name
+
+
+def _last_run(home: Path) -> dg.DagsterRun:
+    return instance(home).get_run_records(limit=1)[0].dagster_run
+
+
+def _materialized_in(home: Path, run_id: str) -> set[str]:
+    events = instance(home).all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    return {e.dagster_event.asset_key.to_user_string() for e in events}
+
+
+def test_a_bad_feature_value_stops_everything_downstream(world: Path, tmp_path: Path):
+    home = copy_world(world, tmp_path)
+    card = _crm_card(home)
+    _land_transactions(
+        home,
+        "transaction_id,tx_datetime,card_number,terminal_id,amount",
+        [
+            f"t-bad-1,{NEXT_DAY} 10:00:00,{card},1,12.50",
+            # Valid under the source contract (a non-negative amount), absurd as a feature.
+            f"t-bad-2,{NEXT_DAY} 11:00:00,{card},1,5000000000.00",
+        ],
+    )
+    result = run_blueprint(home, "materialize", check=False)
+    assert result.returncode != 0
+
+    run = _last_run(home)
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    built = _materialized_in(home, run.run_id)
+    assert {"raw_transactions", "transaction_features"} <= built
+    assert "training_set" not in built
+    evaluations = instance(home).all_logs(
+        run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    )
+    failed = {
+        e.dagster_event.event_specific_data.check_name
+        for e in evaluations
+        if not e.dagster_event.event_specific_data.passed
+        and e.dagster_event.event_specific_data.asset_key == dg.AssetKey("transaction_features")
+    }
+    assert failed == {"expectations_suite"}
+    [(n_bad,)] = warehouse(home, "select count(*) from training_set where amount > 1e6")
+    assert n_bad == 0
+
+
+@pytest.mark.parametrize(
+    ("header", "row", "column"),
+    [
+        ("transaction_id,tx_datetime,card_number,terminal_id,amount,currency",
+         "t-new-1,{day} 10:00:00,{card},1,12.50,EUR", "currency"),
+        ("transaction_id,tx_datetime,card_number,terminal_id,amount",
+         "t-new-{i},{day} 10:00:00,{card},1,twelve", "amount"),
+    ],
+    ids=["new-column", "amount-became-text"],
+)
+def test_a_schema_change_fails_loudly_and_builds_nothing(
+    world: Path, tmp_path: Path, header: str, row: str, column: str
+):
+    home = copy_world(world, tmp_path)
+    card = _crm_card(home)
+    rows = [row.format(day=NEXT_DAY, card=card, i=i) for i in range(5)]
+    name = _land_transactions(home, header, rows)
+    before = {p: p.read_bytes() for p in (home / "raw").rglob("*.parquet")}
+
+    result = run_blueprint(home, "materialize", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert column in output and name in output
+
+    run = _last_run(home)
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    assert not (_materialized_in(home, run.run_id) & {"transaction_features", "training_set"})
+    assert not (home / "raw" / "transactions" / f"date={NEXT_DAY}").exists()
+    assert {p: p.read_bytes() for p in (home / "raw").rglob("*.parquet")} == before
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["data"]
+
+
+def test_the_ui_shows_the_automation_and_the_sensor_ingests_new_files(
+    world: Path, tmp_path: Path
+):
+    home = copy_world(world, tmp_path)
+    last_day = START + timedelta(days=DAYS - 1)
+    # Take the last day back out of the lake and the landing zone: it "arrives" later.
+    parked = tmp_path / "parked"
+    parked.mkdir()
+    for source in ("transactions", "fraud_reports", "customers"):
+        shutil.rmtree(home / "raw" / source / f"date={last_day}")
+        for path in (home / "landing" / source).glob(f"{source}_{last_day}__*"):
+            shutil.move(path, parked / path.name)
+
+    port = _free_port()
+    run_blueprint(home, "ui", "--port", str(port))
+    try:
+        data = _graphql(
+            port,
+            "{ repositoriesOrError { ... on RepositoryConnection { nodes { "
+            "sensors { name sensorState { status } } "
+            "schedules { name scheduleState { status } } } } } }",
+        )
+        (repository,) = data["repositoriesOrError"]["nodes"]
+        assert {(s["name"], s["sensorState"]["status"]) for s in repository["sensors"]} == {
+            ("landing_file_sensor", "RUNNING")
+        }
+        assert {(s["name"], s["scheduleState"]["status"]) for s in repository["schedules"]} == {
+            ("daily_ingestion_schedule", "RUNNING")
+        }
+
+        for path in parked.iterdir():
+            source = path.name.split("_2018")[0]
+            shutil.move(path, home / "landing" / source / path.name)
+        deadline = time.monotonic() + 240
+        sensor_runs: list[dg.DagsterRun] = []
+        while time.monotonic() < deadline:
+            sensor_runs = [
+                r.dagster_run
+                for r in instance(home).get_run_records()
+                if r.dagster_run.tags.get("blueprint/trigger") == "landing_file_sensor"
+            ]
+            if sensor_runs and sensor_runs[0].is_finished:
+                break
+            time.sleep(3)
+        assert sensor_runs, "the sensor launched no run"
+        assert sensor_runs[0].status == dg.DagsterRunStatus.SUCCESS
+        assert sensor_runs[0].tags["dagster/asset_partition_range_start"] == str(last_day)
+    finally:
+        run_blueprint(home, "stop")
+    assert (home / "raw" / "transactions" / f"date={last_day}" / "data.parquet").exists()

@@ -1,0 +1,98 @@
+"""The PII scanner finds every kind of leak it promises, wherever it is, and nothing else."""
+
+import gzip
+import sqlite3
+
+import duckdb
+import pandas as pd
+import pytest
+
+from orchestration.lib.pii import (
+    CrmIdentifiers,
+    luhn_valid,
+    name_key,
+    scan_paths,
+    scan_values,
+)
+
+PAN = "4539578763621486"  # passes Luhn
+CRM = CrmIdentifiers(
+    name_keys=frozenset({name_key("Dr. Maria Gonzalez MD")}),
+    phones=frozenset({"(555)010-4477"}),
+    emails=frozenset({"maria@example.org"}),
+)
+
+
+def kinds(findings):
+    return sorted(f.kind for f in findings)
+
+
+def test_luhn():
+    assert luhn_valid(PAN)
+    assert not luhn_valid(PAN[:-1] + "7")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (PAN, ["card number (PAN)"]),
+        (f"card {PAN} used", ["card number (PAN)"]),
+        ("4539 5787 6362 1486", []),  # not a standalone run of digits
+        (f"a1b2{PAN}ff", []),  # a fragment of a longer token, e.g. a hex digest
+        ("4539578763621487", []),  # fails Luhn
+        ("elapsed 0.4539578763621486 s", []),  # the fraction of a decimal number
+        ("write to maria@example.org now", ["email address"]),
+        ("call 555-010-4477 x12", ["phone number"]),
+        ("(555)010-4477", ["CRM phone number", "phone number"]),
+        ("customer Maria Gonzalez complained", ["CRM customer name"]),
+        ("maria gonzalez", []),  # lower-case text is not a name column value
+        ("2018-04-01 07:19:05", []),  # a timestamp is not a phone number
+        ("t-123456", []),
+    ],
+)
+def test_scan_values(value, expected):
+    assert kinds(scan_values([value], "here", CRM)) == expected
+
+
+def test_findings_never_repeat_the_value():
+    (finding,) = scan_values([PAN], "table.col", CRM)
+    assert PAN not in str(finding)
+
+
+def test_scan_paths_covers_tables_parquet_text_gzip_and_sqlite(tmp_path):
+    home = tmp_path / "home"
+    raw = home / "raw"
+    raw.mkdir(parents=True)
+    (raw / "allowed.csv").write_text(f"{PAN}\n")  # the raw zone may hold PII
+
+    with duckdb.connect(str(home / "warehouse.duckdb")) as con:
+        con.execute("create table clean as select 'abc' as card_key, 12 as n")
+        con.execute(f"create table leaky as select {PAN}::bigint as pan_as_number")
+    pd.DataFrame({"email": ["maria@example.org"]}).to_parquet(home / "export.parquet")
+    with gzip.open(home / "log.txt.gz", "wt") as handle:
+        handle.write("scored Maria Gonzalez\n")
+    con = sqlite3.connect(home / "events.db")
+    con.execute("create table event_logs (event text)")
+    con.execute("insert into event_logs values ('phone (555)010-4477')")
+    con.commit()
+    con.close()
+
+    report = scan_paths([home], excluded=[raw], crm=CRM)
+    by_file: dict[str, set[str]] = {}
+    for finding in report.findings:
+        name = finding.location.split(":")[0].rsplit("/", 1)[-1]
+        by_file.setdefault(name, set()).add(finding.kind)
+    assert by_file == {
+        "warehouse.duckdb": {"card number (PAN)"},
+        "export.parquet": {"email address"},
+        "log.txt.gz": {"CRM customer name"},
+        "events.db": {"phone number", "CRM phone number"},
+    }
+    assert not any("allowed.csv" in f.location for f in report.findings)
+    assert any("clean" in s for s in report.scanned)
+
+
+def test_clean_tree_is_clean(tmp_path):
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        con.execute("create table t as select sha256('x') as card_key, 3.5 as amount")
+    assert scan_paths([tmp_path], excluded=[], crm=CRM).clean
