@@ -72,7 +72,9 @@ def simulate(
     try:
         start_day = date.fromisoformat(start)
     except ValueError:
-        raise typer.BadParameter(f"{start!r} is not a date YYYY-MM-DD", param_hint="--start")
+        raise typer.BadParameter(
+            f"{start!r} is not a date YYYY-MM-DD", param_hint="--start"
+        ) from None
     if start_day < settings.partitions_start:
         raise typer.BadParameter(
             f"{start} is before the first daily partition {settings.partitions_start}; "

@@ -54,7 +54,7 @@ def _quarantine_check(contract: SourceContract, results: list[IngestResult]) -> 
 
 def _summary_table(results: list[IngestResult]) -> str:
     lines = [
-        "| partition | rows written | quarantined rows | quarantined files | duplicates | rewritten |",
+        "| partition | rows | quarantined rows | quarantined files | duplicates | rewritten |",
         "|---|---|---|---|---|---|",
     ]
     for r in results[-60:]:
