@@ -138,15 +138,25 @@ def scan_values(values: Iterable[str], location: str, crm: CrmIdentifiers) -> li
     return [Finding(location, kind, counts[kind], hints[kind]) for kind in counts]
 
 
+CANDIDATE_SQL_PATTERN = (
+    r"[0-9]{10}|@|[0-9]{3}[^0-9]{0,2}[0-9]{3}[^0-9][0-9]{4}|[A-Za-z]{2,}[^A-Za-z0-9]+[A-Za-z]{2,}"
+)
+"""A value that matches none of these cannot hold a PAN, email, phone or name: DuckDB filters
+with it so Python only looks at candidates (a cheap superset of what ``scan_values`` finds)."""
+
+
 def _distinct_text(con: duckdb.DuckDBPyConnection, relation: str, column: str) -> Iterator[str]:
-    """Distinct values of one column as text, in chunks (values are cast, so a PAN stored as a
-    number is caught too)."""
+    """Distinct candidate values of one column as text, in chunks (values are cast, so a PAN
+    stored as a number is caught too)."""
+    value = f'cast("{column}" as varchar)'
     cursor = con.execute(
-        f'select distinct cast("{column}" as varchar) from {relation} where "{column}" is not null'
+        f"select distinct {value} from {relation} "
+        f"where {value} is not null and regexp_matches({value}, ?)",
+        [CANDIDATE_SQL_PATTERN],
     )
     while chunk := cursor.fetchmany(100_000):
-        for (value,) in chunk:
-            yield value
+        for (text,) in chunk:
+            yield text
 
 
 _SCANNED_TYPES = ("VARCHAR", "BIGINT", "HUGEINT", "UBIGINT", "DECIMAL", "JSON", "BLOB")

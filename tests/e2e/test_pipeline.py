@@ -209,7 +209,7 @@ def test_a_schema_change_fails_loudly_and_builds_nothing(
 ):
     home = copy_world(world, tmp_path)
     card = _crm_card(home)
-    rows = [row.format(day=NEXT_DAY, card=card, i=i) for i in range(5)]
+    rows = [row.format(day=NEXT_DAY, card=card, i=i) for i in range(12)]
     name = _land_transactions(home, header, rows)
     before = {p: p.read_bytes() for p in (home / "raw").rglob("*.parquet")}
 
