@@ -124,6 +124,12 @@ def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
     selected = selection.resolve(graph)
     partitioned = {k for k in selected if graph.get(k).partitions_def is not None}
     plan = plan_ingestion(CONTRACTS.values(), settings.landing_dir, settings.raw_dir)
+    for source, days in plan.waiting.items():
+        if days:
+            _echo(
+                f"Waiting for a readable re-delivery of {source} for "
+                f"{', '.join(d.isoformat() for d in days)} (the delivered files cannot be read)"
+            )
     if partitioned and plan.range is not None:
         return [(select or "*", plan.range)]
 

@@ -127,6 +127,7 @@ def pseudonymization_key(settings: Settings | None = None) -> bytes:
 
 
 def export_to_subprocesses(settings: Settings | None = None) -> None:
-    """Put the resolved BLUEPRINT_HOME in the environment for subprocesses (dbt, dagster)."""
+    """Put the resolved paths in the environment of subprocesses (dbt, dagster, bentoml)."""
     settings = settings or get_settings()
     os.environ["BLUEPRINT_HOME"] = str(settings.home)
+    os.environ["BENTOML_HOME"] = str(settings.bentoml_home)

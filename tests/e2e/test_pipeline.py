@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from datetime import date, timedelta
@@ -20,6 +23,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from orchestration.settings import PROJECT_ROOT
 from tests.support import run_blueprint
 
 pytestmark = pytest.mark.slow
@@ -291,3 +295,53 @@ def test_the_ui_shows_the_automation_and_the_sensor_ingests_new_files(
     finally:
         run_blueprint(home, "stop")
     assert (home / "raw" / "transactions" / f"date={last_day}" / "data.parquet").exists()
+
+
+def test_a_truncated_file_waits_for_its_redelivery(world: Path, tmp_path: Path):
+    home = copy_world(world, tmp_path)
+    fault = next(f for f in faults(home) if f["kind"] == "truncated_gzip")
+    landing = home / "landing" / "transactions"
+    snapshot_dir = home / "raw" / "transactions" / f"date={fault['date']}"
+    parked = tmp_path / fault["redelivered_as"]
+    shutil.move(landing / fault["redelivered_as"], parked)
+    shutil.rmtree(snapshot_dir)
+
+    waiting = run_blueprint(home, "materialize")
+    assert f"re-delivery of transactions for {fault['date']}" in waiting.stderr
+    assert not snapshot_dir.exists()
+
+    shutil.move(parked, landing / fault["redelivered_as"])
+    run_blueprint(home, "materialize")
+    snapshot = pd.read_parquet(snapshot_dir / "data.parquet")
+    assert set(snapshot["_source_file"]) == {fault["redelivered_as"]}
+    truth = pd.read_parquet(home / "simulator" / "transactions_truth.parquet")
+    expected = truth[truth["tx_datetime"].dt.date == date.fromisoformat(fault["date"])]
+    assert set(snapshot["transaction_id"]) == set(expected["transaction_id"])
+
+
+def _step_window(home: Path, run_id: str, step: str) -> tuple[float, float]:
+    events = [e for e in instance(home).all_logs(run_id) if e.step_key == step]
+    starts = [e.timestamp for e in events if e.dagster_event and e.dagster_event.is_step_start]
+    ends = [e.timestamp for e in events if e.dagster_event and e.dagster_event.is_step_success]
+    return starts[0], ends[-1]
+
+
+def test_concurrent_runs_take_turns_on_the_warehouse(world: Path, tmp_path: Path):
+    home = copy_world(world, tmp_path)
+    env = {**os.environ, "BLUEPRINT_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    command = [
+        str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
+        "-m", "orchestration.definitions", "-d", str(PROJECT_ROOT), "--select", "customers",
+    ]
+    runs = [
+        subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+
+    records = instance(home).get_run_records(limit=2)
+    windows = sorted(_step_window(home, r.dagster_run.run_id, "feature_models") for r in records)
+    (_, first_end), (second_start, _) = windows
+    assert second_start >= first_end  # one writer at a time, and neither failed on the lock

@@ -1,0 +1,118 @@
+{#- Terminal history for every day a terminal took payments, as of the start of that day.
+    For a payment on day D and a window of w days, the window is the w days ending
+    `terminal_delay_days` days before D: days D - delay - w .. D - delay - 1 (for delay 7:
+    D-7-w .. D-8). A fraud counts only if its report date is before D: the information rule
+    shared by all features (a report is usable for a transaction iff report_date < tx_date). -#}
+{%- set delay = var('terminal_delay_days') | int -%}
+{%- set windows = var('terminal_windows_days') -%}
+{%- set widest = windows | max -%}
+
+with
+
+transactions as (
+
+    select transaction_id, terminal_id, tx_date from {{ ref('stg_transactions') }}
+
+),
+
+fraud_reports as (
+
+    select transaction_id, report_date from {{ ref('stg_fraud_reports') }}
+
+),
+
+terminal_days as (
+
+    select
+        terminal_id,
+        tx_date,
+        date_diff('day', date '1970-01-01', tx_date) as day_number,
+        count(*) as nb_tx
+
+    from transactions
+    group by terminal_id, tx_date
+
+),
+
+-- frauds per terminal, transaction day and report day: when a fraud becomes usable
+-- depends on its report day, so report days are kept apart
+terminal_frauds as (
+
+    select
+        transactions.terminal_id,
+        date_diff('day', date '1970-01-01', transactions.tx_date) as fraud_day_number,
+        fraud_reports.report_date,
+        count(*) as nb_frauds
+
+    from fraud_reports
+    inner join transactions
+        on fraud_reports.transaction_id = transactions.transaction_id
+    group by all
+
+),
+
+delayed_tx_counts as (
+
+    select
+        terminal_id,
+        tx_date,
+        day_number,
+        nb_tx,
+        {%- for w in windows %}
+        coalesce(sum(nb_tx) over (
+            partition by terminal_id order by day_number
+            range between {{ delay + w }} preceding and {{ delay + 1 }} preceding
+        ), 0) as terminal_nb_tx_{{ w }}day{{ "," if not loop.last }}
+        {%- endfor %}
+
+    from terminal_days
+
+),
+
+delayed_fraud_counts as (
+
+    select
+        terminal_days.terminal_id,
+        terminal_days.tx_date,
+        {%- for w in windows %}
+        coalesce(sum(terminal_frauds.nb_frauds) filter (
+            where terminal_frauds.fraud_day_number >= terminal_days.day_number - {{ delay + w }}
+        ), 0) as terminal_nb_fraud_{{ w }}day{{ "," if not loop.last }}
+        {%- endfor %}
+
+    from terminal_days
+    inner join terminal_frauds
+        on terminal_days.terminal_id = terminal_frauds.terminal_id
+        and terminal_frauds.fraud_day_number
+            between terminal_days.day_number - {{ delay + widest }}
+            and terminal_days.day_number - {{ delay + 1 }}
+        and terminal_frauds.report_date < terminal_days.tx_date
+    group by terminal_days.terminal_id, terminal_days.tx_date
+
+),
+
+final as (
+
+    select
+        delayed_tx_counts.terminal_id,
+        delayed_tx_counts.tx_date,
+        delayed_tx_counts.nb_tx,
+        {%- for w in windows %}
+        delayed_tx_counts.terminal_nb_tx_{{ w }}day,
+        coalesce(delayed_fraud_counts.terminal_nb_fraud_{{ w }}day, 0)
+            as terminal_nb_fraud_{{ w }}day,
+        case
+            when delayed_tx_counts.terminal_nb_tx_{{ w }}day = 0 then 0.0
+            else coalesce(delayed_fraud_counts.terminal_nb_fraud_{{ w }}day, 0)
+                / delayed_tx_counts.terminal_nb_tx_{{ w }}day
+        end as terminal_risk_{{ w }}day{{ "," if not loop.last }}
+        {%- endfor %}
+
+    from delayed_tx_counts
+    left join delayed_fraud_counts
+        on delayed_tx_counts.terminal_id = delayed_fraud_counts.terminal_id
+        and delayed_tx_counts.tx_date = delayed_fraud_counts.tx_date
+
+)
+
+select * from final

@@ -1,0 +1,233 @@
+"""The dbt features against an independent pandas computation, point-in-time correctness,
+and dbt's own unit and data tests (passing, and failing when they should)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.features.raw_world import DbtRun, World, dbt_build, read_table, write_raw_zone
+
+WINDOWS = (1, 7, 30)
+TERMINAL_DELAY_DAYS = 7
+FEATURES = [
+    "amount",
+    "tx_during_weekend",
+    "tx_during_night",
+    *[f"card_{kind}_{w}day" for w in WINDOWS for kind in ("nb_tx", "avg_amount")],
+    *[f"terminal_{kind}_{w}day" for w in WINDOWS for kind in ("nb_tx", "risk")],
+]
+CUTOFF = datetime(2024, 2, 10, 12, 0, 0)
+
+
+def earliest_reports(world: World) -> pd.DataFrame:
+    """One report per transaction, the first one, with the day it was filed."""
+    reports = world.fraud_reports.sort_values("reported_at").drop_duplicates("transaction_id")
+    return reports.assign(report_date=reports["reported_at"].dt.normalize())[
+        ["transaction_id", "reported_at", "report_date"]
+    ]
+
+
+def expected_features(world: World) -> pd.DataFrame:
+    """The handbook's features straight from their definitions, with pandas."""
+    tx = world.transactions.sort_values(["tx_datetime", "transaction_id"]).reset_index(drop=True)
+    out = tx[["transaction_id", "amount"]].copy()
+    out["tx_during_weekend"] = (tx["tx_datetime"].dt.weekday >= 5).astype(int)
+    out["tx_during_night"] = (tx["tx_datetime"].dt.hour <= 6).astype(int)
+
+    for w in WINDOWS:
+        nb, avg = pd.Series(np.nan, index=tx.index), pd.Series(np.nan, index=tx.index)
+        for _, card_tx in tx.groupby("card_number"):
+            rolling = card_tx.set_index("tx_datetime")["amount"].rolling(f"{w}D")
+            nb[card_tx.index] = rolling.count().to_numpy()
+            avg[card_tx.index] = rolling.mean().to_numpy()
+        out[f"card_nb_tx_{w}day"], out[f"card_avg_amount_{w}day"] = nb, avg
+
+    tx_day = tx["tx_datetime"].dt.normalize()
+    report_day = tx[["transaction_id"]].merge(earliest_reports(world), how="left")["report_date"]
+    for w in WINDOWS:
+        nb_tx, risk = [], []
+        for i in tx.index:
+            day = tx_day[i]
+            first = day - pd.Timedelta(days=TERMINAL_DELAY_DAYS + w)
+            last = day - pd.Timedelta(days=TERMINAL_DELAY_DAYS + 1)
+            in_window = (tx["terminal_id"] == tx["terminal_id"][i]) & tx_day.between(first, last)
+            known_fraud = in_window & (report_day < day)  # NaT compares False: never reported
+            nb_tx.append(int(in_window.sum()))
+            risk.append(known_fraud.sum() / in_window.sum() if in_window.sum() else 0.0)
+        out[f"terminal_nb_tx_{w}day"], out[f"terminal_risk_{w}day"] = nb_tx, risk
+    return out.set_index("transaction_id").sort_index()
+
+
+def features_of(run: DbtRun) -> pd.DataFrame:
+    return (
+        read_table(run.warehouse, "transaction_features").set_index("transaction_id").sort_index()
+    )
+
+
+def test_dbt_build_runs_the_unit_tests_and_data_tests_and_all_pass(built: DbtRun) -> None:
+    results = built.results()
+    unit_tests = [uid for uid in results if uid.startswith("unit_test.")]
+    data_tests = [uid for uid in results if uid.startswith("test.")]
+    assert len(unit_tests) >= 2
+    assert len(data_tests) >= 50
+    assert {results[uid] for uid in unit_tests + data_tests} == {"pass"}
+    assert {s for uid, s in results.items() if uid.startswith("model.")} == {"success"}
+
+
+def test_features_match_an_independent_pandas_computation(built: DbtRun, world: World) -> None:
+    expected = expected_features(world)
+    actual = features_of(built)
+    assert list(actual.index) == list(expected.index)
+    assert actual.columns[actual.columns.isin(FEATURES)].tolist() == FEATURES  # handbook order
+    # the fixture exercises what the windows must get right, or this test proves little
+    assert (expected["card_nb_tx_1day"] > 1).any() and (expected["terminal_risk_7day"] > 0).any()
+    pd.testing.assert_frame_equal(
+        actual[FEATURES], expected[FEATURES], check_dtype=False, rtol=0, atol=1e-9
+    )
+
+
+def test_training_set_is_features_plus_label_with_the_time_it_became_known(
+    built: DbtRun, world: World
+) -> None:
+    training = read_table(built.warehouse, "training_set").set_index("transaction_id").sort_index()
+    reports = earliest_reports(world).set_index("transaction_id")
+    labelled = training.join(reports, rsuffix="_expected")
+    assert (labelled["is_fraud"] == labelled["reported_at_expected"].notna()).all()
+    for column in ("reported_at", "report_date"):
+        pd.testing.assert_series_equal(
+            pd.to_datetime(labelled[column]).astype("datetime64[ns]"),
+            labelled[f"{column}_expected"].astype("datetime64[ns]"),
+            check_names=False,
+        )
+    pd.testing.assert_frame_equal(training[FEATURES], features_of(built)[FEATURES])
+
+
+def changed_after(world: World, cutoff: datetime, seed: int = 3) -> World:
+    """The same world up to ``cutoff``; after it, different payments and different reports."""
+    rng = np.random.default_rng(seed)
+    changed = world.copy()
+    tx = changed.transactions
+    after = tx["tx_datetime"] > cutoff
+    keep = ~after | (rng.random(len(tx)) < 0.5)
+    tx = tx[keep].copy()
+    tx.loc[tx["tx_datetime"] > cutoff, "amount"] *= 3  # changed amounts
+    later = cutoff + pd.to_timedelta(rng.integers(1, 20 * 86400, 60), unit="s")
+    pans = tx["card_number"].unique()
+    new_tx = pd.DataFrame(
+        {
+            "transaction_id": [f"t-new-{i}" for i in range(60)],
+            "tx_datetime": later,
+            "card_number": rng.choice(pans, 60),
+            "terminal_id": rng.choice(tx["terminal_id"].unique(), 60),
+            "amount": rng.gamma(2.0, 200.0, 60).round(2),
+        }
+    )
+    changed.transactions = pd.concat([tx, new_tx], ignore_index=True)
+
+    reports = changed.fraud_reports
+    reports = reports[reports["transaction_id"].isin(changed.transactions["transaction_id"])]
+    late = reports["reported_at"] > cutoff
+    reports = reports[~late | (rng.random(len(reports)) < 0.5)].copy()
+    late = reports["reported_at"] > cutoff
+    reports.loc[late, "reported_at"] += pd.Timedelta(days=2)  # changed report times
+    # new reports filed after the cutoff: for payments before it (the label becomes known
+    # later, some on the cutoff's own day) and for the new payments
+    unreported = changed.transactions[
+        ~changed.transactions["transaction_id"].isin(reports["transaction_id"])
+    ]
+    before = unreported[unreported["tx_datetime"] <= cutoff].sample(10, random_state=seed)
+    new_reports = pd.concat([before, new_tx.head(15)])[["transaction_id", "card_number"]]
+    new_reports["reported_at"] = pd.Timestamp(cutoff) + pd.to_timedelta(
+        np.r_[np.arange(1, 4) * 3600, rng.integers(86400, 15 * 86400, len(new_reports) - 3)],
+        unit="s",
+    )
+    changed.fraud_reports = pd.concat([reports, new_reports], ignore_index=True)
+    return changed
+
+
+def test_changes_after_a_cutoff_leave_every_earlier_feature_unchanged(
+    built: DbtRun, world: World, pseudonymization_key_hex: str, tmp_path_factory
+) -> None:
+    changed = changed_after(world, CUTOFF)
+    home = tmp_path_factory.mktemp("changed_after_cutoff")
+    write_raw_zone(changed, home)
+    # starts from the first run's manifest, parsed with another BLUEPRINT_HOME
+    rerun = dbt_build(home, pseudonymization_key_hex, reuse_target=built.target_path)
+    assert rerun.returncode == 0, rerun.output[-5000:]
+
+    before, after = features_of(built), features_of(rerun)
+    early = before.index[before["tx_datetime"] <= CUTOFF]
+    assert len(early) > 300
+    # atol: DuckDB may add the same amounts in another order when a card has more payments
+    # later on (its window aggregates use a segment tree), a difference of ~1e-14
+    pd.testing.assert_frame_equal(after.loc[early], before.loc[early], rtol=0, atol=1e-12)
+
+    # the change was real: later features and earlier labels did move
+    late = before.index[before["tx_datetime"] > CUTOFF].intersection(after.index)
+    assert not after.loc[late, FEATURES].equals(before.loc[late, FEATURES])
+    labels_before = read_table(built.warehouse, "training_set").set_index("transaction_id")
+    labels_after = read_table(rerun.warehouse, "training_set").set_index("transaction_id")
+    assert not labels_after.loc[early, "is_fraud"].equals(labels_before.loc[early, "is_fraud"])
+
+
+def test_a_duplicated_transaction_fails_the_build(
+    world: World, pseudonymization_key_hex: str, tmp_path_factory
+) -> None:
+    broken = world.copy()
+    twice = broken.transactions.iloc[[10]].copy()
+    twice["tx_datetime"] += pd.Timedelta(days=1)  # re-delivered in the next day's partition
+    broken.transactions = pd.concat([broken.transactions, twice], ignore_index=True)
+    home = tmp_path_factory.mktemp("duplicated_transaction")
+    write_raw_zone(broken, home)
+
+    run = dbt_build(home, pseudonymization_key_hex)
+
+    assert run.returncode != 0
+    results = run.results()
+    unique_test = next(
+        uid
+        for uid in results
+        if uid.startswith("test.blueprint.unique_stg_transactions_transaction_id")
+    )
+    assert results[unique_test] == "fail"
+    assert results["model.blueprint.transaction_features"] == "skipped"
+
+
+@pytest.mark.parametrize(
+    ("table", "key"), [("customers", "customer_key"), ("quarantined_records", "row_sha256")]
+)
+def test_side_marts_hold_one_row_per_entity(built: DbtRun, world: World, table, key) -> None:
+    rows = read_table(built.warehouse, table)
+    assert rows[key].is_unique and len(rows) > 0
+    if table == "customers":
+        assert len(rows) == world.customers["customer_id"].nunique()
+        latest_snapshot = pd.Timestamp(world.customers["snapshot_date"].max())
+        assert (pd.to_datetime(rows["snapshot_date"]) == latest_snapshot).all()
+    else:
+        assert rows["source"].tolist() == ["transactions"]
+        assert rows.columns.tolist() == [
+            "source",
+            "partition_date",
+            "source_file",
+            "line_number",
+            "reason",
+            "row_sha256",
+            "quarantined_at",
+        ]
+
+
+def test_every_model_and_every_column_is_described(built: DbtRun) -> None:
+    manifest = json.loads((built.target_path / "manifest.json").read_text())
+    models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
+    assert len(models) >= 9
+    for model in models:
+        assert len(model["description"]) > 40, model["name"]
+        built_columns = read_table(built.warehouse, model["name"]).columns
+        described = {name: c["description"] for name, c in model["columns"].items()}
+        assert set(described) == set(built_columns), model["name"]
+        assert all(len(text) > 15 for text in described.values()), model["name"]
