@@ -32,10 +32,10 @@ stop:
 	@if [ -x $(BIN)/blueprint ]; then $(BIN)/blueprint stop; else echo "Nothing is running."; fi
 
 test: setup
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --durations=15
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15
 
 test-fast: setup
-	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not slow"
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check .

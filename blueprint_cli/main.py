@@ -287,16 +287,9 @@ def demo() -> None:
 @app.command("scan-pii")
 def scan_pii() -> None:
     """Scan every table and file outside the raw zone for personal data; exit 1 on a finding."""
-    from orchestration.lib.pii import load_crm_identifiers, scan_paths
-    from orchestration.settings import DBT_PROJECT_DIR
+    from orchestration.lib.pii import scan_outside_raw_zone
 
-    settings = _prepare()
-    crm = load_crm_identifiers(settings.raw_dir / "customers")
-    report = scan_paths(
-        roots=[settings.home, DBT_PROJECT_DIR / "target", DBT_PROJECT_DIR / "logs"],
-        excluded=settings.raw_zone_dirs,
-        crm=crm,
-    )
+    report, _ = scan_outside_raw_zone(_prepare())
     for finding in report.findings:
         typer.echo(f"LEAK {finding}")
     typer.echo(f"Scanned {len(report.scanned)} locations; {len(report.findings)} findings.")

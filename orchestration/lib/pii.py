@@ -21,9 +21,12 @@ from pathlib import Path
 
 import duckdb
 
+from orchestration.settings import DBT_PROJECT_DIR, Settings
+
 PAN_PATTERN = re.compile(r"(?<![0-9A-Za-z])(?<![0-9]\.)[0-9]{13,19}(?![0-9A-Za-z])(?!\.[0-9])")
 """A standalone digit run: not inside a longer token, nor the fraction of a decimal number."""
 EMAIL_PATTERN = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+MAX_GENERIC_TLD = 6
 PHONE_PATTERN = re.compile(
     r"(?<![0-9A-Za-z.-])(?:\+1-|001-)?(?:\(\d{3}\)|\d{3})[-. ]?\d{3}[-. ]\d{4}(?:x\d+)?(?![0-9])"
 )
@@ -127,7 +130,10 @@ def scan_values(values: Iterable[str], location: str, crm: CrmIdentifiers) -> li
                     hit("CRM phone number", match)
         if "@" in value:
             for match in EMAIL_PATTERN.findall(value):
-                hit("email address", match)
+                # A long "top-level domain" is more often code (module@package.definitions)
+                # than mail: those count only when the CRM knows the address.
+                if len(match.rsplit(".", 1)[1]) <= MAX_GENERIC_TLD or match.lower() in crm.emails:
+                    hit("email address", match)
         if crm.phones and value in crm.phones and "CRM phone number" not in counts:
             hit("CRM phone number", value)
         if crm.name_keys and any(c.isupper() for c in value):
@@ -267,3 +273,14 @@ def scan_paths(roots: Iterable[Path], excluded: Iterable[Path], crm: CrmIdentifi
             report.findings += part.findings
             report.scanned += part.scanned
     return report
+
+
+def scan_outside_raw_zone(settings: Settings) -> tuple[ScanReport, CrmIdentifiers]:
+    """Everything Blueprint writes outside the raw zone: BLUEPRINT_HOME and dbt's target/logs."""
+    crm = load_crm_identifiers(settings.raw_dir / "customers")
+    report = scan_paths(
+        roots=[settings.home, DBT_PROJECT_DIR / "target", DBT_PROJECT_DIR / "logs"],
+        excluded=settings.raw_zone_dirs,
+        crm=crm,
+    )
+    return report, crm

@@ -42,6 +42,7 @@ def test_luhn():
         ("4539578763621487", []),  # fails Luhn
         ("elapsed 0.4539578763621486 s", []),  # the fraction of a decimal number
         ("write to maria@example.org now", ["email address"]),
+        ("__repository__@orchestration.definitions", []),  # a code location, not mail
         ("call 555-010-4477 x12", ["phone number"]),
         ("(555)010-4477", ["CRM phone number", "phone number"]),
         ("customer Maria Gonzalez complained", ["CRM customer name"]),

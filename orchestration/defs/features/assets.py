@@ -37,34 +37,27 @@ class BlueprintDbtTranslator(DagsterDbtTranslator):
         return "features"
 
 
-def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    export_to_subprocesses()  # dbt reads BLUEPRINT_HOME through env_var()
-    yield from dbt.cli(["build"], context=context, raise_on_error=True).stream()
+def _build_dbt_assets(name: str, **selection: str) -> dg.AssetsDefinition:
+    """One dbt step: ``dbt build`` of the selected models and their tests."""
+
+    @dbt_assets(
+        manifest=dbt_project.manifest_path,
+        project=dbt_project,
+        name=name,
+        dagster_dbt_translator=BlueprintDbtTranslator(),
+        backfill_policy=single_run,
+        pool=WAREHOUSE_POOL,
+        **selection,
+    )
+    def _dbt_step(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+        export_to_subprocesses()  # dbt reads BLUEPRINT_HOME through env_var()
+        yield from dbt.cli(["build"], context=context, raise_on_error=True).stream()
+
+    return _dbt_step
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    exclude=GATED_SELECTION,
-    name="feature_models",
-    dagster_dbt_translator=BlueprintDbtTranslator(),
-    backfill_policy=single_run,
-    pool=WAREHOUSE_POOL,
-)
-def feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    """Staging (PII removed), intermediate models and the feature marts."""
-    yield from _dbt_build(context, dbt)
+feature_models = _build_dbt_assets("feature_models", exclude=GATED_SELECTION)
+"""Staging (PII removed), intermediate models and the feature marts."""
 
-
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    select=GATED_SELECTION,
-    name="training_models",
-    dagster_dbt_translator=BlueprintDbtTranslator(),
-    backfill_policy=single_run,
-    pool=WAREHOUSE_POOL,
-)
-def training_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    """The training set: features, label and when the label became known."""
-    yield from _dbt_build(context, dbt)
+training_models = _build_dbt_assets("training_models", select=GATED_SELECTION)
+"""The training set: features, the label and when the label became known."""

@@ -10,8 +10,8 @@ from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.partitions import WAREHOUSE_POOL
 from orchestration.lib.expectations import validate_frame
-from orchestration.lib.pii import load_crm_identifiers, scan_paths
-from orchestration.settings import DBT_PROJECT_DIR, EXPECTATIONS_DIR, get_settings
+from orchestration.lib.pii import scan_outside_raw_zone
+from orchestration.settings import EXPECTATIONS_DIR, get_settings
 
 PII_CHECKED_ASSETS = ("transaction_features", "training_set")
 """The scan covers everything outside the raw zone; it gates these assets (training inputs)."""
@@ -67,13 +67,7 @@ def build_pii_check(asset_name: str) -> dg.AssetChecksDefinition:
         ),
     )
     def _pii_check() -> dg.AssetCheckResult:
-        settings = get_settings()
-        crm = load_crm_identifiers(settings.raw_dir / "customers")
-        report = scan_paths(
-            roots=[settings.home, DBT_PROJECT_DIR / "target", DBT_PROJECT_DIR / "logs"],
-            excluded=settings.raw_zone_dirs,
-            crm=crm,
-        )
+        report, crm = scan_outside_raw_zone(get_settings())
         findings = "\n".join(f"- {f}" for f in report.findings[:50]) or "none"
         return dg.AssetCheckResult(
             passed=report.clean,
