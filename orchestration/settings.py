@@ -20,6 +20,15 @@ EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 
 PSEUDONYMIZATION_KEY_ENV = "BLUEPRINT_PSEUDONYMIZATION_KEY"
 
+NO_TELEMETRY_ENV = {
+    "DO_NOT_TRACK": "1",
+    "DAGSTER_DISABLE_TELEMETRY": "1",
+    "GX_ANALYTICS_ENABLED": "false",
+    "BENTOML_DO_NOT_TRACK": "True",
+    "EVIDENTLY_DISABLE_TELEMETRY": "1",
+}
+"""Blueprint runs offline: no library may phone home (dbt's is off in dbt_project.yml)."""
+
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
@@ -131,3 +140,5 @@ def export_to_subprocesses(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     os.environ["BLUEPRINT_HOME"] = str(settings.home)
     os.environ["BENTOML_HOME"] = str(settings.bentoml_home)
+    for name, value in NO_TELEMETRY_ENV.items():
+        os.environ.setdefault(name, value)

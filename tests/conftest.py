@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+from orchestration.settings import NO_TELEMETRY_ENV
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests never reach the internet: switch every library's telemetry off."""
+    for name, value in NO_TELEMETRY_ENV.items():
+        os.environ.setdefault(name, value)
 
 
 @pytest.fixture
