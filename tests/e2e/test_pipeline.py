@@ -123,7 +123,6 @@ def test_runs_and_checks_are_recorded_on_the_persistent_instance(world: Path):
     }
     assert outcomes[("transaction_features", "expectations_suite")] is True
     assert outcomes[("training_set", "expectations_suite")] is True
-    assert outcomes[("transaction_features", "no_personal_data")] is True
     assert outcomes[("training_set", "no_personal_data")] is True
 
 
@@ -141,6 +140,37 @@ def test_no_personal_data_outside_the_raw_zone(world: Path):
     scan = run_blueprint(world, "scan-pii", check=False)
     assert scan.returncode == 0, scan.stdout
     assert "0 findings" in scan.stdout
+
+
+def _dagster_materialize(home: Path, selection: str) -> subprocess.Popen:
+    env = {**os.environ, "BLUEPRINT_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
+         "-m", "orchestration.definitions", "-d", str(PROJECT_ROOT), "--select", selection],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def test_a_leak_outside_the_raw_zone_fails_the_pii_gate(world: Path, tmp_path: Path):
+    home = copy_world(world, tmp_path)
+    leak = home / "reports" / "export.csv"
+    leak.parent.mkdir(parents=True)
+    leak.write_text(f"card,amount\n{_crm_card(home)},12.50\n")
+
+    run = _dagster_materialize(home, "training_set")
+    output = run.communicate(timeout=600)[0]
+    assert run.returncode != 0, output[-3000:]
+    evaluations = instance(home).all_logs(
+        _last_run(home).run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    )
+    [pii] = [
+        e.dagster_event.event_specific_data
+        for e in evaluations
+        if e.dagster_event.event_specific_data.check_name == "no_personal_data"
+    ]
+    assert not pii.passed
+    assert "export.csv" in pii.metadata["details"].value
+    assert _crm_card(home) not in output  # the finding names the place, never the value
 
 
 def _crm_card(home: Path) -> str:
@@ -328,16 +358,7 @@ def _step_window(home: Path, run_id: str, step: str) -> tuple[float, float]:
 
 def test_concurrent_runs_take_turns_on_the_warehouse(world: Path, tmp_path: Path):
     home = copy_world(world, tmp_path)
-    env = {**os.environ, "BLUEPRINT_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
-    command = [
-        str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
-        "-m", "orchestration.definitions", "-d", str(PROJECT_ROOT), "--select", "customers",
-    ]
-    runs = [
-        subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
-        for _ in range(2)
-    ]
+    runs = [_dagster_materialize(home, "customers") for _ in range(2)]
     outputs = [run.communicate(timeout=600)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
 
