@@ -14,10 +14,12 @@ from typing import Annotated
 
 import typer
 
+from blueprint_cli.models import models_app
 from orchestration.lib.instance import ensure_instance
 from orchestration.settings import PROJECT_ROOT, Settings, export_to_subprocesses, get_settings
 
 app = typer.Typer(help="Blueprint: a production-shaped ML system for card-fraud detection.")
+app.add_typer(models_app, name="models")
 
 
 def _prepare() -> Settings:

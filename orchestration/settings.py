@@ -79,6 +79,16 @@ class Settings:
         return self.home / "bentoml"
 
     @property
+    def model_store_dir(self) -> Path:
+        """BentoML's model store: the trained pipelines and their immutable facts."""
+        return self.bentoml_home / "models"
+
+    @property
+    def registry_path(self) -> Path:
+        """The append-only model registry (SQLite): status changes and gate decisions."""
+        return self.home / "registry" / "registry.db"
+
+    @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
 
