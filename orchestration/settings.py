@@ -50,6 +50,27 @@ class Settings:
     """BLUEPRINT_DAGSTER_PORT (default 3000): port of the Dagster UI started by ``make demo``."""
     env: str
     """BLUEPRINT_ENV (default ``local``): which set of resources to use (local | production)."""
+    train_days: int
+    """BLUEPRINT_TRAIN_DAYS (default 7): days of the training window (handbook protocol)."""
+    delay_days: int
+    """BLUEPRINT_DELAY_DAYS (default 7): gap between training and test windows."""
+    test_days: int
+    """BLUEPRINT_TEST_DAYS (default 7): days of the test window."""
+    n_folds: int
+    """BLUEPRINT_N_FOLDS (default 4): prequential validation folds."""
+    fold_step_days: int
+    """BLUEPRINT_FOLD_STEP_DAYS (default 7): how far each fold is shifted back."""
+    seed: int
+    """BLUEPRINT_SEED (default 0): random state of every model."""
+    promotion_ap_margin: float
+    """BLUEPRINT_PROMOTION_AP_MARGIN (default 0.005): Average Precision a challenger must gain
+    over the champion, on the same test window, to be promoted."""
+    promotion_cp_tolerance: float
+    """BLUEPRINT_PROMOTION_CP_TOLERANCE (default 0.01): Card Precision@100 it may lose."""
+    promotion_ap_floor: float
+    """BLUEPRINT_PROMOTION_AP_FLOOR (default 0.3): Average Precision the first champion needs."""
+    alerts_per_day: float
+    """BLUEPRINT_ALERTS_PER_DAY (default 100): alert budget the champion's threshold meets."""
 
     @property
     def landing_dir(self) -> Path:
@@ -65,6 +86,11 @@ class Settings:
     def quarantine_dir(self) -> Path:
         """Quarantine records without personal data (file, line, reason, row hash)."""
         return self.home / "quarantine"
+
+    @property
+    def training_dir(self) -> Path:
+        """Exact training data of every model (Parquet, named by content hash)."""
+        return self.home / "training"
 
     @property
     def warehouse_path(self) -> Path:
@@ -117,6 +143,16 @@ def get_settings() -> Settings:
         quarantine_fail_rate=float(_env("BLUEPRINT_QUARANTINE_FAIL_RATE", "0.05")),
         dagster_port=int(_env("BLUEPRINT_DAGSTER_PORT", "3000")),
         env=_env("BLUEPRINT_ENV", "local"),
+        train_days=int(_env("BLUEPRINT_TRAIN_DAYS", "7")),
+        delay_days=int(_env("BLUEPRINT_DELAY_DAYS", "7")),
+        test_days=int(_env("BLUEPRINT_TEST_DAYS", "7")),
+        n_folds=int(_env("BLUEPRINT_N_FOLDS", "4")),
+        fold_step_days=int(_env("BLUEPRINT_FOLD_STEP_DAYS", "7")),
+        seed=int(_env("BLUEPRINT_SEED", "0")),
+        promotion_ap_margin=float(_env("BLUEPRINT_PROMOTION_AP_MARGIN", "0.005")),
+        promotion_cp_tolerance=float(_env("BLUEPRINT_PROMOTION_CP_TOLERANCE", "0.01")),
+        promotion_ap_floor=float(_env("BLUEPRINT_PROMOTION_AP_FLOOR", "0.3")),
+        alerts_per_day=float(_env("BLUEPRINT_ALERTS_PER_DAY", "100")),
     )
 
 
