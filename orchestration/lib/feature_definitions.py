@@ -1,0 +1,271 @@
+"""The feature definitions serving runs: dbt's compiled SQL, taken from a dbt manifest.
+
+Online features must equal ``transaction_features`` exactly, so serving does not re-implement
+them: it runs the very SQL dbt compiled, model by model, from the staged inputs
+(``stg_transactions``, ``stg_fraud_reports``) up to ``transaction_features``. This module reads
+that chain from a ``manifest.json`` written by ``dbt build`` or ``dbt compile`` (the manifest of
+``dbt parse`` has no compiled SQL) and fingerprints it: ``FeatureDefinitions.hash`` changes
+whenever a model's compiled SQL changes (a model, a macro or a dbt var), and is the same for
+every ``BLUEPRINT_HOME``, since compiled SQL names relations (``"warehouse"."main"...``), never
+paths.
+
+The dbt vars that set the windows (``card_windows_days``, ``terminal_windows_days``,
+``terminal_delay_days``) are not in the manifest; they are read from ``dbt_project.yml`` and
+only decide how much history serving keeps and hands the SQL, never a feature value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestration.settings import DBT_PROJECT_DIR
+
+INPUT_MODELS = ("stg_transactions", "stg_fraud_reports")
+"""The staged tables serving keeps as state; their SQL reads the raw zone and is not run online."""
+OUTPUT_MODEL = "transaction_features"
+"""The model whose rows serving must reproduce."""
+
+WINDOW_VARS = ("card_windows_days", "terminal_windows_days", "terminal_delay_days")
+
+_ABSOLUTE_PATH_LITERAL = re.compile(r"'(?:/|[A-Za-z]:[\\/])[^']*'")
+"""A string literal holding an absolute path: a compiled SQL with one depends on the machine."""
+
+
+class FeatureDefinitionsError(Exception):
+    """The manifest cannot give the feature definitions (no compiled SQL, missing models...)."""
+
+
+@dataclass(frozen=True)
+class Relation:
+    """Where dbt materializes a model, as the compiled SQL names it."""
+
+    database: str
+    schema: str
+    identifier: str
+
+    @property
+    def sql(self) -> str:
+        return ".".join(
+            quote_identifier(part) for part in (self.database, self.schema, self.identifier)
+        )
+
+
+@dataclass(frozen=True)
+class ModelSql:
+    """One dbt model: its relation, its compiled SQL and the models it reads."""
+
+    name: str
+    relation: Relation
+    compiled_sql: str
+    depends_on: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FeatureWindows:
+    """The dbt vars that bound how far back a payment's features look."""
+
+    card_windows_days: tuple[int, ...]
+    terminal_windows_days: tuple[int, ...]
+    terminal_delay_days: int
+
+    @property
+    def card_horizon(self) -> timedelta:
+        """A card's payments older than this before a payment never count for it."""
+        return timedelta(days=max(self.card_windows_days))
+
+    @property
+    def terminal_horizon_days(self) -> int:
+        """Terminal features of day D read the terminal's days D - this .. D - 1 at most."""
+        return self.terminal_delay_days + max(self.terminal_windows_days)
+
+    @property
+    def lookback_days(self) -> int:
+        """Days of history a serving snapshot keeps before its last day (one day of margin)."""
+        return max(max(self.card_windows_days), self.terminal_horizon_days) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "card_windows_days": list(self.card_windows_days),
+            "terminal_windows_days": list(self.terminal_windows_days),
+            "terminal_delay_days": self.terminal_delay_days,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureWindows:
+        return cls(
+            card_windows_days=tuple(int(w) for w in data["card_windows_days"]),
+            terminal_windows_days=tuple(int(w) for w in data["terminal_windows_days"]),
+            terminal_delay_days=int(data["terminal_delay_days"]),
+        )
+
+
+@dataclass(frozen=True)
+class FeatureDefinitions:
+    """The compiled SQL chain from the staged inputs to ``transaction_features``."""
+
+    inputs: tuple[ModelSql, ...]
+    """``stg_transactions`` and ``stg_fraud_reports``: the state serving keeps (not run online)."""
+    models: tuple[ModelSql, ...]
+    """The models serving runs, in dependency order; the last is ``transaction_features``."""
+    windows: FeatureWindows
+
+    @property
+    def output(self) -> ModelSql:
+        return self.models[-1]
+
+    @property
+    def compiled_sql(self) -> dict[str, str]:
+        """Compiled SQL of every model of the chain, inputs first, in dependency order."""
+        return {model.name: model.compiled_sql for model in (*self.inputs, *self.models)}
+
+    @property
+    def hash(self) -> str:
+        """sha256 over the normalised compiled SQL of the chain: the feature definitions' id."""
+        digest = hashlib.sha256()
+        for name, sql in self.compiled_sql.items():
+            digest.update(f"{name}\n{normalise_sql(sql)}\n\0".encode())
+        return digest.hexdigest()
+
+    def input(self, name: str) -> ModelSql:
+        return next(model for model in self.inputs if model.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        def model_dict(model: ModelSql) -> dict[str, Any]:
+            return {
+                "name": model.name,
+                "relation": [
+                    model.relation.database,
+                    model.relation.schema,
+                    model.relation.identifier,
+                ],
+                "depends_on": list(model.depends_on),
+                "compiled_sql": model.compiled_sql,
+            }
+
+        return {
+            "hash": self.hash,
+            "inputs": [model_dict(m) for m in self.inputs],
+            "models": [model_dict(m) for m in self.models],
+            "windows": self.windows.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureDefinitions:
+        """Rebuild from :meth:`to_dict`; fails if the SQL no longer matches the recorded hash."""
+
+        def model(entry: Mapping[str, Any]) -> ModelSql:
+            return ModelSql(
+                name=entry["name"],
+                relation=Relation(*entry["relation"]),
+                compiled_sql=entry["compiled_sql"],
+                depends_on=tuple(entry["depends_on"]),
+            )
+
+        definitions = cls(
+            inputs=tuple(model(m) for m in data["inputs"]),
+            models=tuple(model(m) for m in data["models"]),
+            windows=FeatureWindows.from_dict(data["windows"]),
+        )
+        if "hash" in data and data["hash"] != definitions.hash:
+            raise FeatureDefinitionsError("feature definitions do not match their recorded hash")
+        return definitions
+
+
+def normalise_sql(sql: str) -> str:
+    """Compiled SQL without what does not change its meaning: line ends, trailing spaces."""
+    lines = sql.replace("\r\n", "\n").replace("\r", "\n").strip().split("\n")
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def quote_identifier(identifier: str) -> str:
+    """``identifier`` as a double-quoted SQL identifier."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def dbt_window_vars(project_dir: Path = DBT_PROJECT_DIR) -> FeatureWindows:
+    """The window vars declared in ``dbt_project.yml``."""
+    project = yaml.safe_load((Path(project_dir) / "dbt_project.yml").read_text())
+    declared = project.get("vars") or {}
+    missing = [name for name in WINDOW_VARS if name not in declared]
+    if missing:
+        raise FeatureDefinitionsError(f"dbt_project.yml declares no var {', '.join(missing)}")
+    return FeatureWindows.from_dict(declared)
+
+
+def load_feature_definitions(
+    manifest_path: Path, windows: FeatureWindows | None = None
+) -> FeatureDefinitions:
+    """The compiled SQL chain from ``stg_*`` to ``transaction_features`` in a dbt manifest.
+
+    ``manifest_path``: a ``manifest.json`` written by ``dbt build`` or ``dbt compile`` (Dagster's
+    dbt step writes one per run in its own target folder). ``windows``: the vars the manifest was
+    compiled with (default: those of ``dbt_project.yml``).
+    """
+    manifest = json.loads(Path(manifest_path).read_text())
+    nodes = {
+        node["name"]: node
+        for node in manifest.get("nodes", {}).values()
+        if node.get("resource_type") == "model"
+    }
+    missing = [name for name in (*INPUT_MODELS, OUTPUT_MODEL) if name not in nodes]
+    if missing:
+        raise FeatureDefinitionsError(f"{manifest_path}: no model {', '.join(missing)}")
+    by_unique_id = {node["unique_id"]: name for name, node in nodes.items()}
+
+    def parents(name: str) -> list[str]:
+        return [
+            by_unique_id[uid] for uid in nodes[name]["depends_on"]["nodes"] if uid in by_unique_id
+        ]
+
+    # depth-first from the output back to the inputs: post-order is a dependency order
+    chain: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in chain or name in INPUT_MODELS:
+            return
+        if name in path:
+            raise FeatureDefinitionsError(f"dependency cycle through {name}")
+        ancestors = parents(name)
+        if not ancestors:
+            raise FeatureDefinitionsError(
+                f"{name} does not read {' or '.join(INPUT_MODELS)}: serving cannot compute it"
+            )
+        for parent in ancestors:
+            visit(parent, (*path, name))
+        chain.append(name)
+
+    visit(OUTPUT_MODEL, ())
+    return FeatureDefinitions(
+        inputs=tuple(
+            _model_sql(manifest_path, nodes[name], parents(name)) for name in INPUT_MODELS
+        ),
+        models=tuple(_model_sql(manifest_path, nodes[name], parents(name)) for name in chain),
+        windows=windows or dbt_window_vars(),
+    )
+
+
+def _model_sql(manifest_path: Path, node: Mapping[str, Any], parents: list[str]) -> ModelSql:
+    name = node["name"]
+    sql = node.get("compiled_code")
+    if not sql:
+        raise FeatureDefinitionsError(
+            f"{manifest_path}: model {name} has no compiled SQL; take the manifest of a "
+            "`dbt build` or `dbt compile --select +transaction_features`, not `dbt parse`"
+        )
+    absolute = _ABSOLUTE_PATH_LITERAL.search(sql)
+    if absolute:
+        raise FeatureDefinitionsError(
+            f"compiled SQL of {name} holds an absolute path {absolute.group()}: "
+            "it would differ from one BLUEPRINT_HOME to another"
+        )
+    relation = Relation(node["database"], node["schema"], node.get("alias") or name)
+    return ModelSql(name=name, relation=relation, compiled_sql=sql, depends_on=tuple(parents))

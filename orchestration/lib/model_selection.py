@@ -1,0 +1,416 @@
+"""Candidate models, prequential model selection and per-prediction explanations.
+
+Every candidate is a scikit-learn ``Pipeline`` whose preprocessing travels with the model:
+missing feature values become 0 (the ``transaction_features`` convention for a terminal with
+no history), logistic regression standardizes its inputs, trees need no scaling. Selection
+follows the Fraud Detection Handbook (ch. 5): each candidate is trained and tested on every
+prequential fold; the best is the one with the highest mean Average Precision.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import ClassifierMixin
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.inspection import permutation_importance
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
+from threadpoolctl import threadpool_limits
+
+from orchestration.lib.metrics import DEFAULT_TOP_K, METRICS, Performance, performance
+from orchestration.lib.validation import (
+    LABEL,
+    Protocol,
+    Windows,
+    data_span,
+    prequential_folds,
+    train_test_frames,
+)
+
+BASELINE_FEATURES: tuple[str, ...] = (
+    "amount",
+    "tx_during_weekend",
+    "tx_during_night",
+    "card_nb_tx_1day",
+    "card_avg_amount_1day",
+    "card_nb_tx_7day",
+    "card_avg_amount_7day",
+    "card_nb_tx_30day",
+    "card_avg_amount_30day",
+    "terminal_nb_tx_1day",
+    "terminal_risk_1day",
+    "terminal_nb_tx_7day",
+    "terminal_risk_7day",
+    "terminal_nb_tx_30day",
+    "terminal_risk_30day",
+)
+"""The handbook's 15 baseline features, as columns of the ``training_set`` mart."""
+
+LOGISTIC_REGRESSION = "logistic_regression"
+DECISION_TREE = "decision_tree"
+RANDOM_FOREST = "random_forest"
+GRADIENT_BOOSTING = "gradient_boosting"
+
+Grids = Mapping[str, Mapping[str, Sequence[Any]]]
+"""Model family -> hyper-parameter -> values to try (every combination is a candidate)."""
+
+DEFAULT_GRIDS: Grids = {
+    LOGISTIC_REGRESSION: {"C": [0.1, 1.0, 10.0]},
+    RANDOM_FOREST: {"n_estimators": [100], "max_depth": [10, 20]},
+    GRADIENT_BOOSTING: {"max_iter": [50, 100], "max_depth": [3, 6], "learning_rate": [0.1]},
+}
+"""The grids of a routine retraining: 9 candidates, a few minutes on two cores."""
+
+HANDBOOK_GRIDS: Grids = {
+    DECISION_TREE: {"max_depth": [2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 50]},
+    LOGISTIC_REGRESSION: {"C": [0.1, 1.0, 10.0, 100.0]},
+    RANDOM_FOREST: {"n_estimators": [25, 50, 100], "max_depth": [5, 10, 20, 50]},
+    GRADIENT_BOOSTING: {
+        "max_iter": [25, 50, 100],
+        "max_depth": [3, 6, 9],
+        "learning_rate": [0.1, 0.3],
+    },
+}
+"""The handbook's chapter-5 grids, for benchmarks (XGBoost's grid is run with
+HistGradientBoosting: ``n_estimators`` becomes ``max_iter``)."""
+
+SCORE = "score"
+"""Column of :attr:`FinalModel.test_predictions` holding the predicted fraud probability."""
+
+_SELECTION_METRIC = "average_precision"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model family with one set of hyper-parameters."""
+
+    family: str
+    params: tuple[tuple[str, Any], ...]
+    """Sorted ``(name, value)`` pairs (a tuple, so candidates are hashable)."""
+
+    @property
+    def name(self) -> str:
+        """Readable and unique, e.g. ``random_forest(max_depth=20, n_estimators=100)``."""
+        return f"{self.family}({', '.join(f'{k}={v}' for k, v in self.params)})"
+
+    def pipeline(self, random_state: int = 0) -> Pipeline:
+        """A fresh, unfitted pipeline for this candidate."""
+        return build_pipeline(self.family, dict(self.params), random_state)
+
+
+def build_pipeline(family: str, params: Mapping[str, Any], random_state: int = 0) -> Pipeline:
+    """Imputation (+ scaling for logistic regression) followed by the classifier.
+
+    Everything random is seeded from ``random_state`` and runs on one job, so the same seed
+    gives the same model. Gradient boosting uses XGBoost's defaults that scikit-learn lacks:
+    an L2 penalty of 1 on leaf values (without it a learning rate of 0.3 diverges on the
+    handbook's data, whose amount rule makes some leaves pure) and no early stopping, so
+    ``max_iter`` means what the grid says.
+    """
+    impute = ("impute", SimpleImputer(strategy="constant", fill_value=0, keep_empty_features=True))
+    model: ClassifierMixin
+    if family == LOGISTIC_REGRESSION:
+        model = LogisticRegression(max_iter=1000, **params)
+        return Pipeline([impute, ("scale", StandardScaler()), ("model", model)])
+    if family == DECISION_TREE:
+        model = DecisionTreeClassifier(random_state=random_state, **params)
+    elif family == RANDOM_FOREST:
+        model = RandomForestClassifier(random_state=random_state, n_jobs=1, **params)
+    elif family == GRADIENT_BOOSTING:
+        model = HistGradientBoostingClassifier(
+            l2_regularization=1.0, early_stopping=False, random_state=random_state, **params
+        )
+    else:
+        raise ValueError(f"unknown model family {family!r}")
+    return Pipeline([impute, ("model", model)])
+
+
+def candidates(grids: Grids) -> list[Candidate]:
+    """Every combination of every family's grid, in a stable order."""
+    found = []
+    for family, grid in grids.items():
+        names = sorted(grid)
+        for values in itertools.product(*(grid[name] for name in names)):
+            found.append(Candidate(family, tuple(zip(names, values, strict=True))))
+    return found
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a prequential search measured."""
+
+    folds: list[Windows]
+    scores: pd.DataFrame
+    """One row per candidate and fold: ``candidate``, ``family``, ``fold``, ``test_start``, the
+    three metrics, ``fit_seconds`` and the fold's sizes."""
+    summary: pd.DataFrame
+    """One row per candidate (index ``candidate``): ``family``, mean and std (over folds, ddof 0
+    as in the handbook) of each metric, mean fit time; best mean Average Precision first."""
+    best: Candidate
+    """The candidate with the highest mean Average Precision."""
+    candidates: dict[str, Candidate] = field(repr=False)
+    """Candidates by name."""
+
+    def best_per_family(self) -> pd.DataFrame:
+        """The summary row of each family's best candidate (by mean Average Precision)."""
+        return self.summary.groupby("family", sort=False).head(1)
+
+
+def prequential_search(
+    frame: pd.DataFrame,
+    features: Sequence[str],
+    protocol: Protocol,
+    last_test_start: date,
+    grids: Grids = DEFAULT_GRIDS,
+    random_state: int = 0,
+    top_k: int = DEFAULT_TOP_K,
+    n_threads: int = 1,
+    log: Callable[[str], None] | None = None,
+) -> SearchResult:
+    """Train and test every candidate on every prequential fold; pick the best by mean AP.
+
+    Fold 0 tests from ``last_test_start``. To choose a model that will be tested from day ``T``
+    without peeking at its test window, pass ``validation_test_start(protocol, T)`` as the
+    handbook does. ``frame`` must cover :func:`data_span` of the folds. ``n_threads`` caps the
+    native thread pools (gradient boosting's OpenMP): on a shared machine more threads than
+    free cores make it many times slower, never faster. Results do not depend on it.
+    ``log`` receives one line per fitted candidate (e.g. a Dagster ``context.log.info``).
+    """
+    folds = prequential_folds(protocol, last_test_start)
+    _check_coverage(frame, folds)
+    features = list(features)
+    pool = candidates(grids)
+    if not pool:
+        raise ValueError("the grids hold no candidate")
+    rows = []
+    for fold, windows in enumerate(folds):
+        train, test = train_test_frames(frame, windows)
+        if train[LABEL].nunique() < 2:
+            raise ValueError(f"fold {fold} ({windows}) has a single class in training")
+        for candidate in pool:
+            with threadpool_limits(limits=n_threads):
+                fitted, seconds = _fit(candidate.pipeline(random_state), train, features)
+                scores = fitted.predict_proba(test[features])[:, 1]
+            result = performance(test, scores, top_k=top_k)
+            if log is not None:
+                log(
+                    f"fold {fold} ({windows}) {candidate.name}: AP {result.average_precision:.3f}"
+                    f", AUC {result.auc_roc:.3f}, CP@{top_k} {result.card_precision_top_k:.3f}"
+                    f", fit {seconds:.1f}s"
+                )
+            rows.append(
+                {
+                    "candidate": candidate.name,
+                    "family": candidate.family,
+                    "fold": fold,
+                    "test_start": windows.test_start,
+                    **{m: getattr(result, m) for m in METRICS},
+                    "fit_seconds": seconds,
+                    "n_train": len(train),
+                    "n_train_frauds": int(train[LABEL].sum()),
+                    "n_test": len(test),
+                    "n_test_frauds": int(test[LABEL].sum()),
+                }
+            )
+    scores_table = pd.DataFrame(rows)
+    summary = _summarize(scores_table)
+    by_name = {c.name: c for c in pool}
+    return SearchResult(
+        folds=folds,
+        scores=scores_table,
+        summary=summary,
+        best=by_name[summary.index[0]],
+        candidates=by_name,
+    )
+
+
+@dataclass(frozen=True)
+class FinalModel:
+    """The chosen pipeline trained on the latest training window and its test evaluation."""
+
+    candidate: Candidate
+    pipeline: Pipeline
+    features: list[str]
+    windows: Windows
+    performance: Performance
+    test_predictions: pd.DataFrame = field(repr=False)
+    """The test rows (all columns of the frame, ``label`` included) with their ``score``: for
+    figures, the alert threshold and monitoring's reference data."""
+    reference_means: pd.Series = field(repr=False)
+    """Mean of each feature over the training window: the baseline of :func:`reason_codes`."""
+    n_train: int
+    n_train_frauds: int
+    n_test: int
+    fit_seconds: float
+
+
+def fit_final(
+    best: Candidate,
+    frame: pd.DataFrame,
+    windows: Windows,
+    features: Sequence[str] = BASELINE_FEATURES,
+    random_state: int = 0,
+    top_k: int = DEFAULT_TOP_K,
+    n_threads: int = 1,
+) -> FinalModel:
+    """Train ``best`` on ``windows``' training window and evaluate it on its test window."""
+    _check_coverage(frame, [windows])
+    features = list(features)
+    train, test = train_test_frames(frame, windows)
+    with threadpool_limits(limits=n_threads):
+        fitted, seconds = _fit(best.pipeline(random_state), train, features)
+        scores = fitted.predict_proba(test[features])[:, 1]
+    return FinalModel(
+        candidate=best,
+        pipeline=fitted,
+        features=features,
+        windows=windows,
+        performance=performance(test, scores, top_k=top_k),
+        test_predictions=test.assign(**{SCORE: scores}),
+        reference_means=train[features].astype(float).mean(),
+        n_train=len(train),
+        n_train_frauds=int(train[LABEL].sum()),
+        n_test=len(test),
+        fit_seconds=seconds,
+    )
+
+
+def feature_importances(
+    pipeline: Pipeline,
+    X: pd.DataFrame,
+    y: Sequence[int] | np.ndarray | pd.Series,
+    max_rows: int = 20_000,
+    n_repeats: int = 3,
+    random_state: int = 0,
+    n_threads: int = 1,
+) -> pd.Series:
+    """Permutation importance: how much Average Precision drops when a feature is shuffled.
+
+    Model-agnostic, so families compare. Computed on a random sample of at most ``max_rows``
+    rows of ``X`` (use the test window: importance on training data rewards overfitting).
+    Returns the mean drop per feature, largest first.
+    """
+    y = np.asarray(y)
+    if len(X) > max_rows:
+        rows = np.sort(np.random.default_rng(random_state).choice(len(X), max_rows, replace=False))
+        X, y = X.iloc[rows], y[rows]
+    with threadpool_limits(limits=n_threads):
+        result = permutation_importance(
+            pipeline,
+            X,
+            y,
+            scoring="average_precision",
+            n_repeats=n_repeats,
+            random_state=random_state,
+            n_jobs=1,
+        )
+    importances = pd.Series(
+        result.importances_mean, index=list(X.columns), name="mean drop in average precision"
+    )
+    return importances.sort_values(ascending=False)
+
+
+@dataclass(frozen=True)
+class ReasonCode:
+    """How much one feature pushed one prediction towards fraud."""
+
+    feature: str
+    value: float
+    reference: float
+    """The feature's training mean, the baseline the value is compared with."""
+    contribution: float
+    """Logistic regression: change in log-odds. Other models: change in fraud probability."""
+
+
+def reason_codes(
+    pipeline: Pipeline,
+    X_row: pd.DataFrame | pd.Series | Mapping[str, float],
+    reference_means: pd.Series | Mapping[str, float],
+    top_n: int = 3,
+) -> list[ReasonCode]:
+    """The ``top_n`` features that pushed this payment's score up the most, strongest first.
+
+    Logistic regression: coefficient x the feature's deviation from its reference, both in the
+    pipeline's standardized space (the exact additive split of the log-odds). Other models:
+    the drop in fraud probability when that single feature is replaced by its reference (the
+    training mean), all features at once in one ``predict_proba`` call of n_features + 1 rows.
+    """
+    names = list(pipeline.feature_names_in_)
+    row = _one_row(X_row, names)
+    reference = pd.Series(reference_means, dtype=float).reindex(names)
+    if reference.isna().any():
+        raise ValueError(f"no reference for {list(reference.index[reference.isna()])}")
+    model = pipeline[-1]
+    if hasattr(model, "coef_"):
+        both = pd.DataFrame([row, reference.to_numpy()], columns=names)
+        transformed = np.asarray(pipeline[:-1].transform(both), dtype=float)
+        contributions = model.coef_[0] * (transformed[0] - transformed[1])
+    else:
+        batch = np.tile(row, (len(names) + 1, 1))
+        batch[np.arange(1, len(names) + 1), np.arange(len(names))] = reference.to_numpy()
+        proba = pipeline.predict_proba(pd.DataFrame(batch, columns=names))[:, 1]
+        contributions = proba[0] - proba[1:]
+    order = np.argsort(-contributions, kind="stable")[:top_n]
+    return [
+        ReasonCode(
+            feature=names[i],
+            value=float(row[i]),
+            reference=float(reference.iloc[i]),
+            contribution=float(contributions[i]),
+        )
+        for i in order
+    ]
+
+
+def _one_row(X_row: pd.DataFrame | pd.Series | Mapping[str, float], names: list[str]) -> np.ndarray:
+    if isinstance(X_row, pd.DataFrame):
+        if len(X_row) != 1:
+            raise ValueError(f"X_row must hold one row, got {len(X_row)}")
+        X_row = X_row.iloc[0]
+    values = pd.Series(X_row, dtype=float)
+    missing = [name for name in names if name not in values.index]
+    if missing:
+        raise ValueError(f"X_row lacks the features {missing}")
+    return values.reindex(names).to_numpy()
+
+
+def _fit(pipeline: Pipeline, train: pd.DataFrame, features: list[str]) -> tuple[Pipeline, float]:
+    started = time.perf_counter()
+    pipeline.fit(train[features], train[LABEL])
+    return pipeline, time.perf_counter() - started
+
+
+def _summarize(scores: pd.DataFrame) -> pd.DataFrame:
+    metrics = list(METRICS)
+    grouped = scores.groupby("candidate", sort=False)
+    summary = pd.concat(
+        [
+            grouped["family"].first(),
+            grouped[metrics].mean().add_suffix("_mean"),
+            grouped[metrics].std(ddof=0).add_suffix("_std"),
+            grouped["fit_seconds"].mean().rename("fit_seconds_mean"),
+        ],
+        axis=1,
+    )
+    return summary.sort_values(f"{_SELECTION_METRIC}_mean", ascending=False, kind="stable")
+
+
+def _check_coverage(frame: pd.DataFrame, folds: Sequence[Windows]) -> None:
+    first, end = data_span(folds)
+    days = pd.to_datetime(frame["tx_date"])
+    if days.min() > pd.Timestamp(first) or days.max() < pd.Timestamp(end - timedelta(days=1)):
+        raise ValueError(
+            f"the frame covers {days.min().date()}..{days.max().date()}, the folds need "
+            f"{first}..{end - timedelta(days=1)}"
+        )

@@ -1,0 +1,243 @@
+"""The online feature store on the tiny world: exact offline rows, retries, cold starts, reports."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from orchestration.lib.feature_definitions import FeatureDefinitions
+from orchestration.lib.online_features import (
+    OnlineFeatureStore,
+    TransactionConflictError,
+)
+from orchestration.lib.serving_snapshot import ServingSnapshot, SnapshotError
+from tests.features.raw_world import DbtRun, World
+from tests.serving.serving_world import TOLERANCE, mismatches, offline_features, publish, requests
+
+NEW_CARD = "4000000000000002"
+
+
+@pytest.fixture
+def snapshot(
+    tiny_build: DbtRun, tiny_definitions: FeatureDefinitions, tiny_key_hex: str, tmp_path: Path
+) -> ServingSnapshot:
+    return publish(tiny_build, tiny_definitions, tmp_path / "serving", tiny_key_hex)
+
+
+@pytest.fixture
+def store(snapshot: ServingSnapshot, tiny_key_hex: str) -> OnlineFeatureStore:
+    return OnlineFeatureStore.from_snapshot(snapshot.path.parent, key=tiny_key_hex.encode())
+
+
+def payment(
+    transaction_id: str, when: datetime, card: str, terminal: str, amount: float = 50.0
+) -> dict[str, Any]:
+    return {
+        "transaction_id": transaction_id,
+        "timestamp": when,
+        "card_number": card,
+        "terminal_id": terminal,
+        "amount": amount,
+    }
+
+
+def next_day(store: OnlineFeatureStore, days: int = 1, hour: int = 10) -> datetime:
+    """A time ``days`` days after the snapshot's last day."""
+    assert store.snapshot_last_day is not None
+    midnight = datetime.combine(store.snapshot_last_day, datetime.min.time())
+    return midnight + timedelta(days=days, hours=hour)
+
+
+def test_serving_store_recomputes_every_offline_row_exactly(
+    tiny_build: DbtRun,
+    tiny_definitions: FeatureDefinitions,
+    tiny_world: World,
+    tiny_key_hex: str,
+    tmp_path: Path,
+) -> None:
+    """With the whole tiny world in the snapshot, every payment sent again (a retry) gets its
+    offline row: exact window edges, reports on the payment's day, a payment reported twice."""
+    snapshot = publish(
+        tiny_build, tiny_definitions, tmp_path / "serving", tiny_key_hex, lookback_days=400
+    )
+    store = OnlineFeatureStore.from_snapshot(snapshot.path, key=tiny_key_hex.encode())
+    offline = offline_features(tiny_build)
+    payments = requests(tiny_world.transactions)
+    assert len(payments) == len(offline) == store.n_transactions
+
+    batch = store.features_batch(payments)
+    singles = [store.features(p) for p in payments[::7]]
+    assert mismatches(batch + singles, offline) == []
+    assert store.n_transactions == len(offline)
+
+
+def test_serving_retry_is_idempotent_and_conflicts_are_refused(
+    store: OnlineFeatureStore, tiny_world: World
+) -> None:
+    card = tiny_world.transactions["card_number"].iloc[0]
+    terminal = tiny_world.transactions["terminal_id"].iloc[0]
+    before = store.n_transactions
+    first = payment("online-1", next_day(store), card, terminal, amount=40.0)
+
+    features = store.features(first)
+    assert store.features(first) == features
+    assert store.features_batch([first, first]) == [features, features]
+    assert store.n_transactions == before + 1
+
+    later = store.features(
+        payment("online-2", next_day(store, hour=11), card, terminal, amount=60.0)
+    )
+    assert later["card_nb_tx_1day"] == features["card_nb_tx_1day"] + 1  # counted once
+
+    with pytest.raises(TransactionConflictError):
+        store.features({**first, "amount": 41.0})
+    fresh = payment("online-3", next_day(store, hour=12), card, terminal)
+    with pytest.raises(TransactionConflictError):
+        store.features_batch([fresh, {**first, "terminal_id": "other"}])
+    assert store.n_transactions == before + 2  # nothing of the refused batch was added
+
+
+def test_serving_cold_start_card_and_terminal_get_features(
+    store: OnlineFeatureStore, tiny_world: World
+) -> None:
+    known_card = tiny_world.transactions["card_number"].iloc[0]
+    terminal = tiny_world.transactions["terminal_id"].iloc[-1]
+    known = store.features(payment("known", next_day(store), known_card, terminal))
+    new_card = store.features(payment("new-card", next_day(store), NEW_CARD, terminal, 73.5))
+
+    for w in (1, 7, 30):
+        assert new_card[f"card_nb_tx_{w}day"] == 1
+        assert new_card[f"card_avg_amount_{w}day"] == 73.5
+        for kind in ("nb_tx", "risk"):  # the terminal's history does not depend on the card
+            assert new_card[f"terminal_{kind}_{w}day"] == known[f"terminal_{kind}_{w}day"]
+    assert known["terminal_nb_tx_30day"] > 0
+
+    new_terminal = store.features(payment("new-terminal", next_day(store), NEW_CARD, "987654"))
+    for w in (1, 7, 30):
+        assert new_terminal[f"terminal_nb_tx_{w}day"] == 0
+        assert new_terminal[f"terminal_risk_{w}day"] == 0.0
+        assert new_terminal[f"card_nb_tx_{w}day"] == 2
+
+
+def test_serving_reports_count_from_the_day_after_they_are_filed(
+    snapshot: ServingSnapshot, tiny_world: World, tiny_key_hex: str
+) -> None:
+    """A report filed on day D counts for payments after D only; a late report of an earlier
+    day counts at once (the cached terminal-day rows are computed again)."""
+    key = tiny_key_hex.encode()
+    with_reports = OnlineFeatureStore.from_snapshot(snapshot.path, key=key)
+    without = OnlineFeatureStore.from_snapshot(snapshot.path, key=key)
+    tx, last_day = tiny_world.transactions, with_reports.snapshot_last_day
+    assert last_day is not None
+    unreported = tx[
+        ~tx["transaction_id"].isin(tiny_world.fraud_reports["transaction_id"])
+        & (tx["tx_datetime"].dt.date > last_day - timedelta(days=13))  # in the 7 and 30-day
+        & (tx["tx_datetime"].dt.date < last_day - timedelta(days=7))  # windows of tomorrow
+    ]
+    terminal = unreported["terminal_id"].mode().iloc[0]
+    first, second = unreported[unreported["terminal_id"] == terminal].iloc[:2].itertuples()
+
+    def score_both(name: str, when: datetime) -> tuple[dict, dict]:
+        request = payment(name, when, NEW_CARD, terminal)
+        return with_reports.features(request), without.features(request)
+
+    def frauds(row: dict, w: int) -> float:
+        return row[f"terminal_risk_{w}day"] * row[f"terminal_nb_tx_{w}day"]
+
+    reported, plain = score_both("a", next_day(with_reports, hour=8))
+    assert reported == plain
+
+    filed_tomorrow = {
+        "transaction_id": first.transaction_id,
+        "card_number": first.card_number,
+        "reported_at": next_day(with_reports, hour=9),
+    }
+    assert with_reports.add_reports([filed_tomorrow]) == 1
+    filed_again = {**filed_tomorrow, "reported_at": next_day(with_reports, days=2)}
+    assert with_reports.add_reports([filed_again]) == 0  # the first report stays
+    reported, plain = score_both("b", next_day(with_reports, hour=11))
+    assert reported == plain
+    reported, plain = score_both("c", next_day(with_reports, days=2))
+    for w in (7, 30):
+        assert frauds(reported, w) == pytest.approx(frauds(plain, w) + 1, abs=TOLERANCE)
+
+    filed_late = {
+        "transaction_id": second.transaction_id,
+        "card_number": second.card_number,
+        "reported_at": next_day(with_reports, days=0, hour=22),  # delivered late
+    }
+    assert with_reports.add_reports([filed_late]) == 1
+    reported, plain = score_both("d", next_day(with_reports, days=2, hour=12))
+    for w in (7, 30):
+        assert frauds(reported, w) == pytest.approx(frauds(plain, w) + 2, abs=TOLERANCE)
+
+
+def test_serving_same_instant_payments_of_a_card_count_for_each_other_in_a_batch(
+    store: OnlineFeatureStore,
+) -> None:
+    when = next_day(store)
+    rows = store.features_batch(
+        [payment("p-1", when, NEW_CARD, "100", 10.0), payment("p-2", when, NEW_CARD, "101", 30.0)]
+    )
+    for row in rows:  # as offline: payments of a card at the same instant are peers
+        assert row["card_nb_tx_1day"] == 2
+        assert row["card_avg_amount_1day"] == 20.0
+
+
+def test_serving_new_snapshot_carries_over_what_it_lacks(
+    store: OnlineFeatureStore, snapshot: ServingSnapshot, tiny_world: World, tiny_key_hex: str
+) -> None:
+    card = tiny_world.transactions["card_number"].iloc[3]
+    store.features(payment("online-1", next_day(store), card, "100"))
+    some_payment = tiny_world.transactions.iloc[-1]
+    store.add_reports(
+        [
+            {
+                "transaction_id": some_payment["transaction_id"],
+                "card_number": some_payment["card_number"],
+                "reported_at": next_day(store, hour=12),
+            }
+        ]
+    )
+
+    replacement = OnlineFeatureStore.from_snapshot(
+        snapshot.path, key=tiny_key_hex.encode(), carry_over=store
+    )
+    assert replacement.n_transactions == store.n_transactions
+    assert replacement.n_fraud_reports == store.n_fraud_reports
+    request = payment("online-2", next_day(store, days=2), card, "100")
+    assert replacement.features(request) == store.features(request)
+
+
+def test_serving_store_refuses_a_chain_or_columns_it_does_not_know(
+    snapshot: ServingSnapshot, tiny_key_hex: str
+) -> None:
+    transactions = pq.read_table(snapshot.table_path("stg_transactions"))
+    reports = pq.read_table(snapshot.table_path("stg_fraud_reports"))
+    definitions = snapshot.definitions
+    key = tiny_key_hex.encode()
+
+    extra = transactions.append_column("merchant", pa.nulls(transactions.num_rows, pa.string()))
+    with pytest.raises(SnapshotError, match="online staging"):
+        OnlineFeatureStore(definitions, extra, reports, key)
+
+    reordered = dataclasses.replace(definitions, models=definitions.models[::-1])
+    with pytest.raises(SnapshotError, match="feature models"):
+        OnlineFeatureStore(reordered, transactions, reports, key)
+
+
+def test_serving_prepared_day_gives_the_same_rows(
+    store: OnlineFeatureStore, snapshot: ServingSnapshot, tiny_world: World, tiny_key_hex: str
+) -> None:
+    unprepared = OnlineFeatureStore.from_snapshot(snapshot.path, key=tiny_key_hex.encode())
+    when = next_day(store)
+    store.prepare_day(when.date())
+    card, terminal = tiny_world.transactions[["card_number", "terminal_id"]].iloc[1]
+    request = payment("prepared", when, card, terminal)
+    assert store.features(request) == unprepared.features(request)
