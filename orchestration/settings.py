@@ -71,6 +71,14 @@ class Settings:
     """BLUEPRINT_PROMOTION_AP_FLOOR (default 0.3): Average Precision the first champion needs."""
     alerts_per_day: float
     """BLUEPRINT_ALERTS_PER_DAY (default 100): alert budget the champion's threshold meets."""
+    serving_port: int
+    """BLUEPRINT_SERVING_PORT (default 3001): port of the scoring service (``blueprint serve``)."""
+    prediction_log_rotate_rows: int
+    """BLUEPRINT_PREDICTION_LOG_ROTATE_ROWS (default 100000): rows after which the service
+    closes its prediction log file and starts a new one."""
+    prediction_log_rotate_seconds: float
+    """BLUEPRINT_PREDICTION_LOG_ROTATE_SECONDS (default 3600): age after which an open
+    prediction log file is closed, so ingestion sees recent traffic."""
 
     @property
     def landing_dir(self) -> Path:
@@ -115,6 +123,21 @@ class Settings:
         return self.home / "registry" / "registry.db"
 
     @property
+    def serving_dir(self) -> Path:
+        """What the pipeline publishes for the scoring service and what the service writes."""
+        return self.home / "serving"
+
+    @property
+    def snapshot_dir(self) -> Path:
+        """Serving snapshots (recent staged history), replaced atomically via ``CURRENT``."""
+        return self.serving_dir / "snapshots"
+
+    @property
+    def prediction_log_dir(self) -> Path:
+        """The service's prediction log: ``open/`` is being written, ``closed/`` is ingestible."""
+        return self.serving_dir / "predictions"
+
+    @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
 
@@ -153,6 +176,11 @@ def get_settings() -> Settings:
         promotion_cp_tolerance=float(_env("BLUEPRINT_PROMOTION_CP_TOLERANCE", "0.01")),
         promotion_ap_floor=float(_env("BLUEPRINT_PROMOTION_AP_FLOOR", "0.3")),
         alerts_per_day=float(_env("BLUEPRINT_ALERTS_PER_DAY", "100")),
+        serving_port=int(_env("BLUEPRINT_SERVING_PORT", "3001")),
+        prediction_log_rotate_rows=int(_env("BLUEPRINT_PREDICTION_LOG_ROTATE_ROWS", "100000")),
+        prediction_log_rotate_seconds=float(
+            _env("BLUEPRINT_PREDICTION_LOG_ROTATE_SECONDS", "3600")
+        ),
     )
 
 

@@ -314,6 +314,8 @@ class ModelFacts:
     """When the training finished (UTC)."""
     code: CodeVersion = field(default_factory=code_version)
     library_versions: dict[str, str] = field(default_factory=library_versions)
+    reference_means: dict[str, float] = field(default_factory=dict)
+    """Mean of each feature over the training window: the baseline of the reason codes."""
 
     def to_metadata(self) -> dict[str, Any]:
         """The facts as BentoML metadata: JSON-serialisable, and without nulls.
@@ -366,6 +368,9 @@ class ModelFacts:
                 commit=metadata["code"]["commit"], dirty=metadata["code"].get("dirty")
             ),
             library_versions=dict(metadata["library_versions"]),
+            reference_means={
+                k: float(v) for k, v in metadata.get("reference_means", {}).items()
+            },
         )
 
 
@@ -875,3 +880,20 @@ def champion_version(settings: Settings | None = None) -> str:
             "no model is champion yet: promote one (`blueprint models promote VERSION --reason`)"
         )
     return current.version
+
+
+ALERT_THRESHOLD = "alert_threshold"
+"""Key, in a gate decision's numbers, of the alert threshold chosen for the version."""
+
+
+def alert_threshold(version: str, settings: Settings | None = None) -> float | None:
+    """The alert threshold the gate chose for ``version`` (its latest decision), if any.
+
+    The gate records it in every decision's numbers, promoted or not, so a version promoted by
+    hand later (``blueprint models promote``) or restored by a rollback keeps its threshold.
+    """
+    for event in reversed(history(version, settings)):
+        numbers = event.details.get("numbers") or {}
+        if numbers.get(ALERT_THRESHOLD) is not None:
+            return float(numbers[ALERT_THRESHOLD])
+    return None
