@@ -21,7 +21,7 @@ from orchestration.settings import PROJECT_ROOT, get_settings
 REQUIRED_FACTS = {
     "facts_schema", "params", "training_data", "features", "feature_definitions_hash",
     "pseudonymization_key_fingerprint", "fold_metrics", "test_metrics", "training_seconds",
-    "trained_at", "code", "library_versions",
+    "trained_at", "code", "library_versions", "reference_means",
 }
 
 
