@@ -79,6 +79,15 @@ class Settings:
     prediction_log_rotate_seconds: float
     """BLUEPRINT_PREDICTION_LOG_ROTATE_SECONDS (default 3600): age after which an open
     prediction log file is closed, so ingestion sees recent traffic."""
+    serving_poll_seconds: float
+    """BLUEPRINT_SERVING_POLL_SECONDS (default 0.5): how often the scoring service checks the
+    registry's champion and the snapshot's ``CURRENT`` pointer for a change to follow."""
+    serving_max_batch: int
+    """BLUEPRINT_SERVING_MAX_BATCH (default 1000): most transactions one ``/score_batch``
+    request may carry."""
+    serving_start_timeout_seconds: float
+    """BLUEPRINT_SERVING_START_TIMEOUT_SECONDS (default 120): how long ``blueprint serve``
+    waits for the service's ``/readyz`` before giving up."""
 
     @property
     def landing_dir(self) -> Path:
@@ -180,6 +189,11 @@ def get_settings() -> Settings:
         prediction_log_rotate_rows=int(_env("BLUEPRINT_PREDICTION_LOG_ROTATE_ROWS", "100000")),
         prediction_log_rotate_seconds=float(
             _env("BLUEPRINT_PREDICTION_LOG_ROTATE_SECONDS", "3600")
+        ),
+        serving_poll_seconds=float(_env("BLUEPRINT_SERVING_POLL_SECONDS", "0.5")),
+        serving_max_batch=int(_env("BLUEPRINT_SERVING_MAX_BATCH", "1000")),
+        serving_start_timeout_seconds=float(
+            _env("BLUEPRINT_SERVING_START_TIMEOUT_SECONDS", "120")
         ),
     )
 
