@@ -86,17 +86,41 @@ def _timestamp(value: datetime | str) -> datetime:
 def stage_transaction(tx: Mapping[str, Any], key: bytes) -> dict[str, Any]:
     """A raw payment ``{transaction_id, timestamp, card_number, terminal_id, amount}`` as the row
     ``stg_transactions`` holds for it (the card number replaced by its ``card_key``)."""
-    when = _timestamp(tx["timestamp"])
-    amount = float(tx["amount"])
-    if not math.isfinite(amount) or amount < 0:
-        raise ValueError(f"amount {tx['amount']!r} is not a finite amount >= 0")
+    return _staged_transaction(
+        tx["transaction_id"],
+        tx["timestamp"],
+        card_key(str(tx["card_number"]), key),
+        tx["terminal_id"],
+        tx["amount"],
+    )
+
+
+def restage_transaction(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A payment staged before ``{transaction_id, tx_datetime, card_key, terminal_id, amount}``
+    (as the prediction log keeps it: no card number) as the row ``stg_transactions`` holds."""
+    return _staged_transaction(
+        row["transaction_id"],
+        row["tx_datetime"],
+        str(row["card_key"]),
+        row["terminal_id"],
+        row["amount"],
+    )
+
+
+def _staged_transaction(
+    transaction_id: Any, timestamp: datetime | str, card: str, terminal_id: Any, amount: Any
+) -> dict[str, Any]:
+    when = _timestamp(timestamp)
+    value = float(amount)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"amount {amount!r} is not a finite amount >= 0")
     return {
-        "transaction_id": str(tx["transaction_id"]),
+        "transaction_id": str(transaction_id),
         "tx_datetime": when,
         "tx_date": when.date(),
-        "card_key": card_key(str(tx["card_number"]), key),
-        "terminal_id": str(tx["terminal_id"]),
-        "amount": amount,
+        "card_key": card,
+        "terminal_id": str(terminal_id),
+        "amount": value,
         "_source_file": None,  # lineage of the raw zone; an online payment has no file
     }
 
@@ -379,6 +403,20 @@ class OnlineFeatureStore:
                 day = self._current_day
                 self._compute_terminal_days(day, self._without_terminal_day(day))
             return changed
+
+    def add_staged_transactions(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Add payments staged before (see :func:`restage_transaction`) to the history without
+        computing their features: how a restarted service gets back the payments it scored
+        since its snapshot. Known ones are skipped (raises `TransactionConflictError` for a
+        known id with other content); returns how many were added."""
+        staged = [self._as_row(TRANSACTIONS, restage_transaction(row)) for row in rows]
+        with self._lock:
+            added = 0
+            for row in staged:  # one by one: a retry logged twice is known the second time
+                if not self._is_known(row):
+                    self._insert(row)
+                    added += 1
+            return added
 
     def prepare_day(self, day: date) -> None:
         """Compute the terminal-day rows of ``day`` for every terminal now, so that the day's
