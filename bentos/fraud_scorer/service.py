@@ -1,0 +1,477 @@
+"""The real-time fraud scoring service: a payment in, its fraud probability out, in milliseconds.
+
+For each payment the service computes the ``transaction_features`` row with the online feature
+store (dbt's compiled SQL over the recent history, the card number replaced by its ``card_key``
+on entry), scores it with the registry's champion (:class:`ScoringModel`, the code batch scoring
+uses), writes the prediction log row, and only then answers.
+
+It follows the pipeline without restarting: a background thread polls the registry's champion
+and the serving snapshot's ``CURRENT`` pointer every ``BLUEPRINT_SERVING_POLL_SECONDS``, loads
+what changed next to what is serving, and swaps one reference. At start-up the online state is
+the current snapshot plus the payments of the prediction log after the snapshot's last day.
+
+Routes: ``POST /score``, ``POST /score_batch``, ``POST /reports`` (fraud reports filed since the
+snapshot), ``GET /livez``, ``GET /readyz`` (JSON, 503 with a reason when not ready), and
+BentoML's OpenAPI page at ``/`` (``/docs.json``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import bentoml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    StringConstraints,
+    field_validator,
+)
+from starlette.responses import JSONResponse
+from threadpoolctl import threadpool_limits
+
+from orchestration.lib import registry
+from orchestration.lib.ingest import _PAN_LENGTH as PAN_LENGTH
+from orchestration.lib.online_features import OnlineFeatureStore, TransactionConflictError
+from orchestration.lib.pii import luhn_valid
+from orchestration.lib.prediction_log import (
+    PredictionLog,
+    PredictionLogError,
+    iter_records,
+    new_request_id,
+)
+from orchestration.lib.pseudonymize import key_fingerprint
+from orchestration.lib.scoring import ScoringModel, load_scoring_model
+from orchestration.lib.serving_snapshot import current_snapshot
+from orchestration.settings import get_settings, pseudonymization_key
+
+SETTINGS = get_settings()
+TOP_REASONS = 3
+"""Reason codes returned with each score."""
+API_THREADS = 4
+"""Requests handled at once: they share one feature store (serialized inside) but overlap
+while scoring and while waiting for the prediction log's group commit."""
+IDENTITY_COLUMNS = ("transaction_id", "tx_datetime", "tx_date", "card_key", "terminal_id")
+"""Columns of a ``transaction_features`` row that identify the payment; the others are features."""
+
+logger = logging.getLogger("bentoml.fraud_scorer")
+threadpool_limits(limits=1)  # one BLAS/OpenMP thread: a request is one small matrix
+
+_MODEL_CONFIG = ConfigDict(extra="forbid", hide_input_in_errors=True, strict=True)
+"""Unknown fields are refused; errors never echo the input (it holds a card number)."""
+
+Digits = Annotated[str, StringConstraints(pattern=r"^[0-9]+$")]
+
+
+# -- request and response bodies -------------------------------------------------------------
+
+
+class Transaction(BaseModel):
+    """A payment as the payment processor sends it."""
+
+    model_config = _MODEL_CONFIG
+
+    transaction_id: str = Field(
+        min_length=1,
+        description="The processor's id of the payment. Sending it again (a retry) scores "
+        "the same payment again; the same id with other content is refused (409).",
+    )
+    timestamp: datetime = Field(
+        description="When the payment happened: local time, ISO 8601, no time zone "
+        "(as in the processor's daily files).",
+    )
+    card_number: Digits = Field(
+        min_length=PAN_LENGTH,
+        max_length=PAN_LENGTH,
+        description=f"The card number (PAN, {PAN_LENGTH} digits, Luhn-valid). Replaced by its "
+        "pseudonymous card_key on entry: never logged or stored.",
+    )
+    terminal_id: Digits = Field(min_length=1, description="The payment terminal's id (digits).")
+    amount: float = Field(ge=0, allow_inf_nan=False, description="Amount, >= 0.")
+
+    @field_validator("timestamp")
+    @classmethod
+    def _local_time(cls, value: datetime) -> datetime:
+        if value.tzinfo is not None:
+            raise ValueError("must be local time without a time zone")
+        return value
+
+    @field_validator("card_number")
+    @classmethod
+    def _luhn(cls, value: str) -> str:
+        if not luhn_valid(value):
+            raise ValueError("fails the Luhn check")
+        return value
+
+
+class TransactionBatch(BaseModel):
+    """Several payments scored in one request (payments at the same instant count for each
+    other, as offline)."""
+
+    model_config = _MODEL_CONFIG
+
+    transactions: list[Transaction] = Field(
+        min_length=1,
+        max_length=SETTINGS.serving_max_batch,
+        description=f"1 to {SETTINGS.serving_max_batch} payments "
+        "(BLUEPRINT_SERVING_MAX_BATCH).",
+    )
+
+
+class Reason(BaseModel):
+    """A feature that pushed the score up."""
+
+    feature: str = Field(description="Column of transaction_features.")
+    value: float | None = Field(description="Its value for this payment (null: no history).")
+    contribution: float = Field(
+        description="How much it pushed the score up, compared with the training mean "
+        "(logistic regression: log-odds; other models: probability)."
+    )
+
+
+class Score(BaseModel):
+    """The verdict on one payment."""
+
+    transaction_id: str = Field(description="The payment's id, as sent.")
+    fraud_probability: float = Field(description="Probability that the payment is fraud.")
+    alert: bool = Field(
+        description="Whether the probability reaches the champion's alert threshold."
+    )
+    model_version: str = Field(description="The registry version of the model that scored it.")
+    reasons: list[Reason] = Field(description=f"The top {TOP_REASONS} reason codes.")
+
+
+class Scores(RootModel[list[Score]]):
+    """The verdicts of a batch, in the order of the request."""
+
+
+class FraudReport(BaseModel):
+    """A fraud report as the disputes system files it."""
+
+    model_config = _MODEL_CONFIG
+
+    transaction_id: str = Field(min_length=1, description="The payment reported as fraud.")
+    card_number: Digits = Field(
+        min_length=PAN_LENGTH, max_length=PAN_LENGTH,
+        description="The card's number; replaced by its card_key on entry.",
+    )
+    reported_at: datetime = Field(description="When the report was filed (local time).")
+
+
+class ReportBatch(BaseModel):
+    """Reports filed since the serving snapshot (it brings them too once published)."""
+
+    model_config = _MODEL_CONFIG
+
+    reports: list[FraudReport] = Field(
+        min_length=1, max_length=SETTINGS.serving_max_batch,
+        description=f"1 to {SETTINGS.serving_max_batch} reports.",
+    )
+
+
+class ReportsAdded(BaseModel):
+    changed: int = Field(description="Reports that changed the online state (new or earlier).")
+
+
+# -- readiness ---------------------------------------------------------------------------------
+
+
+class _Readiness:
+    """The running instance's readiness check, for the /readyz middleware."""
+
+    check: Callable[[], tuple[bool, dict[str, Any]]] = staticmethod(
+        lambda: (False, {"ready": False, "reason": "the service is starting"})
+    )
+
+
+READINESS = _Readiness()
+
+
+class ReadinessEndpoint:
+    """Answers ``GET /readyz`` with a JSON body saying why (BentoML's own says only 503)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/readyz":
+            ready, body = READINESS.check()
+            await JSONResponse(body, status_code=200 if ready else 503)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class NotReady(Exception):
+    """No request can be scored now; the message says why."""
+
+
+def _error(status: int, message: str, **details: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **details}, status_code=status)
+
+
+# -- the service -------------------------------------------------------------------------------
+
+
+@bentoml.service(
+    name="fraud_scorer",
+    workers=1,
+    threads=API_THREADS,
+    traffic={"timeout": 30},
+)
+class FraudScorer:
+    """Scores payments with the registry's champion on features equal to the offline mart."""
+
+    def __init__(self) -> None:
+        self._key_fingerprint = key_fingerprint(pseudonymization_key(SETTINGS))
+        self._model: ScoringModel | None = None
+        self._store: OnlineFeatureStore | None = None
+        self._problems: dict[str, str] = {}
+        """What keeps the model or the store from (re)loading: shown by /readyz."""
+        self._features_lock = threading.Lock()
+        """Held while a request adds payments to the store, and to swap the store."""
+        self._journal: list[dict[str, Any]] | None = None
+        """While a new snapshot loads: the rows and reports added to the old store meanwhile."""
+        self._log = PredictionLog(
+            SETTINGS.prediction_log_dir,
+            SETTINGS.prediction_log_rotate_rows,
+            SETTINGS.prediction_log_rotate_seconds,
+        ).start()
+        self._stop = threading.Event()
+        READINESS.check = self.readiness
+        self._follower = threading.Thread(target=self._follow, name="follower", daemon=True)
+        self._follower.start()
+
+    # -- APIs ----------------------------------------------------------------------------------
+
+    @bentoml.api(route="/score", output_spec=Score)
+    def score(self, transaction: Transaction, /) -> Score | JSONResponse:
+        """Score one payment: fraud probability, alert, model version and reason codes."""
+        scored = self._score([transaction])
+        return scored if isinstance(scored, JSONResponse) else scored[0]
+
+    @bentoml.api(route="/score_batch", output_spec=Scores)
+    def score_batch(self, batch: TransactionBatch, /) -> Scores | JSONResponse:
+        """Score several payments at once; the answers come in the order of the request."""
+        scored = self._score(batch.transactions)
+        return scored if isinstance(scored, JSONResponse) else Scores(scored)
+
+    @bentoml.api(route="/reports", output_spec=ReportsAdded)
+    def reports(self, batch: ReportBatch, /) -> ReportsAdded | JSONResponse:
+        """Add fraud reports filed since the snapshot: they count from the day after they
+        were filed, as offline."""
+        raw = [report.model_dump() for report in batch.reports]
+        with self._features_lock:
+            if self._store is None:
+                return _error(503, "not ready: the online state is not loaded yet")
+            changed = self._store.add_reports(raw)
+            if self._journal is not None:
+                self._journal.append({"reports": raw})
+        return ReportsAdded(changed=changed)
+
+    def __is_ready__(self) -> bool:
+        return self.readiness()[0]
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        """Stop following and close the prediction log file (into ``closed/``)."""
+        self._stop.set()
+        self._follower.join(timeout=10)
+        self._log.close()
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    def _score(self, transactions: Sequence[Transaction]) -> list[Score] | JSONResponse:
+        request_id = new_request_id()
+        payments = [t.model_dump() for t in transactions]
+        try:
+            model = self._ready_model()
+            with self._features_lock:
+                store = self._store
+                assert store is not None  # _ready_model checked it
+                if store.definitions_hash != model.feature_definitions_hash:
+                    raise NotReady("the online state changed while the request waited")
+                rows = store.features_batch(payments)
+                if self._journal is not None:
+                    self._journal.append({"transactions": rows})
+        except NotReady as reason:
+            return _error(503, f"not ready: {reason}")
+        except TransactionConflictError as conflict:
+            return _error(409, str(conflict))
+        except ValueError as invalid:  # what the schema cannot see (never echoes the card)
+            return _error(400, str(invalid))
+        probabilities = model.score(rows)
+        alerts = model.alerts(probabilities)
+        scores = [
+            Score(
+                transaction_id=row["transaction_id"],
+                fraud_probability=float(probability),
+                alert=bool(alert),
+                model_version=model.version,
+                reasons=[
+                    Reason(feature=r.feature, value=_finite(r.value), contribution=r.contribution)
+                    for r in model.reasons(row, TOP_REASONS)
+                ],
+            )
+            for row, probability, alert in zip(rows, probabilities, alerts, strict=True)
+        ]
+        logged_at = datetime.now(UTC)
+        try:
+            self._log.write(
+                [
+                    _log_row(request_id, logged_at, row, score)
+                    for row, score in zip(rows, scores, strict=True)
+                ]
+            )
+        except PredictionLogError as failure:
+            logger.error("prediction log write failed: %s", failure)
+            return _error(503, "the prediction could not be logged; retry the request")
+        return scores
+
+    def _ready_model(self) -> ScoringModel:
+        ready, state = self.readiness()
+        if not ready:
+            raise NotReady(state["reason"])
+        assert self._model is not None
+        return self._model
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Whether payments can be scored, with what, and why not."""
+        model, store = self._model, self._store
+        state: dict[str, Any] = {
+            "ready": False,
+            "model_version": model.version if model else None,
+            "snapshot_version": store.snapshot_version if store else None,
+        }
+        if self._problems:
+            state["problems"] = dict(self._problems)
+        if model is None:
+            reason = self._problems.get("model", "no champion model loaded yet")
+        elif store is None:
+            reason = self._problems.get("snapshot", "the online state is not loaded yet")
+        elif model.feature_definitions_hash != store.definitions_hash:
+            reason = (
+                f"champion {model.version} was trained on feature definitions "
+                f"{model.feature_definitions_hash[:12]}, the online state computes "
+                f"{store.definitions_hash[:12]}: publish a matching snapshot or roll back"
+            )
+        elif model.facts.pseudonymization_key_fingerprint != self._key_fingerprint:
+            reason = (
+                f"champion {model.version} saw card keys of another pseudonymization key"
+            )
+        else:
+            state["ready"] = True
+            return True, state
+        state["reason"] = reason
+        return False, state
+
+    # -- following the registry and the snapshots ----------------------------------------------
+
+    def _follow(self) -> None:
+        while True:
+            followers = (("model", self._follow_champion), ("snapshot", self._follow_snapshot))
+            for name, follow in followers:
+                try:
+                    follow()
+                    self._problems.pop(name, None)
+                except Exception as problem:  # keep serving what is loaded; /readyz says why
+                    if self._problems.get(name) != str(problem):
+                        logger.warning("cannot follow the %s: %s", name, problem)
+                    self._problems[name] = str(problem)
+            if self._stop.wait(SETTINGS.serving_poll_seconds):
+                return
+
+    def _follow_champion(self) -> None:
+        version = registry.champion_version(SETTINGS)
+        if self._model is None or self._model.version != version:
+            model = load_scoring_model(version, SETTINGS)
+            previous, self._model = self._model, model
+            logger.info(
+                "serving model %s (was %s)", version, previous.version if previous else None
+            )
+
+    def _follow_snapshot(self) -> None:
+        version = current_snapshot(SETTINGS.snapshot_dir).version
+        store = self._store
+        if store is None:
+            self._store = self._start_store()
+            logger.info("serving snapshot %s", self._store.snapshot_version)
+        elif store.snapshot_version != version:
+            with self._features_lock:
+                self._journal = []
+            try:
+                new = OnlineFeatureStore.from_snapshot(SETTINGS.snapshot_dir, carry_over=store)
+                assert new.snapshot_last_day is not None
+                _prepare(new)
+                with self._features_lock:
+                    _replay_journal(new, self._journal)
+                    self._store = new
+            finally:
+                with self._features_lock:
+                    self._journal = None
+            logger.info(
+                "serving snapshot %s (was %s)", new.snapshot_version, store.snapshot_version
+            )
+
+    def _start_store(self) -> OnlineFeatureStore:
+        """The current snapshot plus the payments logged after its last day."""
+        store = OnlineFeatureStore.from_snapshot(SETTINGS.snapshot_dir)
+        assert store.snapshot_last_day is not None
+        last_day = store.snapshot_last_day
+        logged = [
+            record
+            for record in iter_records(SETTINGS.prediction_log_dir, include_open=True)
+            if datetime.fromisoformat(record["tx_datetime"]).date() > last_day
+        ]
+        added = store.add_staged_transactions(logged)
+        logger.info("restored %d payments scored after %s from the prediction log", added,
+                    last_day)
+        _prepare(store)
+        return store
+
+
+def _prepare(store: OnlineFeatureStore) -> None:
+    """Compute the terminal-day rows of the day after the snapshot now, not in a request."""
+    assert store.snapshot_last_day is not None
+    store.prepare_day(store.snapshot_last_day + timedelta(days=1))
+
+
+def _replay_journal(store: OnlineFeatureStore, journal: list[dict[str, Any]] | None) -> None:
+    """Add to ``store`` what requests added to the old store while it loaded."""
+    assert store.snapshot_last_day is not None
+    for entry in journal or []:
+        if "transactions" in entry:
+            store.add_staged_transactions(
+                row for row in entry["transactions"] if row["tx_date"] > store.snapshot_last_day
+            )
+        else:
+            store.add_reports(entry["reports"])
+
+
+def _finite(value: float) -> float | None:
+    return value if value == value else None  # NaN (a missing feature) is null in JSON
+
+
+def _log_row(
+    request_id: str, logged_at: datetime, row: Mapping[str, Any], score: Score
+) -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "logged_at": logged_at,
+        "transaction_id": row["transaction_id"],
+        "tx_datetime": row["tx_datetime"],
+        "card_key": row["card_key"],
+        "terminal_id": row["terminal_id"],
+        "amount": row["amount"],
+        "model_version": score.model_version,
+        "features": {k: v for k, v in row.items() if k not in IDENTITY_COLUMNS},
+        "fraud_probability": score.fraud_probability,
+        "alert": score.alert,
+    }
+
+
+FraudScorer.add_asgi_middleware(ReadinessEndpoint)
