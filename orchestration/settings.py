@@ -147,6 +147,11 @@ class Settings:
         return self.serving_dir / "predictions"
 
     @property
+    def fraud_report_log_dir(self) -> Path:
+        """Fraud reports the service was sent since its snapshot (``open/``, ``closed/``)."""
+        return self.serving_dir / "fraud_reports"
+
+    @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
 

@@ -37,9 +37,14 @@ from threadpoolctl import threadpool_limits
 
 from orchestration.lib import registry
 from orchestration.lib.ingest import _PAN_LENGTH as PAN_LENGTH
-from orchestration.lib.online_features import OnlineFeatureStore, TransactionConflictError
+from orchestration.lib.online_features import (
+    OnlineFeatureStore,
+    TransactionConflictError,
+    stage_fraud_report,
+)
 from orchestration.lib.pii import luhn_valid
 from orchestration.lib.prediction_log import (
+    REPORT_COLUMNS,
     PredictionLog,
     PredictionLogError,
     iter_records,
@@ -227,7 +232,8 @@ class FraudScorer:
     """Scores payments with the registry's champion on features equal to the offline mart."""
 
     def __init__(self) -> None:
-        self._key_fingerprint = key_fingerprint(pseudonymization_key(SETTINGS))
+        self._key = pseudonymization_key(SETTINGS)
+        self._key_fingerprint = key_fingerprint(self._key)
         self._model: ScoringModel | None = None
         self._store: OnlineFeatureStore | None = None
         self._problems: dict[str, str] = {}
@@ -240,6 +246,12 @@ class FraudScorer:
             SETTINGS.prediction_log_dir,
             SETTINGS.prediction_log_rotate_rows,
             SETTINGS.prediction_log_rotate_seconds,
+        ).start()
+        self._report_log = PredictionLog(
+            SETTINGS.fraud_report_log_dir,
+            SETTINGS.prediction_log_rotate_rows,
+            SETTINGS.prediction_log_rotate_seconds,
+            columns=REPORT_COLUMNS,
         ).start()
         self._stop = threading.Event()
         READINESS.check = self.readiness
@@ -262,15 +274,30 @@ class FraudScorer:
 
     @bentoml.api(route="/reports", output_spec=ReportsAdded)
     def reports(self, batch: ReportBatch, /) -> ReportsAdded | JSONResponse:
-        """Add fraud reports filed since the snapshot: they count from the day after they
-        were filed, as offline."""
-        raw = [report.model_dump() for report in batch.reports]
+        """Add fraud reports filed since the snapshot (the next snapshot brings them too):
+        they count from the day after they were filed, as offline. Logged (card_key, never
+        the card number) before they are applied, so a restart keeps them."""
+        request_id, logged_at = new_request_id(), datetime.now(UTC)
+        staged = [
+            {
+                "request_id": request_id,
+                "logged_at": logged_at,
+                **stage_fraud_report(report.model_dump(), self._key),
+            }
+            for report in batch.reports
+        ]
+        if self._store is None:
+            return _error(503, "not ready: the online state is not loaded yet")
+        try:
+            self._report_log.write(staged)
+        except PredictionLogError as failure:
+            logger.error("fraud report log write failed: %s", failure)
+            return _error(503, "the reports could not be logged; retry the request")
         with self._features_lock:
-            if self._store is None:
-                return _error(503, "not ready: the online state is not loaded yet")
-            changed = self._store.add_reports(raw)
+            assert self._store is not None
+            changed = self._store.add_staged_reports(staged)
             if self._journal is not None:
-                self._journal.append({"reports": raw})
+                self._journal.append({"reports": staged})
         return ReportsAdded(changed=changed)
 
     def __is_ready__(self) -> bool:
@@ -282,6 +309,7 @@ class FraudScorer:
         self._stop.set()
         self._follower.join(timeout=10)
         self._log.close()
+        self._report_log.close()
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -418,18 +446,24 @@ class FraudScorer:
             )
 
     def _start_store(self) -> OnlineFeatureStore:
-        """The current snapshot plus the payments logged after its last day."""
+        """The current snapshot plus the payments and reports logged after its last day."""
         store = OnlineFeatureStore.from_snapshot(SETTINGS.snapshot_dir)
         assert store.snapshot_last_day is not None
         last_day = store.snapshot_last_day
-        logged = [
+        payments = store.add_staged_transactions(
             record
             for record in iter_records(SETTINGS.prediction_log_dir, include_open=True)
             if datetime.fromisoformat(record["tx_datetime"]).date() > last_day
-        ]
-        added = store.add_staged_transactions(logged)
-        logger.info("restored %d payments scored after %s from the prediction log", added,
-                    last_day)
+        )
+        reports = store.add_staged_reports(
+            record
+            for record in iter_records(SETTINGS.fraud_report_log_dir, include_open=True)
+            if datetime.fromisoformat(record["reported_at"]).date() > last_day
+        )
+        logger.info(
+            "restored %d payments and %d reports after %s from the logs", payments, reports,
+            last_day,
+        )
         _prepare(store)
         return store
 
@@ -449,7 +483,7 @@ def _replay_journal(store: OnlineFeatureStore, journal: list[dict[str, Any]] | N
                 row for row in entry["transactions"] if row["tx_date"] > store.snapshot_last_day
             )
         else:
-            store.add_reports(entry["reports"])
+            store.add_staged_reports(entry["reports"])
 
 
 def _finite(value: float) -> float | None:

@@ -128,12 +128,24 @@ def _staged_transaction(
 def stage_fraud_report(report: Mapping[str, Any], key: bytes) -> dict[str, Any]:
     """A raw fraud report ``{transaction_id, card_number, reported_at}`` as in
     ``stg_fraud_reports``."""
-    reported_at = _timestamp(report["reported_at"])
+    return _staged_report(
+        report["transaction_id"], card_key(str(report["card_number"]), key), report["reported_at"]
+    )
+
+
+def restage_fraud_report(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A fraud report staged before ``{transaction_id, card_key, reported_at}`` as in
+    ``stg_fraud_reports``."""
+    return _staged_report(row["transaction_id"], str(row["card_key"]), row["reported_at"])
+
+
+def _staged_report(transaction_id: Any, card: str, reported_at: datetime | str) -> dict[str, Any]:
+    when = _timestamp(reported_at)
     return {
-        "transaction_id": str(report["transaction_id"]),
-        "card_key": card_key(str(report["card_number"]), key),
-        "reported_at": reported_at,
-        "report_date": reported_at.date(),
+        "transaction_id": str(transaction_id),
+        "card_key": card,
+        "reported_at": when,
+        "report_date": when.date(),
     }
 
 
@@ -396,7 +408,17 @@ class OnlineFeatureStore:
         a payment reported twice keeps its first report. Returns how many reports changed.
         Terminal-day rows the reports change are computed again now, not during a request.
         """
-        staged = [self._as_row(FRAUD_REPORTS, stage_fraud_report(r, self._key)) for r in reports]
+        return self._add_staged_reports(
+            [self._as_row(FRAUD_REPORTS, stage_fraud_report(r, self._key)) for r in reports]
+        )
+
+    def add_staged_reports(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """:meth:`add_reports` of reports staged before (see :func:`restage_fraud_report`)."""
+        return self._add_staged_reports(
+            [self._as_row(FRAUD_REPORTS, restage_fraud_report(row)) for row in rows]
+        )
+
+    def _add_staged_reports(self, staged: list[tuple]) -> int:
         with self._lock:
             changed = sum(self._add_report(row) for row in staged)
             if self._current_day is not None:

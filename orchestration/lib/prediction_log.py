@@ -56,6 +56,8 @@ COLUMNS = (
     "alert",
 )
 """The fields of every row, in the order they are written."""
+REPORT_COLUMNS = ("request_id", "logged_at", "transaction_id", "card_key", "reported_at")
+"""The fields of a fraud report sent to the service (the same log format keeps them)."""
 COMMIT_TIMEOUT_S = 30.0
 """How long a request waits for its batch to be on disk before it fails (the disk is stuck)."""
 
@@ -85,12 +87,20 @@ class PredictionLog:
     ``close()`` commits what is waiting, closes the open file and stops the writer.
     """
 
-    def __init__(self, log_dir: Path, rotate_rows: int, rotate_seconds: float) -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        rotate_rows: int,
+        rotate_seconds: float,
+        columns: Sequence[str] = COLUMNS,
+    ) -> None:
+        """``columns``: the fields of a row (default :data:`COLUMNS`)."""
         if rotate_rows < 1 or rotate_seconds <= 0:
             raise ValueError("rotate_rows must be >= 1 and rotate_seconds > 0")
         self.log_dir = Path(log_dir)
         self.rotate_rows = rotate_rows
         self.rotate_seconds = rotate_seconds
+        self.columns = tuple(columns)
         self._pending: list[_Batch] = []
         self._wake = threading.Condition()
         self._closing = False
@@ -121,7 +131,7 @@ class PredictionLog:
         """Append ``rows`` and return once they are on disk (raises `PredictionLogError`)."""
         if not rows:
             return
-        lines = b"".join(_line(row) for row in rows)  # serialized here, in parallel
+        lines = b"".join(_line(row, self.columns) for row in rows)  # serialized here, in parallel
         batch = _Batch(lines, len(rows))
         with self._wake:
             if self._closing or self._thread is None:
@@ -219,8 +229,8 @@ class PredictionLog:
             self._file = None
 
 
-def _line(row: Mapping[str, Any]) -> bytes:
-    record = {column: row[column] for column in COLUMNS}
+def _line(row: Mapping[str, Any], columns: Sequence[str]) -> bytes:
+    record = {column: row[column] for column in columns}
     return (json.dumps(record, default=_json_value, allow_nan=True) + "\n").encode()
 
 
