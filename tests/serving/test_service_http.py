@@ -1,0 +1,340 @@
+"""The scoring service over real HTTP: a real ``bentoml serve`` on a free port, a temporary
+BLUEPRINT_HOME with a small world's snapshot and a champion trained on it.
+
+One server for the module (started once, restarted once by the parity test); the tests send
+their own payments on cards and terminals the world does not have, on days after the replay,
+so they do not change what the replayed payments' features should be.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from orchestration.lib import registry
+from orchestration.lib.feature_definitions import load_feature_definitions
+from orchestration.lib.prediction_log import CLOSED_DIR, OPEN_DIR, read_all_logs, read_closed_logs
+from orchestration.lib.scoring import load_scoring_model
+from orchestration.lib.serve import ScoringServer, readiness, start_scoring_service
+from orchestration.settings import PSEUDONYMIZATION_KEY_ENV, Settings, get_settings
+from simulator.config import WorldConfig
+from tests.serving.service_world import (
+    ScoringClient,
+    Traffic,
+    as_json,
+    build_world,
+    day_start,
+    feature_mismatches,
+    free_port,
+    new_pan,
+    register_model,
+    training_rows,
+    wait_for,
+)
+from tests.serving.serving_world import TOLERANCE, ServingWorld, publish, reports, requests
+
+WORLD = WorldConfig(n_customers=200, n_terminals=400, n_days=40, seed=3)
+REPLAY_DAYS = 2
+MAX_BATCH = 50
+ROTATE_ROWS = 100
+
+
+@dataclass
+class Service:
+    world: ServingWorld
+    settings: Settings
+    champion: str
+    challenger: str
+    mismatched: str
+    """Trained on other feature definitions: serving it would be wrong."""
+    traffic: Traffic
+    server: ScoringServer
+    client: ScoringClient
+    port: int
+
+    def restart(self) -> None:
+        self.server.stop()
+        self.server = start_scoring_service(self.settings, self.port)
+
+    def later(self, days: int = 1, hour: int = 10, second: int = 0) -> str:
+        """A timestamp after the replayed days."""
+        when = day_start(self.world.last_day) + timedelta(days=days, hours=hour, seconds=second)
+        return when.isoformat()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    root = tmp_path_factory.mktemp("scoring_service")
+    key_hex = secrets.token_hex(32)
+    world = build_world(root / "world", WORLD, REPLAY_DAYS, key_hex)
+    definitions = load_feature_definitions(world.as_of.target_path / "manifest.json")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("BLUEPRINT_HOME", str(root / "home"))
+        env.setenv(PSEUDONYMIZATION_KEY_ENV, key_hex)
+        env.setenv("BLUEPRINT_SERVING_POLL_SECONDS", "0.2")
+        env.setenv("BLUEPRINT_SERVING_MAX_BATCH", str(MAX_BATCH))
+        env.setenv("BLUEPRINT_PREDICTION_LOG_ROTATE_ROWS", str(ROTATE_ROWS))
+        settings = get_settings()
+        rows = training_rows(world)
+        champion = register_model(rows, settings, definitions.hash, key_hex)
+        challenger = register_model(rows, settings, definitions.hash, key_hex, c=0.001)
+        mismatched = register_model(rows, settings, "0" * 64, key_hex)
+        registry.promote(champion, reason="first champion", actor="test", settings=settings)
+        publish(world.as_of, definitions, settings.snapshot_dir, key_hex)
+        port = free_port()
+        server = start_scoring_service(settings, port)
+        traffic = Traffic()
+        client = ScoringClient(server.url, traffic)
+        service = Service(world, settings, champion, challenger, mismatched, traffic, server,
+                          client, port)
+        try:
+            yield service
+        finally:
+            service.server.stop()
+
+
+def payment(service: Service, n: int, card: int, terminal: str = "900001", **overrides) -> dict:
+    return {
+        "transaction_id": f"test-{n}",
+        "timestamp": service.later(second=n),
+        "card_number": new_pan(card),
+        "terminal_id": terminal,
+        "amount": 42.0,
+        **overrides,
+    }
+
+
+def test_service_replays_the_offline_features_and_scores_across_a_restart(
+    service: Service,
+) -> None:
+    """Every payment of the days after the snapshot, sent in time order (reports filed each day
+    sent at its end), gets the offline ``transaction_features`` row and the score batch scoring
+    gives it, with a restart between the two days."""
+    world, client = service.world, service.client
+    responses: dict[str, dict] = {}
+    for i, day in enumerate(world.replay_days):
+        if i == 1:
+            service.restart()
+        payments = world.raw("transactions", day).sort_values(["tx_datetime", "transaction_id"])
+        for _, same_instant in payments.groupby("tx_datetime", sort=True):
+            batch = [as_json(tx) for tx in requests(same_instant)]
+            if len(batch) == 1:
+                response = client.post("/score", batch[0])
+                answers = [response.json()]
+            else:
+                response = client.post("/score_batch", {"transactions": batch})
+                answers = response.json()
+            assert response.status_code == 200, response.text
+            responses.update((a["transaction_id"], a) for a in answers)
+        filed = reports(world.raw("fraud_reports", day))
+        if filed:
+            body = {"reports": [{**r, "reported_at": r["reported_at"].isoformat()} for r in filed]}
+            assert client.post("/reports", body).status_code == 200
+
+    replayed = pd.concat([world.raw("transactions", d) for d in world.replay_days])
+    assert set(responses) == set(replayed["transaction_id"])
+    offline = world.offline_features()
+    logged = read_all_logs(service.settings.prediction_log_dir)
+    logged = logged[logged["transaction_id"].isin(responses)]
+    assert len(logged) == len(responses)  # one row each
+    assert feature_mismatches(logged, offline, TOLERANCE) == []
+
+    model = load_scoring_model(service.champion, service.settings)
+    ids = sorted(responses)
+    expected = model.score(offline.loc[ids])
+    served = np.array([responses[i]["fraud_probability"] for i in ids])
+    assert np.max(np.abs(served - expected)) <= 1e-9
+    assert {responses[i]["model_version"] for i in ids} == {service.champion}
+    assert [responses[i]["alert"] for i in ids] == list(model.alerts(expected))
+
+
+def test_service_scores_one_payment_and_a_batch(service: Service) -> None:
+    client = service.client
+    response = client.post("/score", payment(service, 1, card=1, amount=57.3))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"transaction_id", "fraud_probability", "alert", "model_version",
+                         "reasons"}
+    assert body["transaction_id"] == "test-1"
+    assert 0.0 <= body["fraud_probability"] <= 1.0
+    assert body["model_version"] == service.champion
+    assert len(body["reasons"]) == 3
+    assert all(set(r) == {"feature", "value", "contribution"} for r in body["reasons"])
+
+    batch = [payment(service, n, card=2, terminal="900002") for n in (2, 3)]
+    response = client.post("/score_batch", {"transactions": batch})
+    assert response.status_code == 200, response.text
+    assert [a["transaction_id"] for a in response.json()] == ["test-2", "test-3"]
+
+
+def test_service_cold_start_card_gets_features_not_an_error(service: Service) -> None:
+    world_terminal = str(service.world.raw("transactions", service.world.last_day)
+                         ["terminal_id"].iloc[0])
+    response = service.client.post(
+        "/score", payment(service, 10, card=10, terminal=world_terminal, amount=12.5)
+    )
+    assert response.status_code == 200, response.text
+    row = _logged(service, "test-10").iloc[-1]
+    for w in (1, 7, 30):
+        assert row[f"features.card_nb_tx_{w}day"] == 1
+        assert row[f"features.card_avg_amount_{w}day"] == 12.5
+    assert row["features.terminal_nb_tx_30day"] > 0  # the terminal's history is known
+
+
+def test_service_retry_is_a_second_request_with_the_same_features(service: Service) -> None:
+    client = service.client
+    first = payment(service, 20, card=20, terminal="900020")
+    answers = [client.post("/score", first).json() for _ in range(2)]
+    assert answers[0] == answers[1]
+    client.post("/score", payment(service, 21, card=20, terminal="900020"))
+
+    logged = _logged(service, "test-20")
+    assert len(logged) == 2 and logged["request_id"].nunique() == 2
+    features = [c for c in logged.columns if c.startswith("features.")]
+    assert logged[features].iloc[0].equals(logged[features].iloc[1])
+    assert _logged(service, "test-21").iloc[-1]["features.card_nb_tx_1day"] == 2  # not 3
+
+    conflict = client.post("/score", {**first, "amount": 43.0})
+    assert conflict.status_code == 409 and "test-20" in conflict.json()["error"]
+
+
+def test_service_refuses_bad_input_with_a_4xx_naming_the_field(service: Service) -> None:
+    good = payment(service, 30, card=30)
+    cases = {
+        "transaction_id": {k: v for k, v in good.items() if k != "transaction_id"},
+        "merchant": {**good, "merchant": "x"},
+        "amount": {**good, "amount": -1},
+    }
+    cases_more = [
+        ("amount", {**good, "amount": "57.3"}),
+        ("amount", {**good, "amount": 1e400}),
+        ("timestamp", {**good, "timestamp": "01/08/2018 13:45"}),
+        ("timestamp", {**good, "timestamp": "2018-08-01T13:45:10+02:00"}),
+        ("card_number", {**good, "card_number": good["card_number"][:-1] + "0"}),
+        ("card_number", {**good, "card_number": "4539 5787 6362 1486"}),
+        ("terminal_id", {**good, "terminal_id": 3178}),
+    ]
+    sent = [("/score", field, body) for field, body in [*cases.items(), *cases_more]]
+    too_many = [payment(service, 100 + n, card=31) for n in range(MAX_BATCH + 1)]
+    sent += [
+        ("/score_batch", "transactions", {"transactions": []}),
+        ("/score_batch", "transactions", {"transactions": too_many}),
+        ("/score_batch", "amount", {"transactions": [{**good, "amount": float("nan")}]}),
+        ("/score_batch", "transactions", {"payments": [good]}),
+        ("/reports", "reported_at", {"reports": [{"transaction_id": "x",
+                                                  "card_number": good["card_number"]}]}),
+    ]
+    for path, field, body in sent:
+        response = service.client.http.post(path, content=json.dumps(body))
+        assert 400 <= response.status_code < 500, (field, response.status_code, response.text)
+        assert field in response.text, (field, response.text)
+        assert good["card_number"] not in response.text
+    for raw in (b"", b"{not json", b"[]", b"null"):
+        response = service.client.http.post("/score", content=raw)
+        assert 400 <= response.status_code < 500, (raw, response.text)
+    assert _logged(service, "test-30").empty
+
+
+def test_service_serves_its_openapi_page(service: Service) -> None:
+    page = service.client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    spec = service.client.get("/docs.json").json()
+    assert {"/score", "/score_batch", "/reports"} <= set(spec["paths"])
+    schemas = spec["components"]["schemas"]
+    transaction = next(s for name, s in schemas.items() if name.startswith("Transaction")
+                       and "card_number" in s.get("properties", {}))
+    assert set(transaction["properties"]) == {"transaction_id", "timestamp", "card_number",
+                                              "terminal_id", "amount"}
+    assert all(p.get("description") for p in transaction["properties"].values())
+
+
+def test_service_follows_promotion_and_rollback_without_a_failed_request(
+    service: Service,
+) -> None:
+    settings, url = service.settings, service.server.url
+    seen: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+
+    def keep_scoring() -> None:
+        client = ScoringClient(url, service.traffic)
+        n = 0
+        while not stop.is_set():
+            n += 1
+            tx = payment(service, 10_000 + n, card=40 + n % 5, terminal="900040")
+            response = client.post("/score", tx)
+            seen.append((response.status_code, response.json().get("model_version")))
+
+    def serving(version: str) -> bool:
+        return bool(seen) and seen[-1][1] == version
+
+    sender = threading.Thread(target=keep_scoring)
+    sender.start()
+    try:
+        assert wait_for(lambda: serving(service.champion))
+        registry.promote(service.challenger, reason="better", actor="test", settings=settings)
+        assert wait_for(lambda: serving(service.challenger))
+        assert registry.rollback("worse in production", actor="test", settings=settings) == (
+            service.champion
+        )
+        assert wait_for(lambda: serving(service.champion))
+    finally:
+        stop.set()
+        sender.join()
+    assert [status for status, _ in seen if status != 200] == []
+    versions = [v for _, v in seen]
+    switches = [v for i, v in enumerate(versions) if i == 0 or v != versions[i - 1]]
+    assert switches == [service.champion, service.challenger, service.champion]
+
+
+def test_service_is_not_ready_while_the_champion_needs_other_features(service: Service) -> None:
+    settings, url = service.settings, service.server.url
+    status, body = readiness(url)
+    assert status == 200 and body["ready"] and body["model_version"] == service.champion
+
+    registry.promote(service.mismatched, reason="wrong features", actor="test", settings=settings)
+    try:
+        assert wait_for(lambda: readiness(url)[0] == 503)
+        status, body = readiness(url)
+        assert "feature definitions" in body["reason"]
+        refused = service.client.post("/score", payment(service, 50, card=50))
+        assert refused.status_code == 503 and "not ready" in refused.json()["error"]
+        assert service.client.get("/livez").status_code == 200
+    finally:
+        registry.rollback("back to the right features", actor="test", settings=settings)
+    assert wait_for(lambda: readiness(url)[0] == 200)
+    assert service.client.post("/score", payment(service, 51, card=50)).status_code == 200
+
+
+def test_service_logs_each_acknowledged_payment_once_and_never_a_card_number(
+    service: Service,
+) -> None:
+    """Runs last: stops the server (a clean shutdown closes the open log file)."""
+    service.server.stop()
+    log_dir = service.settings.prediction_log_dir
+    assert list((log_dir / OPEN_DIR).iterdir()) == []
+    closed = list((log_dir / CLOSED_DIR).iterdir())
+    assert len(closed) >= service.traffic.acknowledged // ROTATE_ROWS  # rotated by rows
+    logged = read_closed_logs(log_dir)
+    assert len(logged) == service.traffic.acknowledged
+    assert logged["request_id"].notna().all()
+
+    pans = {pan.encode() for pan in service.traffic.pans}
+    assert len(pans) > 100
+    written = [p for p in service.settings.home.rglob("*") if p.is_file()]
+    assert service.server.log_path in written
+    leaks = [str(p) for p in written if any(pan in p.read_bytes() for pan in pans)]
+    assert leaks == []
+
+
+def _logged(service: Service, transaction_id: str) -> pd.DataFrame:
+    logged = read_all_logs(service.settings.prediction_log_dir)
+    return logged[logged["transaction_id"] == transaction_id]
+
