@@ -41,7 +41,9 @@ from tests.serving.service_world import (
 )
 from tests.serving.serving_world import TOLERANCE, ServingWorld, publish, reports, requests
 
-WORLD = WorldConfig(n_customers=200, n_terminals=400, n_days=40, seed=3)
+pytestmark = pytest.mark.slow  # building the world with dbt twice takes about a minute
+
+WORLD = WorldConfig(n_customers=100, n_terminals=200, n_days=35, seed=3)
 REPLAY_DAYS = 2
 MAX_BATCH = 50
 ROTATE_ROWS = 100
@@ -327,7 +329,7 @@ def test_service_logs_each_acknowledged_payment_once_and_never_a_card_number(
     assert logged["request_id"].notna().all()
 
     pans = {pan.encode() for pan in service.traffic.pans}
-    assert len(pans) > 100
+    assert len(pans) > 50
     written = [p for p in service.settings.home.rglob("*") if p.is_file()]
     assert service.server.log_path in written
     leaks = [str(p) for p in written if any(pan in p.read_bytes() for pan in pans)]
