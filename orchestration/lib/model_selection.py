@@ -57,6 +57,21 @@ BASELINE_FEATURES: tuple[str, ...] = (
 )
 """The handbook's 15 baseline features, as columns of the ``training_set`` mart."""
 
+PRODUCTION_FEATURES: tuple[str, ...] = (
+    *BASELINE_FEATURES,
+    "card_amount_ratio_30day",
+    "card_seconds_since_last_tx",
+    "terminal_recent_nb_fraud_1day",
+    "terminal_recent_risk_1day",
+    "terminal_recent_nb_fraud_7day",
+    "terminal_recent_risk_7day",
+    "terminal_recent_nb_fraud_30day",
+    "terminal_recent_risk_30day",
+)
+"""The production model's features: the baseline plus the amount against the card's usual
+amount, the time since the card's previous payment, and the terminal's frauds counted as soon
+as they are reported (no delay window); see ``dbt_project/models/marts/_marts__models.yml``."""
+
 LOGISTIC_REGRESSION = "logistic_regression"
 DECISION_TREE = "decision_tree"
 RANDOM_FOREST = "random_forest"

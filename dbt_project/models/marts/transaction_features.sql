@@ -6,8 +6,12 @@
     count for each other (pandas would count only the ones before it in row order).
     Windows are partitioned by a 64-bit hash of card_key rather than the 64-character key:
     sorting integers is several times faster, and the test
-    assert_card_key_hashes_are_distinct guarantees no two cards share a hash. -#}
+    assert_card_key_hashes_are_distinct guarantees no two cards share a hash.
+    The card's earlier payments (card_amount_ratio_*, card_seconds_since_last_tx) are those of
+    the widest card window, (t - w days, t): never older than the history serving keeps for a
+    card, and without the payment itself and the card's other payments at the same instant. -#}
 {%- set card_windows = var('card_windows_days') -%}
+{%- set card_horizon = card_windows | max -%}
 {%- set terminal_windows = var('terminal_windows_days') -%}
 {%- set microseconds_per_day = 86400 * 1000000 -%}
 
@@ -44,8 +48,11 @@ card_windowed as (
         case when hour(tx_datetime) <= 6 then 1 else 0 end as tx_during_night,
         {%- for w in card_windows %}
         count(*) over card_{{ w }}day as card_nb_tx_{{ w }}day,
-        sum(amount) over card_{{ w }}day as card_sum_amount_{{ w }}day{{ "," if not loop.last }}
+        sum(amount) over card_{{ w }}day as card_sum_amount_{{ w }}day,
         {%- endfor %}
+        count(*) over card_earlier as card_earlier_nb_tx,
+        sum(amount) over card_earlier as card_earlier_sum_amount,
+        tx_epoch_us - max(tx_epoch_us) over card_earlier as card_us_since_last_tx
 
     from transactions
     window
@@ -53,8 +60,12 @@ card_windowed as (
         card_{{ w }}day as (
             partition by card_partition order by tx_epoch_us
             range between {{ w * microseconds_per_day - 1 }} preceding and current row
-        ){{ "," if not loop.last }}
+        ),
         {%- endfor %}
+        card_earlier as (
+            partition by card_partition order by tx_epoch_us
+            range between {{ card_horizon * microseconds_per_day - 1 }} preceding and 1 preceding
+        )
 
 ),
 
@@ -76,7 +87,23 @@ final as (
         {%- endfor %}
         {%- for w in terminal_windows %}
         terminal_days.terminal_nb_tx_{{ w }}day,
-        terminal_days.terminal_risk_{{ w }}day{{ "," if not loop.last }}
+        terminal_days.terminal_risk_{{ w }}day,
+        {%- endfor %}
+        -- 1.0 (as usual) when there is nothing to compare with
+        case
+            when card_windowed.card_earlier_sum_amount > 0
+                then card_windowed.amount * card_windowed.card_earlier_nb_tx
+                    / card_windowed.card_earlier_sum_amount
+            else 1.0
+        end as card_amount_ratio_{{ card_horizon }}day,
+        -- no earlier payment within the horizon: the horizon itself, "at least that long"
+        coalesce(
+            card_windowed.card_us_since_last_tx / 1000000,
+            {{ card_horizon * 86400 }}
+        )::double as card_seconds_since_last_tx,
+        {%- for w in terminal_windows %}
+        terminal_days.terminal_recent_nb_fraud_{{ w }}day,
+        terminal_days.terminal_recent_risk_{{ w }}day{{ "," if not loop.last }}
         {%- endfor %}
 
     from card_windowed
