@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -113,7 +113,13 @@ def _dagster_bin(name: str) -> str:
 
 
 def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
-    """The runs that bring the selection up to date: (selection, partition range or None)."""
+    """The runs that bring the selection up to date: (selection, partition range or None).
+
+    Two runs at most: the data and model assets (ingestion over the days with new data, dbt,
+    training, the gate, the serving files; without new data only what is older than its
+    upstream), then the daily assets downstream of the model (batch scoring) over every day
+    they lack, which after the first training is more than the days just ingested.
+    """
     import dagster as dg
 
     from orchestration.definitions import defs
@@ -122,9 +128,16 @@ def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
 
     settings = get_settings()
     graph = defs.resolve_asset_graph()
-    selection = dg.AssetSelection.from_string(select or "*")
-    selected = selection.resolve(graph)
-    partitioned = {k for k in selected if graph.get(k).partitions_def is not None}
+    selected = dg.AssetSelection.from_string(select or "*").resolve(graph)
+    unpartitioned = {k for k in selected if graph.get(k).partitions_def is None}
+    everything_unpartitioned = {
+        k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def is None
+    }
+    after_model = {
+        k for k in selected - unpartitioned
+        if graph.get(k).parent_keys & everything_unpartitioned
+    }
+    data = selected - unpartitioned - after_model
     plan = plan_ingestion(CONTRACTS.values(), settings.landing_dir, settings.raw_dir)
     for source, days in plan.waiting.items():
         if days:
@@ -132,15 +145,16 @@ def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
                 f"Waiting for a readable re-delivery of {source} for "
                 f"{', '.join(d.isoformat() for d in days)} (the delivered files cannot be read)"
             )
-    if partitioned and plan.range is not None:
-        return [(select or "*", plan.range)]
+    runs: list[tuple[str, tuple[date, date] | None]] = []
+    if data and plan.range is not None:
+        runs.append((_keys(data | unpartitioned), plan.range))
 
-    unpartitioned = selected - partitioned
     instance = dg.DagsterInstance.get()
     upstream_times = [
         event.timestamp
         for key in graph.get_all_asset_keys()
         if graph.get(key).partitions_def is not None
+        and key not in after_model
         and (event := instance.get_latest_materialization_event(key)) is not None
     ]
     newest_upstream = max(upstream_times, default=0.0)
@@ -149,10 +163,28 @@ def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
         event = instance.get_latest_materialization_event(key)
         if event is None or event.timestamp < newest_upstream:
             outdated.append(key)
-    if not outdated:
-        return []
-    keys = " or ".join(f'key:"{k.to_user_string()}"' for k in outdated)
-    return [(keys, None)]
+    if outdated and not runs:
+        runs.append((_keys(outdated), None))
+
+    if after_model:
+        have_data = {
+            date.fromisoformat(p)
+            for p in instance.get_materialized_partitions(dg.AssetKey("raw_transactions"))
+        }
+        if plan.range is not None:
+            first, last = plan.range
+            have_data |= {first + timedelta(days=i) for i in range((last - first).days + 1)}
+        missing: set[date] = set()
+        for key in after_model:
+            done = {date.fromisoformat(p) for p in instance.get_materialized_partitions(key)}
+            missing |= have_data - done
+        if missing:
+            runs.append((_keys(after_model), (min(missing), max(missing))))
+    return runs
+
+
+def _keys(keys) -> str:
+    return " or ".join(f'key:"{k.to_user_string()}"' for k in sorted(keys))
 
 
 @app.command()
@@ -188,6 +220,28 @@ def materialize(
             _echo("error: the Dagster run failed; open the run in the Dagster UI for details.")
             raise typer.Exit(completed.returncode)
     typer.echo("Materialized.")
+
+
+@app.command()
+def train() -> None:
+    """Train a candidate now, run the promotion gate and publish the serving snapshot.
+
+    Launches Dagster's ``training_job`` on the persistent instance (it appears in the UI); the
+    features must have been materialized.
+    """
+    _prepare()
+    _echo("Training a candidate (training_job)")
+    completed = subprocess.run(
+        [
+            _dagster_bin("dagster"), "job", "execute",
+            "-m", "orchestration.definitions", "-d", str(PROJECT_ROOT), "-j", "training_job",
+        ],
+        cwd=PROJECT_ROOT,
+    )
+    if completed.returncode != 0:
+        _echo("error: the training run failed; open the run in the Dagster UI for details.")
+        raise typer.Exit(completed.returncode)
+    typer.echo("Trained.")
 
 
 def _pid_file(settings: Settings) -> Path:
@@ -249,13 +303,57 @@ def ui(
     typer.echo(f"Dagster UI: {url}  (logs: {log_dir}/dagster-dev.log; stop with `make stop`)")
 
 
+CURL_EXAMPLE = """curl -s -X POST {url}/score -H 'Content-Type: application/json' \\
+  -d '{{"transaction_id": "demo-1", "timestamp": "{timestamp}", \\
+       "card_number": "4539578763621486", "terminal_id": "3178", "amount": 57.3}}'"""
+
+
+@app.command()
+def serve(
+    port: Annotated[int | None, typer.Option(help="Port (default BLUEPRINT_SERVING_PORT).")] = None,
+) -> None:
+    """Start the real-time scoring service (BentoML) on 127.0.0.1 in the background.
+
+    It serves the registry's champion and follows promotions and rollbacks without a restart.
+    """
+    from orchestration.lib.serve import (
+        ServingStartError,
+        running_scoring_service,
+        start_scoring_service,
+    )
+    from orchestration.lib.serving_snapshot import current_snapshot
+
+    settings = _prepare()
+    url = f"http://127.0.0.1:{port or settings.serving_port}"
+    if pid := running_scoring_service(settings):
+        typer.echo(f"The scoring service is already running (process group {pid}).")
+    else:
+        try:
+            server = start_scoring_service(settings, port)
+        except ServingStartError as error:
+            _echo(f"error: {error}")
+            raise typer.Exit(1) from None
+        url = server.url
+        typer.echo(f"Scoring service: {url}  (OpenAPI: {url}/; logs: {server.log_path})")
+    try:
+        last_day = current_snapshot(settings.snapshot_dir).last_day
+    except Exception:  # noqa: BLE001 - the example only needs a plausible date
+        last_day = date.today()
+    timestamp = f"{last_day + timedelta(days=1)}T13:45:10"
+    typer.echo("Try it:\n" + CURL_EXAMPLE.format(url=url, timestamp=timestamp))
+
+
 @app.command()
 def stop() -> None:
-    """Stop what `blueprint ui` (and `make demo`) started."""
+    """Stop what `blueprint ui`, `blueprint serve` and `make demo` started."""
+    from orchestration.lib.serve import stop_scoring_service
+
     settings = get_settings()
+    if stop_scoring_service(settings):
+        typer.echo("Stopped the scoring service.")
     pid = _ui_running(settings)
     if pid is None:
-        typer.echo("Nothing is running.")
+        typer.echo("The Dagster UI is not running.")
         return
     os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
@@ -273,7 +371,8 @@ def stop() -> None:
 
 @app.command()
 def demo() -> None:
-    """Simulate the default world if there is none, materialize what is stale, start the UI."""
+    """Simulate the default world if there is none, materialize what is stale (training and
+    promotion included), start the Dagster UI and the scoring service."""
     settings = _prepare()
     if not world_exists(settings):
         simulate(
@@ -284,6 +383,8 @@ def demo() -> None:
         typer.echo(f"Using the world already simulated in {settings.landing_dir}")
     materialize(select=None)
     ui(port=None)
+    serve(port=None)
+    typer.echo("Models: `blueprint models list`.")
 
 
 @app.command("scan-pii")

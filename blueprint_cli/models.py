@@ -122,3 +122,25 @@ def rollback(reason: Annotated[str, typer.Option("--reason", help=REASON_HELP)])
         raise _fail(str(error)) from None
     rolled_back = registry.history(restored)[-1].details["rollback_of"]
     typer.echo(f"Rolled back {rolled_back}: {restored} is the champion again.")
+
+
+@models_app.command("reproduce")
+def reproduce(version: Annotated[str, typer.Argument(help="The version to retrain.")]) -> None:
+    """Retrain a version from its recorded lineage and compare the test metrics."""
+    from orchestration.lib.training import reproduce as retrain
+
+    try:
+        result = retrain(version)
+    except (registry.RegistryError, FileNotFoundError) as error:
+        raise _fail(str(error)) from None
+    rows = []
+    same = result.same_rows
+    for key, value in result.reproduced.as_dict().items():
+        recorded = result.recorded.get(key)
+        rows.append([key, "-" if recorded is None else f"{recorded:.6f}", f"{value:.6f}"])
+        same = same and recorded is not None and abs(recorded - value) <= 1e-9
+    typer.echo(_table(["metric", "recorded", "reproduced"], rows))
+    typer.echo(f"rows: {'identical' if result.same_rows else 'DIFFERENT'} (by content hash)")
+    if not same:
+        raise _fail(f"{version} was not reproduced exactly")
+    typer.echo(f"{version} reproduced exactly.")

@@ -11,16 +11,20 @@ from orchestration.defs.ingestion.automation import (
 )
 from orchestration.defs.quality.checks import pii_checks, suite_checks
 from orchestration.defs.resources import resources_for_env
+from orchestration.defs.serving.assets import serving_assets
+from orchestration.defs.serving.automation import batch_scoring_schedule, scoring_job
+from orchestration.defs.training.assets import training_assets
+from orchestration.defs.training.automation import training_job
 from orchestration.settings import export_to_subprocesses
 
 export_to_subprocesses()
 
 defs = dg.Definitions(
-    assets=[*raw_assets, feature_models, training_models],
+    assets=[*raw_assets, feature_models, training_models, *training_assets, *serving_assets],
     asset_checks=[*suite_checks, *pii_checks],
-    jobs=[data_job],
+    jobs=[data_job, training_job, scoring_job],
     sensors=[landing_file_sensor],
-    schedules=[daily_ingestion_schedule],
+    schedules=[daily_ingestion_schedule, batch_scoring_schedule],
     resources=resources_for_env(),
     # Steps share one DuckDB file and a 2-core machine: run them in one process, in order.
     executor=dg.in_process_executor,

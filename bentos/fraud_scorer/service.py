@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import bentoml
+import pandas as pd
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -334,6 +335,7 @@ class FraudScorer:
             return _error(400, str(invalid))
         probabilities = model.score(rows)
         alerts = model.alerts(probabilities)
+        explanations = model.reasons_batch(pd.DataFrame(rows), TOP_REASONS)
         scores = [
             Score(
                 transaction_id=row["transaction_id"],
@@ -342,10 +344,12 @@ class FraudScorer:
                 model_version=model.version,
                 reasons=[
                     Reason(feature=r.feature, value=_finite(r.value), contribution=r.contribution)
-                    for r in model.reasons(row, TOP_REASONS)
+                    for r in reasons
                 ],
             )
-            for row, probability, alert in zip(rows, probabilities, alerts, strict=True)
+            for row, probability, alert, reasons in zip(
+                rows, probabilities, alerts, explanations, strict=True
+            )
         ]
         logged_at = datetime.now(UTC)
         try:

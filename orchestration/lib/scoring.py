@@ -15,11 +15,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from orchestration.lib import registry
-from orchestration.lib.model_selection import ReasonCode, reason_codes
+from orchestration.lib.model_selection import ReasonCode
 from orchestration.settings import Settings
+
+_THREADPOOLS = ThreadpoolController()
+"""Scanned once: ``threadpool_limits()`` rescans the loaded libraries on every call (~8 ms)."""
 
 DEFAULT_ALERT_THRESHOLD = 0.5
 """Threshold of a version the gate never evaluated (only reachable by promoting by hand)."""
@@ -50,7 +53,7 @@ class ScoringModel:
         if missing:
             raise ValueError(f"rows lack the model's features {missing}")
         X = frame[self.features].astype(float)
-        with threadpool_limits(limits=1):
+        with _THREADPOOLS.limit(limits=1):
             return self.pipeline.predict_proba(X)[:, 1]
 
     def alerts(self, scores: np.ndarray) -> np.ndarray:
@@ -58,12 +61,51 @@ class ScoringModel:
 
     def reasons(self, row: Mapping[str, Any], top_n: int = 3) -> list[ReasonCode]:
         """The features that pushed this row's score up the most (cheap: one small batch)."""
-        values = {f: _as_float(row.get(f)) for f in self.features}
-        with threadpool_limits(limits=1):
-            return reason_codes(
-                self.pipeline, values, self.facts.reference_means or _zeros(self.features),
-                top_n=top_n,
+        return self.reasons_batch(pd.DataFrame([row]), top_n)[0]
+
+    def reasons_batch(self, rows: pd.DataFrame, top_n: int = 3) -> list[list[ReasonCode]]:
+        """:meth:`reasons` of many rows in one ``predict_proba`` call.
+
+        Same method as :func:`orchestration.lib.model_selection.reason_codes`: logistic
+        regression splits its log-odds exactly; other models measure the drop in probability
+        when one feature at a time is replaced by its training mean.
+        """
+        names = self.features
+        X = rows.reindex(columns=names).astype(float).to_numpy()
+        means = self.facts.reference_means or {}
+        reference = np.array([float(means.get(name, 0.0)) for name in names])
+        n_rows, n_features = X.shape
+        model = self.pipeline[-1]
+        with _THREADPOOLS.limit(limits=1):
+            if hasattr(model, "coef_"):
+                both = pd.DataFrame(np.vstack([X, reference]), columns=names)
+                transformed = np.asarray(self.pipeline[:-1].transform(both), dtype=float)
+                contributions = model.coef_[0] * (transformed[:-1] - transformed[-1])
+            else:
+                batch = np.repeat(X, n_features + 1, axis=0).reshape(
+                    n_rows, n_features + 1, n_features
+                )
+                idx = np.arange(n_features)
+                batch[:, idx + 1, idx] = reference
+                proba = self.pipeline.predict_proba(
+                    pd.DataFrame(batch.reshape(-1, n_features), columns=names)
+                )[:, 1].reshape(n_rows, n_features + 1)
+                contributions = proba[:, :1] - proba[:, 1:]
+        result = []
+        for i in range(n_rows):
+            order = np.argsort(-contributions[i], kind="stable")[:top_n]
+            result.append(
+                [
+                    ReasonCode(
+                        feature=names[j],
+                        value=float(X[i, j]),
+                        reference=float(reference[j]),
+                        contribution=float(contributions[i, j]),
+                    )
+                    for j in order
+                ]
             )
+        return result
 
 
 def load_scoring_model(version: str, settings: Settings | None = None) -> ScoringModel:
@@ -81,12 +123,3 @@ def load_scoring_model(version: str, settings: Settings | None = None) -> Scorin
 def load_champion(settings: Settings | None = None) -> ScoringModel:
     """The champion, ready to score (raises ``NoChampionError`` before the first promotion)."""
     return load_scoring_model(registry.champion_version(settings), settings)
-
-
-def _as_float(value: Any) -> float:
-    # the pipeline imputes missing values: keep them missing, as offline
-    return float("nan") if value is None else float(value)
-
-
-def _zeros(features: Sequence[str]) -> dict[str, float]:
-    return dict.fromkeys(features, 0.0)

@@ -33,8 +33,27 @@ START = date(2018, 4, 1)
 NEXT_DAY = START + timedelta(days=DAYS)
 
 
+SHORT_WINDOWS = {
+    "BLUEPRINT_TRAIN_DAYS": "5",
+    "BLUEPRINT_DELAY_DAYS": "3",
+    "BLUEPRINT_TEST_DAYS": "5",
+    "BLUEPRINT_N_FOLDS": "2",
+    "BLUEPRINT_FOLD_STEP_DAYS": "5",
+    "BLUEPRINT_PROMOTION_AP_FLOOR": "0.05",
+}
+"""Training windows that fit the 40-day world (the defaults need about 60 days)."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def short_windows():
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in SHORT_WINDOWS.items():
+            patch.setenv(name, value)
+        yield
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def world(short_windows, tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("e2e") / "home"
     run_blueprint(
         home, "simulate", "--customers", "400", "--terminals", "800", "--days", str(DAYS),
@@ -112,10 +131,16 @@ def test_runs_and_checks_are_recorded_on_the_persistent_instance(world: Path):
     for key in ("transaction_features", "training_set", "customers", "quarantined_records"):
         assert dagster.get_latest_materialization_event(dg.AssetKey(key)) is not None, key
     runs = dagster.get_run_records()
-    assert len(runs) == 1 and runs[0].dagster_run.status == dg.DagsterRunStatus.SUCCESS
-    evaluations = dagster.all_logs(
-        runs[0].dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
-    )
+    # ingestion, dbt, training and the gate in one run, then batch scoring
+    assert len(runs) == 2
+    assert all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    evaluations = [
+        event
+        for run in runs
+        for event in dagster.all_logs(
+            run.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        )
+    ]
     outcomes = {
         (e.dagster_event.event_specific_data.asset_key.to_user_string(),
          e.dagster_event.event_specific_data.check_name): e.dagster_event.event_specific_data.passed
@@ -133,7 +158,7 @@ def test_rerun_is_a_no_op(world: Path, tmp_path: Path):
     again = run_blueprint(home, "materialize")
     assert "up to date" in again.stdout
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in snapshots} == before
-    assert len(instance(home).get_run_records()) == 1
+    assert len(instance(home).get_run_records()) == 2
 
 
 def test_no_personal_data_outside_the_raw_zone(world: Path):
@@ -302,7 +327,7 @@ def test_the_ui_shows_the_automation_and_the_sensor_ingests_new_files(
             ("landing_file_sensor", "RUNNING")
         }
         assert {(s["name"], s["scheduleState"]["status"]) for s in repository["schedules"]} == {
-            ("daily_ingestion_schedule", "RUNNING")
+            ("daily_ingestion_schedule", "RUNNING"), ("batch_scoring_schedule", "RUNNING")
         }
 
         for path in parked.iterdir():
@@ -366,3 +391,127 @@ def test_concurrent_runs_take_turns_on_the_warehouse(world: Path, tmp_path: Path
     windows = sorted(_step_window(home, r.dagster_run.run_id, "feature_models") for r in records)
     (_, first_end), (second_start, _) = windows
     assert second_start >= first_end  # one writer at a time, and neither failed on the lock
+
+
+# --- the model plane ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def registry_of(monkeypatch: pytest.MonkeyPatch):
+    """The registry module reading a given home."""
+    from orchestration.lib import registry
+
+    def use(home: Path):
+        monkeypatch.setenv("BLUEPRINT_HOME", str(home))
+        return registry
+
+    return use
+
+
+def _materializations(home: Path, key: str) -> list:
+    return [
+        r.asset_materialization
+        for r in instance(home).fetch_materializations(dg.AssetKey(key), limit=100).records
+    ]
+
+
+def test_materialize_trains_registers_and_promotes_a_champion_with_its_lineage(
+    world: Path, registry_of
+):
+    registry = registry_of(world)
+    [version] = [v.version for v in registry.versions()]
+    assert registry.champion_version() == version
+    facts = registry.model_facts(version)
+
+    published = json.loads((world / "serving" / "feature_definitions.json").read_text())
+    from orchestration.lib.feature_definitions import FeatureDefinitions
+    from orchestration.lib.pseudonymize import key_fingerprint
+
+    assert facts.feature_definitions_hash == FeatureDefinitions.from_dict(published).hash
+    key = (world / "secrets" / "pseudonymization.key").read_text().strip().encode()
+    assert facts.pseudonymization_key_fingerprint == key_fingerprint(key)
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    assert facts.code.commit == head
+    assert facts.library_versions["scikit-learn"]
+    assert len(facts.fold_metrics) == int(SHORT_WINDOWS["BLUEPRINT_N_FOLDS"])
+    assert set(facts.test_metrics) == {"auc_roc", "average_precision", "card_precision_at_100"}
+    data = facts.training_data
+    assert (data.train.end - data.train.start).days + 1 == 5
+    assert (data.test.end - data.test.start).days + 1 == 5
+    assert data.train.rows > 0 and data.test.rows > 0 and data.label_cutoff == data.test.start
+    assert "from training_set" in data.query
+    assert (world / facts.params["training_data_file"]).exists()
+    assert facts.params["family"] in {"logistic_regression", "random_forest", "gradient_boosting"}
+
+    [event] = [e for e in registry.history(version) if e.event == "promoted"]
+    assert event.actor == "promotion_gate" and "first champion" in event.reason
+    assert event.details["numbers"]["alert_threshold"] == registry.alert_threshold(version)
+
+    [candidate] = _materializations(world, "model_candidate")
+    meta = candidate.metadata
+    assert meta["model_version"].value == version
+    assert "data:image/png;base64," in meta["roc_pr_curves"].value
+    assert "data:image/png;base64," in meta["feature_importances"].value
+    [gate] = _materializations(world, "champion_model")
+    assert gate.metadata["decision"].value == "promoted"
+    assert gate.metadata["inputs_checked"].value is True
+
+
+def test_a_version_is_reproduced_exactly_from_its_lineage(world: Path, registry_of):
+    version = registry_of(world).champion_version()
+    result = run_blueprint(world, "models", "reproduce", version)
+    assert "reproduced exactly" in result.stdout
+    assert "rows: identical" in result.stdout
+
+
+def test_the_gate_refuses_a_weakened_challenger_and_records_why(
+    world: Path, tmp_path: Path, registry_of, monkeypatch: pytest.MonkeyPatch
+):
+    home = copy_world(world, tmp_path)
+    registry = registry_of(home)
+    champion = registry.champion_version()
+    # a model that sees only the hour and the weekday cannot find fraud
+    monkeypatch.setenv("BLUEPRINT_TRAINING_FEATURES", "tx_during_weekend,tx_during_night")
+    run_blueprint(home, "train")
+
+    assert registry.champion_version() == champion
+    [weak] = [v.version for v in registry.versions() if v.version != champion]
+    [rejected] = [e for e in registry.history(weak) if e.event == "rejected"]
+    assert rejected.actor == "promotion_gate" and "AP gain" in rejected.reason
+    numbers = rejected.details["numbers"]
+    assert numbers["challenger_average_precision"] < numbers["champion_average_precision"]
+    assert numbers["champion_version"] == champion
+    gate = _materializations(home, "champion_model")[0]
+    assert gate.metadata["decision"].value == "rejected"
+    assert gate.metadata["candidate_version"].value == weak
+
+
+def test_batch_scoring_scores_every_day_with_the_champion(world: Path, registry_of):
+    from orchestration.lib.scoring import load_champion
+
+    registry_of(world)
+    model = load_champion()
+    scores = read_parquet(str(world / "scores" / "*" / "scores.parquet"))
+    [(n_features,)] = warehouse(world, "select count(*) from transaction_features")
+    assert len(scores) == n_features and scores["transaction_id"].is_unique
+    assert set(scores["model_version"]) == {model.version}
+    assert (scores["alert"] == (scores["fraud_probability"] >= model.alert_threshold)).all()
+
+    day = START + timedelta(days=DAYS - 1)
+    with duckdb.connect(str(world / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "select * from transaction_features where tx_date = ? order by transaction_id", [day]
+        ).df()
+    expected = pd.Series(model.score(rows), index=rows["transaction_id"])
+    got = scores.set_index("transaction_id").loc[rows["transaction_id"], "fraud_probability"]
+    assert (got - expected).abs().max() <= 1e-12
+
+    queue = pd.read_parquet(
+        world / "scores" / f"tx_date={day}" / "investigation_queue.parquet"
+    )
+    assert 0 < len(queue) <= 100 and queue["card_key"].is_unique
+    assert list(queue["rank"]) == list(range(1, len(queue) + 1))
+    assert queue["fraud_probability"].is_monotonic_decreasing
+    assert queue["reasons"].str.len().min() > 0

@@ -6,7 +6,9 @@ stops the training data from being built from bad features in the same run.
 """
 
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -19,7 +21,9 @@ from dagster_dbt import (
 
 from orchestration.defs.features.project import dbt_project
 from orchestration.defs.partitions import WAREHOUSE_POOL, single_run
-from orchestration.settings import export_to_subprocesses
+from orchestration.lib.atomic import atomic_write_bytes
+from orchestration.lib.feature_definitions import load_feature_definitions
+from orchestration.settings import export_to_subprocesses, get_settings
 
 GATED_SELECTION = "training_set+"
 """Models built only after the feature quality gate passed."""
@@ -37,7 +41,23 @@ class BlueprintDbtTranslator(DagsterDbtTranslator):
         return "features"
 
 
-def _build_dbt_assets(name: str, **selection: str) -> dg.AssetsDefinition:
+def publish_feature_definitions(manifest_path: Path) -> str:
+    """Write the compiled feature SQL of a dbt run where training and serving read it.
+
+    Returns the definitions' hash. Training records it in every model's facts; serving runs
+    exactly this SQL and refuses a champion whose hash differs.
+    """
+    settings = get_settings()
+    definitions = load_feature_definitions(manifest_path)
+    target = settings.serving_dir / "feature_definitions.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(target, (json.dumps(definitions.to_dict(), indent=2) + "\n").encode())
+    return definitions.hash
+
+
+def _build_dbt_assets(
+    name: str, publishes_definitions: bool = False, **selection: str
+) -> dg.AssetsDefinition:
     """One dbt step: ``dbt build`` of the selected models and their tests."""
 
     @dbt_assets(
@@ -51,12 +71,22 @@ def _build_dbt_assets(name: str, **selection: str) -> dg.AssetsDefinition:
     )
     def _dbt_step(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         export_to_subprocesses()  # dbt reads BLUEPRINT_HOME through env_var()
-        yield from dbt.cli(["build"], context=context, raise_on_error=True).stream()
+        # cautious: a test runs only with all the models it reads (a test relating training_set
+        # to transaction_features must not run in the step that builds only the latter)
+        invocation = dbt.cli(
+            ["build", "--indirect-selection", "cautious"], context=context, raise_on_error=True
+        )
+        yield from invocation.stream()
+        if publishes_definitions:
+            digest = publish_feature_definitions(invocation.target_path / "manifest.json")
+            context.log.info(f"published feature definitions {digest[:12]}")
 
     return _dbt_step
 
 
-feature_models = _build_dbt_assets("feature_models", exclude=GATED_SELECTION)
+feature_models = _build_dbt_assets(
+    "feature_models", publishes_definitions=True, exclude=GATED_SELECTION
+)
 """Staging (PII removed), intermediate models and the feature marts."""
 
 training_models = _build_dbt_assets("training_models", select=GATED_SELECTION)

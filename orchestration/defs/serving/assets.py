@@ -1,0 +1,212 @@
+"""What the scoring service needs, published as files, and batch scoring with the champion.
+
+The service never opens ``warehouse.duckdb`` (DuckDB refuses even a read-only open while a run
+writes it): ``serving_snapshot`` exports the recent staged history it bootstraps its online
+state from, replaced atomically. ``batch_scores`` scores each day's payments with the champion
+(the same :class:`orchestration.lib.scoring.ScoringModel` the service uses) and writes the
+day's investigation queue.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import yaml
+from dagster_duckdb import DuckDBResource
+
+from orchestration.defs.partitions import WAREHOUSE_POOL, daily_partitions, single_run
+from orchestration.defs.training.assets import load_published_definitions
+from orchestration.lib import registry
+from orchestration.lib.atomic import atomic_output
+from orchestration.lib.metrics import DEFAULT_TOP_K
+from orchestration.lib.scoring import ScoringModel, load_champion
+from orchestration.lib.serving_snapshot import publish_serving_snapshot
+from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT, Settings, get_settings
+
+SERVING_GROUP = "serving"
+
+SCORE_COLUMNS = (
+    "transaction_id", "tx_datetime", "tx_date", "card_key", "terminal_id", "amount",
+)
+
+
+@dg.asset(
+    group_name=SERVING_GROUP,
+    backfill_policy=single_run,
+    deps=["stg_transactions", "stg_fraud_reports", "transaction_features"],
+    pool=WAREHOUSE_POOL,
+    description=(
+        "The staged history the scoring service bootstraps its online features from (the "
+        "longest feature window up to the last loaded day) and the compiled feature SQL, as "
+        "Parquet files switched atomically (serving/snapshots/CURRENT)."
+    ),
+)
+def serving_snapshot(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    settings = get_settings()
+    definitions = load_published_definitions(settings)
+    snapshot = publish_serving_snapshot(
+        settings.warehouse_path, definitions, settings.snapshot_dir
+    )
+    tables = snapshot.manifest["tables"]
+    return dg.MaterializeResult(
+        metadata={
+            "version": snapshot.version,
+            "first_day": snapshot.manifest["first_day"],
+            "last_day": snapshot.manifest["last_day"],
+            "transactions": tables["stg_transactions"]["rows"],
+            "fraud_reports": tables["stg_fraud_reports"]["rows"],
+            "feature_definitions_hash": definitions.hash,
+            "path": dg.MetadataValue.path(str(snapshot.path)),
+        }
+    )
+
+
+def scores_path(settings: Settings, day: date) -> tuple:
+    folder = settings.home / "scores" / f"tx_date={day.isoformat()}"
+    return folder / "scores.parquet", folder / "investigation_queue.parquet"
+
+
+def score_day(model: ScoringModel, rows: pd.DataFrame, top_k: int = DEFAULT_TOP_K):
+    """Scores of one day's ``transaction_features`` rows and its investigation queue: the
+    ``top_k`` cards by their highest score, each with the reasons of that payment."""
+    scores = model.score(rows)
+    scored = rows[list(SCORE_COLUMNS)].assign(
+        fraud_probability=scores,
+        alert=model.alerts(scores),
+        model_version=model.version,
+    )
+    best = (
+        scored.assign(_row=range(len(scored)))
+        .sort_values(["fraud_probability", "transaction_id"], ascending=[False, True])
+        .drop_duplicates("card_key")
+        .head(top_k)
+    )
+    reasons = model.reasons_batch(rows.iloc[best["_row"].to_numpy()])
+    queue = best.drop(columns="_row").reset_index(drop=True)
+    queue.insert(0, "rank", range(1, len(queue) + 1))
+    queue["reasons"] = [
+        "; ".join(f"{r.feature}={r.value:.4g} (+{r.contribution:.3f})" for r in codes)
+        for codes in reasons
+    ]
+    return scored, queue
+
+
+@dg.asset(
+    group_name=SERVING_GROUP,
+    partitions_def=daily_partitions,
+    backfill_policy=single_run,
+    deps=["transaction_features", "champion_model"],
+    pool=WAREHOUSE_POOL,
+    description=(
+        "Each day's payments scored by the champion, and the day's investigation queue (the "
+        f"top {DEFAULT_TOP_K} cards by score with reason codes), as Parquet under scores/."
+    ),
+)
+def batch_scores(
+    context: dg.AssetExecutionContext, warehouse: DuckDBResource
+) -> dg.MaterializeResult:
+    settings = get_settings()
+    model = load_champion(settings)
+    window = context.partition_time_window
+    first, end = window.start.date(), window.end.date()
+    columns = ", ".join(dict.fromkeys([*SCORE_COLUMNS, *model.features]))
+    with warehouse.get_connection() as con:
+        frame = con.execute(
+            f"select {columns} from transaction_features where tx_date >= ? and tx_date < ? "
+            "order by tx_datetime, transaction_id",
+            [first, end],
+        ).df()
+    days = pd.to_datetime(frame["tx_date"]).dt.date
+    n_alerts = 0
+    for offset in range((end - first).days):
+        day = first + timedelta(days=offset)
+        rows = frame[days == day].reset_index(drop=True)
+        scores_file, queue_file = scores_path(settings, day)
+        scores_file.parent.mkdir(parents=True, exist_ok=True)
+        if rows.empty:
+            scored, queue = rows[list(SCORE_COLUMNS)], pd.DataFrame()
+        else:
+            scored, queue = score_day(model, rows)
+        n_alerts += int(scored["alert"].sum()) if "alert" in scored else 0
+        with atomic_output(scores_file) as tmp:
+            scored.to_parquet(tmp, index=False)
+        with atomic_output(queue_file) as tmp:
+            queue.to_parquet(tmp, index=False)
+    return dg.MaterializeResult(
+        metadata={
+            "model_version": model.version,
+            "alert_threshold": model.alert_threshold,
+            "rows_scored": len(frame),
+            "alerts": n_alerts,
+            "days": (end - first).days,
+            "path": dg.MetadataValue.path(str(settings.home / "scores")),
+        }
+    )
+
+
+BENTOFILE = PROJECT_ROOT / "bentos" / "fraud_scorer" / "bentofile.yaml"
+
+
+def _bentoml(settings: Settings, *args: str) -> str:
+    completed = subprocess.run(
+        [str(Path(sys.executable).parent / "bentoml"), *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **NO_TELEMETRY_ENV, "BENTOML_HOME": str(settings.bentoml_home)},
+        capture_output=True, text=True, timeout=900, check=False,
+    )
+    if completed.returncode != 0:
+        raise dg.Failure(
+            f"bentoml {' '.join(args)} failed ({completed.returncode}):\n"
+            f"{(completed.stdout + completed.stderr)[-3000:]}"
+        )
+    return completed.stdout
+
+
+@dg.asset(
+    group_name=SERVING_GROUP,
+    backfill_policy=single_run,
+    deps=["champion_model"],
+    description=(
+        "The deployable artifact: a Bento of bentos/fraud_scorer with the champion's model "
+        "packed in, built once per champion (labelled champion_version=<version>)."
+    ),
+)
+def fraud_scorer_bento(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    settings = get_settings()
+    version = registry.champion_version(settings)
+    bentos = json.loads(_bentoml(settings, "list", "fraud_scorer", "-o", "json") or "[]")
+    for bento in bentos:
+        labels = bento.get("labels") or {}
+        if labels.get("champion_version") == version:
+            tag = bento["tag"]
+            context.log.info(f"{tag} already packs champion {version}: not rebuilt")
+            break
+    else:
+        bentofile = yaml.safe_load(BENTOFILE.read_text())
+        bentofile["models"] = [f"{registry.MODEL_NAME}:{version}"]
+        with tempfile.TemporaryDirectory() as tmp:
+            spec = Path(tmp) / "bentofile.yaml"
+            spec.write_text(yaml.safe_dump(bentofile, sort_keys=False))
+            tag = _bentoml(
+                settings, "build", "-f", str(spec), "--label", f"champion_version={version}",
+                "-o", "tag", str(PROJECT_ROOT),
+            ).strip().splitlines()[-1].removeprefix("__tag__:")
+    return dg.MaterializeResult(
+        metadata={
+            "bento": tag,
+            "champion_version": version,
+            "serve": dg.MetadataValue.md(
+                f"`BENTOML_HOME={settings.bentoml_home} bentoml serve {tag}`, or "
+                "`bentoml containerize` it; `blueprint serve` runs the same service from source"
+            ),
+        }
+    )
+
+
+serving_assets = [serving_snapshot, batch_scores, fraud_scorer_bento]

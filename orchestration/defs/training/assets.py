@@ -1,0 +1,369 @@
+"""Training, the model registry and the promotion gate, as assets.
+
+``training_data`` exports the exact rows a model learns from (and is tested on) to a Parquet
+file named by its content hash; ``model_candidate`` selects a model by prequential validation,
+trains it, and registers it in the model store with its immutable facts; ``champion_model`` is
+the promotion gate: it scores the candidate and the current champion on the same latest test
+window and promotes the candidate only if its inputs passed their checks and it is better.
+"""
+
+import base64
+import json
+import time
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from orchestration.defs.partitions import WAREHOUSE_POOL, single_run
+from orchestration.lib import registry
+from orchestration.lib.atomic import atomic_output
+from orchestration.lib.feature_definitions import FeatureDefinitions
+from orchestration.lib.metrics import (
+    alert_threshold_for_budget,
+    importance_figure,
+    performance,
+    roc_pr_figure,
+)
+from orchestration.lib.model_selection import BASELINE_FEATURES as PRODUCTION_FEATURES
+from orchestration.lib.model_selection import (
+    DEFAULT_GRIDS,
+    feature_importances,
+    fit_final,
+    prequential_search,
+)
+from orchestration.lib.promotion import GatePolicy, decide
+from orchestration.lib.pseudonymize import key_fingerprint
+from orchestration.lib.scoring import load_scoring_model
+from orchestration.lib.training import ID_COLUMNS, TRAINING_DATA_FILE, window_facts
+from orchestration.lib.validation import (
+    LABEL,
+    Protocol,
+    data_span,
+    latest_test_start,
+    prequential_folds,
+    split_windows,
+    train_test_frames,
+    validation_test_start,
+)
+from orchestration.settings import Settings, get_settings, pseudonymization_key
+
+TRAINING_GROUP = "training"
+
+CHECKED_INPUTS = (
+    ("transaction_features", "expectations_suite"),
+    ("training_set", "expectations_suite"),
+    ("training_set", "no_personal_data"),
+)
+"""The blocking checks whose latest evaluation must have passed for a model to be promoted."""
+
+LABEL_COLUMNS = ("is_fraud", "report_date")
+
+
+def feature_definitions_path(settings: Settings) -> Path:
+    """Where the dbt step publishes the compiled feature SQL (see ``features/assets.py``)."""
+    return settings.serving_dir / "feature_definitions.json"
+
+
+def load_published_definitions(settings: Settings) -> FeatureDefinitions:
+    path = feature_definitions_path(settings)
+    if not path.exists():
+        raise dg.Failure(
+            f"{path} does not exist: materialize the feature models (group features) first"
+        )
+    return FeatureDefinitions.from_dict(json.loads(path.read_text()))
+
+
+def protocol_from(settings: Settings) -> Protocol:
+    return Protocol(
+        train_days=settings.train_days,
+        delay_days=settings.delay_days,
+        test_days=settings.test_days,
+        n_folds=settings.n_folds,
+        fold_step_days=settings.fold_step_days,
+    )
+
+
+def _training_features(settings: Settings) -> list[str]:
+    return list(settings.training_features or PRODUCTION_FEATURES)
+
+
+@dataclass(frozen=True)
+class TrainingDataRef:
+    """What ``training_data`` hands on: the exported rows and the dates that frame them."""
+
+    path: str
+    fingerprint: str
+    query: str
+    """The SQL that read the rows from the warehouse."""
+    rows: int
+    first_day: date
+    last_day: date
+    test_start: date
+    """First day of the final (latest mature) test window."""
+    max_report_date: date
+    """The last day whose fraud reports were loaded when the rows were read."""
+
+    def frame(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path)
+
+
+def _png_markdown(title: str, png: bytes) -> dg.MetadataValue:
+    encoded = base64.b64encode(png).decode()
+    return dg.MetadataValue.md(f"**{title}**\n\n![{title}](data:image/png;base64,{encoded})")
+
+
+def _max_report_date(instance: dg.DagsterInstance) -> date:
+    partitions = instance.get_materialized_partitions(dg.AssetKey("raw_fraud_reports"))
+    if not partitions:
+        raise dg.Failure("no fraud-report partition is ingested: labels are unknown")
+    return max(date.fromisoformat(p) for p in partitions)
+
+
+@dg.asset(
+    group_name=TRAINING_GROUP,
+    backfill_policy=single_run,
+    deps=["training_set"],
+    pool=WAREHOUSE_POOL,
+    description=(
+        "The exact rows training and testing read (features, label, report date) for the "
+        "latest mature test window and its prequential folds, as Parquet named by content hash."
+    ),
+)
+def training_data(
+    context: dg.AssetExecutionContext, warehouse: DuckDBResource
+) -> dg.Output[TrainingDataRef]:
+    settings = get_settings()
+    protocol = protocol_from(settings)
+    max_report = _max_report_date(context.instance)
+    features = list(dict.fromkeys([*PRODUCTION_FEATURES, *_training_features(settings)]))
+    columns = ", ".join([*ID_COLUMNS, *features, *LABEL_COLUMNS])
+    with warehouse.get_connection() as con:
+        (last_tx_day,) = con.execute("select max(tx_date) from training_set").fetchall()[0]
+        if last_tx_day is None:
+            raise dg.Failure("training_set is empty")
+        probe = pd.DataFrame({"tx_date": [last_tx_day]})
+        test_start = latest_test_start(probe, protocol, max_report)
+        final = split_windows(protocol, test_start)
+        folds = prequential_folds(protocol, validation_test_start(protocol, test_start))
+        first, end = data_span([final, *folds])
+        query = (
+            f"select {columns} from training_set where tx_date >= '{first}' "
+            f"and tx_date < '{end}' order by tx_datetime, transaction_id"
+        )
+        frame = con.execute(query).df()
+    if frame.empty or pd.Timestamp(frame["tx_date"].min()).date() > first:
+        raise dg.Failure(
+            f"training needs the days {first}..{end - timedelta(days=1)} but training_set "
+            f"starts later: simulate or ingest more history, or shorten the windows "
+            f"(BLUEPRINT_TRAIN_DAYS, BLUEPRINT_DELAY_DAYS, BLUEPRINT_TEST_DAYS, BLUEPRINT_N_FOLDS)"
+        )
+    fingerprint = registry.frame_fingerprint(frame)
+    path = settings.training_dir / f"training_data-{fingerprint[:16]}.parquet"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(path) as tmp:
+            frame.to_parquet(tmp, index=False)
+    ref = TrainingDataRef(
+        path=str(path), fingerprint=fingerprint, query=query, rows=len(frame), first_day=first,
+        last_day=end - timedelta(days=1), test_start=test_start, max_report_date=max_report,
+    )
+    return dg.Output(
+        ref,
+        metadata={
+            "rows": len(frame),
+            "frauds": int(frame["is_fraud"].sum()),
+            "first_day": first.isoformat(),
+            "last_day": ref.last_day.isoformat(),
+            "test_window": str(final),
+            "max_report_date": max_report.isoformat(),
+            "fingerprint": fingerprint,
+            "path": dg.MetadataValue.path(str(path)),
+        },
+    )
+
+
+@dg.asset(
+    group_name=TRAINING_GROUP,
+    backfill_policy=single_run,
+    description=(
+        "Prequential model selection over the candidate grids, the chosen model trained on the "
+        "latest training window and tested on the test window, registered as a candidate."
+    ),
+)
+def model_candidate(
+    context: dg.AssetExecutionContext, training_data: TrainingDataRef
+) -> dg.Output[str]:
+    settings = get_settings()
+    protocol = protocol_from(settings)
+    started = time.perf_counter()
+    frame = training_data.frame()
+    definitions = load_published_definitions(settings)
+    features = _training_features(settings)
+    search = prequential_search(
+        frame, features, protocol, validation_test_start(protocol, training_data.test_start),
+        grids=DEFAULT_GRIDS, random_state=settings.seed, log=context.log.info,
+    )
+    windows = split_windows(protocol, training_data.test_start)
+    final = fit_final(search.best, frame, windows, features, random_state=settings.seed)
+    train, test = train_test_frames(frame, windows)
+    importances = feature_importances(
+        final.pipeline, test[features], test[LABEL], random_state=settings.seed
+    )
+    fold_metrics = [
+        {**row, "test_start": row["test_start"].isoformat()}
+        for row in search.scores[search.scores["candidate"] == search.best.name]
+        .drop(columns=["candidate", "family"])
+        .to_dict("records")
+    ]
+    facts = registry.ModelFacts(
+        params={
+            "family": search.best.family,
+            "hyperparameters": dict(search.best.params),
+            "pipeline": registry.estimator_params(final.pipeline),
+            "random_state": settings.seed,
+            TRAINING_DATA_FILE: str(Path(training_data.path).relative_to(settings.home)),
+            "protocol": asdict(protocol),
+            "grids": {k: {p: list(v) for p, v in g.items()} for k, g in DEFAULT_GRIDS.items()},
+        },
+        training_data=registry.TrainingData(
+            train=window_facts(train, features, windows.train_start, windows.train_end),
+            test=window_facts(test, features, windows.test_start, windows.test_end),
+            label_cutoff=windows.test_start,
+            query=training_data.query,
+        ),
+        features=features,
+        feature_definitions_hash=definitions.hash,
+        pseudonymization_key_fingerprint=key_fingerprint(pseudonymization_key(settings)),
+        fold_metrics=fold_metrics,
+        test_metrics=final.performance.as_dict(),
+        training_seconds=time.perf_counter() - started,
+        reference_means={k: float(v) for k, v in final.reference_means.fillna(0.0).items()},
+    )
+    version = registry.save_model(final.pipeline, facts, settings=settings)
+    summary = search.summary.reset_index()
+    return dg.Output(
+        version,
+        metadata={
+            "model_version": version,
+            "model": search.best.name,
+            "hyperparameters": dg.MetadataValue.json(dict(search.best.params)),
+            **{f"test_{k}": v for k, v in final.performance.as_dict().items()},
+            "validation_average_precision_mean": float(
+                search.summary.loc[search.best.name, "average_precision_mean"]
+            ),
+            "validation_average_precision_std": float(
+                search.summary.loc[search.best.name, "average_precision_std"]
+            ),
+            "test_window": str(windows),
+            "train_rows": final.n_train,
+            "train_frauds": final.n_train_frauds,
+            "test_rows": final.n_test,
+            "training_seconds": round(facts.training_seconds, 1),
+            "candidates": dg.MetadataValue.md(summary.round(4).to_markdown(index=False)),
+            "roc_pr_curves": _png_markdown(
+                "ROC and precision-recall curves (test window)",
+                roc_pr_figure(test[LABEL], final.test_predictions["score"]),
+            ),
+            "feature_importances": _png_markdown(
+                "Permutation importance (test window)", importance_figure(importances)
+            ),
+        },
+    )
+
+
+def _inputs_checked(instance: dg.DagsterInstance) -> tuple[bool, dict[str, str]]:
+    keys = [dg.AssetCheckKey(dg.AssetKey(asset), name) for asset, name in CHECKED_INPUTS]
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    states: dict[str, str] = {}
+    for key in keys:
+        record = latest.get(key)
+        evaluation = record.evaluation if record is not None else None
+        if evaluation is None:
+            states[key.to_user_string()] = "never evaluated"
+        else:
+            states[key.to_user_string()] = "passed" if evaluation.passed else "failed"
+    return all(state == "passed" for state in states.values()), states
+
+
+def gate_policy(settings: Settings) -> GatePolicy:
+    return GatePolicy(
+        ap_margin=settings.promotion_ap_margin,
+        cp_tolerance=settings.promotion_cp_tolerance,
+        ap_floor=settings.promotion_ap_floor,
+    )
+
+
+@dg.asset(
+    group_name=TRAINING_GROUP,
+    backfill_policy=single_run,
+    description=(
+        "The promotion gate: the candidate becomes champion only if its inputs passed their "
+        "checks and it beats the champion on the same latest test window (AP margin, CP@100 "
+        "tolerance); its alert threshold meets the daily alert budget on that window."
+    ),
+)
+def champion_model(
+    context: dg.AssetExecutionContext, model_candidate: str, training_data: TrainingDataRef
+) -> dg.MaterializeResult:
+    settings = get_settings()
+    protocol = protocol_from(settings)
+    windows = split_windows(protocol, training_data.test_start)
+    _, test = train_test_frames(training_data.frame(), windows)
+
+    challenger = load_scoring_model(model_candidate, settings)
+    challenger_scores = challenger.score(test)
+    challenger_perf = performance(test, challenger_scores)
+    current = registry.champion(settings)
+    champion_perf = None
+    if current is not None:
+        champion = load_scoring_model(current.version, settings)
+        champion_perf = performance(test, champion.score(test))
+    inputs_ok, check_states = _inputs_checked(context.instance)
+    decision = decide(challenger_perf, champion_perf, gate_policy(settings), inputs_ok)
+    threshold = alert_threshold_for_budget(
+        {day: group for day, group in pd.Series(challenger_scores).groupby(
+            test["tx_date"].to_numpy())},
+        settings.alerts_per_day,
+    )
+    numbers = {
+        **decision.numbers,
+        registry.ALERT_THRESHOLD: threshold,
+        "alerts_per_day": settings.alerts_per_day,
+        "test_window": str(windows),
+        "champion_version": current.version if current else None,
+        "checks": check_states,
+    }
+    registry.record_decision(model_candidate, decision.promote, decision.reason, numbers,
+                             settings=settings)
+    serving = registry.champion_version(settings) if registry.champion(settings) else None
+    context.log.info(
+        f"gate: {'promoted' if decision.promote else 'rejected'} {model_candidate}: "
+        f"{decision.reason}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "decision": "promoted" if decision.promote else "rejected",
+            "reason": decision.reason,
+            "candidate_version": model_candidate,
+            "champion_version": serving or "none",
+            "previous_champion": current.version if current else "none",
+            "candidate_average_precision": challenger_perf.average_precision,
+            "candidate_card_precision_at_100": challenger_perf.card_precision_top_k,
+            **(
+                {"champion_average_precision": champion_perf.average_precision}
+                if champion_perf else {}
+            ),
+            "alert_threshold": threshold,
+            "inputs_checked": inputs_ok,
+            "gate_numbers": dg.MetadataValue.json(
+                {k: v for k, v in numbers.items() if v is not None}
+            ),
+        }
+    )
+
+
+training_assets = [training_data, model_candidate, champion_model]

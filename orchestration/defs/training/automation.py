@@ -1,0 +1,15 @@
+"""The training job: train a candidate, pass it through the gate, publish the serving files."""
+
+import dagster as dg
+
+from orchestration.defs.training.assets import TRAINING_GROUP
+
+training_job = dg.define_asset_job(
+    "training_job",
+    selection=dg.AssetSelection.groups(TRAINING_GROUP)
+    | dg.AssetSelection.assets("serving_snapshot"),
+    description=(
+        "Export the training data, select and train a candidate, run the promotion gate and "
+        "publish the serving snapshot. Monitoring's sensors and schedule launch it."
+    ),
+)

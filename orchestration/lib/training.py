@@ -1,0 +1,81 @@
+"""What the training assets and ``blueprint models reproduce`` share: the facts of the rows a
+model saw, and retraining a registered version from its recorded lineage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import pandas as pd
+
+from orchestration.lib import registry
+from orchestration.lib.metrics import Performance
+from orchestration.lib.model_selection import Candidate, fit_final
+from orchestration.lib.validation import LABEL, Windows, train_test_frames
+from orchestration.settings import Settings, get_settings
+
+ID_COLUMNS = ("transaction_id", "tx_datetime", "tx_date", "card_key", "terminal_id")
+"""Columns that identify a training row (hashed with the features and the label)."""
+
+TRAINING_DATA_FILE = "training_data_file"
+"""Key, in a model's params, of its exported training data (relative to BLUEPRINT_HOME)."""
+
+
+def window_facts(
+    rows: pd.DataFrame, features: Sequence[str], start: date, end: date
+) -> registry.DataWindow:
+    """The facts of the rows of ``[start, end)``: days, count, content hash (ids, features,
+    label)."""
+    used = rows[[*ID_COLUMNS, *features, LABEL]].reset_index(drop=True)
+    return registry.DataWindow(
+        start=start, end=end - timedelta(days=1), rows=len(used),
+        fingerprint=registry.frame_fingerprint(used),
+    )
+
+
+def recorded_windows(facts: registry.ModelFacts) -> Windows:
+    data = facts.training_data
+    return Windows(
+        train_start=data.train.start,
+        train_end=data.train.end + timedelta(days=1),
+        test_start=data.test.start,
+        test_end=data.test.end + timedelta(days=1),
+    )
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    version: str
+    recorded: dict[str, float]
+    reproduced: Performance
+    same_rows: bool
+    """Whether the rows selected again hash exactly as the recorded training and test rows."""
+
+
+def reproduce(version: str, settings: Settings | None = None) -> Reproduction:
+    """Retrain ``version`` from its lineage: the same rows (checked by hash), the same model
+    family, hyperparameters and seed; returns the test metrics recorded and obtained."""
+    settings = settings or get_settings()
+    facts = registry.model_facts(version, settings)
+    params = facts.params
+    path = settings.home / params[TRAINING_DATA_FILE]
+    if not path.exists():
+        raise FileNotFoundError(f"the training data of {version} is gone: {path}")
+    frame = pd.read_parquet(path)
+    windows = recorded_windows(facts)
+    train, test = train_test_frames(frame, windows)
+    same_rows = (
+        window_facts(train, facts.features, windows.train_start, windows.train_end)
+        == facts.training_data.train
+        and window_facts(test, facts.features, windows.test_start, windows.test_end)
+        == facts.training_data.test
+    )
+    candidate = Candidate(params["family"], tuple(sorted(params["hyperparameters"].items())))
+    final = fit_final(
+        candidate, frame, windows, facts.features, random_state=params["random_state"]
+    )
+    return Reproduction(
+        version=version, recorded=dict(facts.test_metrics), reproduced=final.performance,
+        same_rows=same_rows,
+    )
