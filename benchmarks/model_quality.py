@@ -77,6 +77,7 @@ def measure(
     test_start: date,
     grids: Grids,
     n_threads: int,
+    verbose: bool = False,
 ) -> list[dict[str, object]]:
     """One row per model family: its best candidate's test metrics and fold mean/std."""
     started = time.perf_counter()
@@ -87,6 +88,7 @@ def measure(
         validation_test_start(protocol, test_start),
         grids=grids,
         n_threads=n_threads,
+        log=(lambda line: print(f"{name}: {line}", flush=True)) if verbose else None,
     )
     windows = split_windows(protocol, test_start)
     rows = []
@@ -136,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warehouse", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--csv", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--verbose", action="store_true", help="one line per fitted candidate")
     args = parser.parse_args(argv)
 
     warehouse = args.warehouse or get_settings().warehouse_path
@@ -160,7 +163,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     rows = []
     for name in args.sets:
-        rows += measure(frame, name, FEATURE_SETS[name], protocol, test_start, grids, args.threads)
+        rows += measure(
+            frame, name, FEATURE_SETS[name], protocol, test_start, grids, args.threads, args.verbose
+        )
     print(render(rows))
     if args.csv is not None:
         pd.DataFrame(rows).to_csv(args.csv, index=False)
