@@ -9,7 +9,7 @@ DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o \( -n
 PYTEST_WORKERS ?= 2
 export BLUEPRINT_HOME ?= $(CURDIR)/data
 
-.PHONY: setup demo stop test test-fast lint clean-data
+.PHONY: setup demo stop test test-fast lint bench clean-data
 
 setup: $(STAMP) $(MANIFEST)
 
@@ -36,6 +36,11 @@ test: setup
 
 test-fast: setup
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
+
+# Benchmarks print tables; they read the world `make demo` built (BLUEPRINT_HOME).
+bench: setup
+	$(BIN)/python -m benchmarks.serving
+	$(BIN)/python -m benchmarks.model_quality --quick
 
 lint: setup
 	$(BIN)/ruff check .

@@ -71,6 +71,9 @@ class Settings:
     """BLUEPRINT_PROMOTION_AP_FLOOR (default 0.3): Average Precision the first champion needs."""
     alerts_per_day: float
     """BLUEPRINT_ALERTS_PER_DAY (default 100): alert budget the champion's threshold meets."""
+    training_features: tuple[str, ...] | None
+    """BLUEPRINT_TRAINING_FEATURES (default: the production feature list): comma-separated
+    ``training_set`` columns a model is trained on."""
     serving_port: int
     """BLUEPRINT_SERVING_PORT (default 3001): port of the scoring service (``blueprint serve``)."""
     prediction_log_rotate_rows: int
@@ -190,6 +193,10 @@ def get_settings() -> Settings:
         promotion_cp_tolerance=float(_env("BLUEPRINT_PROMOTION_CP_TOLERANCE", "0.01")),
         promotion_ap_floor=float(_env("BLUEPRINT_PROMOTION_AP_FLOOR", "0.3")),
         alerts_per_day=float(_env("BLUEPRINT_ALERTS_PER_DAY", "100")),
+        training_features=tuple(
+            name.strip() for name in _env("BLUEPRINT_TRAINING_FEATURES", "").split(",")
+            if name.strip()
+        ) or None,
         serving_port=int(_env("BLUEPRINT_SERVING_PORT", "3001")),
         prediction_log_rotate_rows=int(_env("BLUEPRINT_PREDICTION_LOG_ROTATE_ROWS", "100000")),
         prediction_log_rotate_seconds=float(
