@@ -28,9 +28,9 @@ from orchestration.lib.metrics import (
     performance,
     roc_pr_figure,
 )
-from orchestration.lib.model_selection import BASELINE_FEATURES as PRODUCTION_FEATURES
 from orchestration.lib.model_selection import (
     DEFAULT_GRIDS,
+    PRODUCTION_FEATURES,
     feature_importances,
     fit_final,
     prequential_search,
