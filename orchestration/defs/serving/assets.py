@@ -180,10 +180,10 @@ def _bentoml(settings: Settings, *args: str) -> str:
 def fraud_scorer_bento(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     settings = get_settings()
     version = registry.champion_version(settings)
-    bentos = json.loads(_bentoml(settings, "list", "fraud_scorer", "-o", "json") or "[]")
+    bentos = json.loads(_bentoml(settings, "list", "-o", "json") or "[]")
     for bento in bentos:
         labels = bento.get("labels") or {}
-        if labels.get("champion_version") == version:
+        if bento["tag"].startswith("fraud_scorer:") and labels.get("champion_version") == version:
             tag = bento["tag"]
             context.log.info(f"{tag} already packs champion {version}: not rebuilt")
             break
