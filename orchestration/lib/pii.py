@@ -27,6 +27,9 @@ PAN_PATTERN = re.compile(r"(?<![0-9A-Za-z])(?<![0-9]\.)[0-9]{13,19}(?![0-9A-Za-z
 """A standalone digit run: not inside a longer token, nor the fraction of a decimal number."""
 EMAIL_PATTERN = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 MAX_GENERIC_TLD = 6
+VENDOR_EMAILS = frozenset({"contact@bentoml.com"})
+"""Role addresses that libraries write into their own artifacts (BentoML puts its contact
+address in every Bento's OpenAPI spec): organizational, not personal, data."""
 PHONE_PATTERN = re.compile(
     r"(?<![0-9A-Za-z.-])(?:\+1-|001-)?(?:\(\d{3}\)|\d{3})[-. ]?\d{3}[-. ]\d{4}(?:x\d+)?(?![0-9])"
 )
@@ -132,6 +135,8 @@ def scan_values(values: Iterable[str], location: str, crm: CrmIdentifiers) -> li
             for match in EMAIL_PATTERN.findall(value):
                 # A long "top-level domain" is more often code (module@package.definitions)
                 # than mail: those count only when the CRM knows the address.
+                if match.lower() in VENDOR_EMAILS and match.lower() not in crm.emails:
+                    continue
                 if len(match.rsplit(".", 1)[1]) <= MAX_GENERIC_TLD or match.lower() in crm.emails:
                     hit("email address", match)
         if crm.phones and value in crm.phones and "CRM phone number" not in counts:

@@ -43,6 +43,8 @@ def test_luhn():
         ("elapsed 0.4539578763621486 s", []),  # the fraction of a decimal number
         ("write to maria@example.org now", ["email address"]),
         ("__repository__@orchestration.definitions", []),  # a code location, not mail
+        ("email: contact@bentoml.com", []),  # a vendor's role address in a Bento's OpenAPI spec
+        ("email: contact@bentoml.org", ["email address"]),  # only that exact address
         ("call 555-010-4477 x12", ["phone number"]),
         ("(555)010-4477", ["CRM phone number", "phone number"]),
         ("customer Maria Gonzalez complained", ["CRM customer name"]),
