@@ -9,6 +9,7 @@ from orchestration.defs.ingestion.automation import (
     data_job,
     landing_file_sensor,
 )
+from orchestration.defs.ingestion.predictions import raw_predictions
 from orchestration.defs.quality.checks import pii_checks, suite_checks
 from orchestration.defs.resources import resources_for_env
 from orchestration.defs.serving.assets import serving_assets
@@ -20,7 +21,14 @@ from orchestration.settings import export_to_subprocesses
 export_to_subprocesses()
 
 defs = dg.Definitions(
-    assets=[*raw_assets, feature_models, training_models, *training_assets, *serving_assets],
+    assets=[
+        *raw_assets,
+        raw_predictions,
+        feature_models,
+        training_models,
+        *training_assets,
+        *serving_assets,
+    ],
     asset_checks=[*suite_checks, *pii_checks],
     jobs=[data_job, training_job, scoring_job],
     sensors=[landing_file_sensor],

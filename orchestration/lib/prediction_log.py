@@ -307,6 +307,11 @@ def iter_records(log_dir: Path, include_open: bool = False) -> Iterator[dict[str
             yield json.loads(line)
 
 
+def file_records(path: Path) -> list[dict[str, Any]]:
+    """The complete rows of one log file, as written."""
+    return [json.loads(line) for line in _complete_lines(Path(path).read_bytes())]
+
+
 def read_closed_logs(log_dir: Path) -> pd.DataFrame:
     """The rows of every closed log file (what ingestion may read), one column per field and
     one ``features.<name>`` column per feature; timestamps parsed (``logged_at`` in UTC)."""
