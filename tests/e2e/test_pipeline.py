@@ -457,6 +457,7 @@ def test_materialize_trains_registers_and_promotes_a_champion_with_its_lineage(
     [gate] = _materializations(world, "champion_model")
     assert gate.metadata["decision"].value == "promoted"
     assert gate.metadata["inputs_checked"].value is True
+    assert f"| {version} | champion |" in gate.metadata["registry"].value
 
 
 def test_a_version_is_reproduced_exactly_from_its_lineage(world: Path, registry_of):

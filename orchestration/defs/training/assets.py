@@ -359,11 +359,24 @@ def champion_model(
             ),
             "alert_threshold": threshold,
             "inputs_checked": inputs_ok,
+            "registry": dg.MetadataValue.md(_registry_markdown(settings)),
             "gate_numbers": dg.MetadataValue.json(
                 {k: v for k, v in numbers.items() if v is not None}
             ),
         }
     )
+
+
+def _registry_markdown(settings: Settings) -> str:
+    """The registry as it stands after the decision: every version, its status and why."""
+    lines = ["| version | status | since | by | why |", "|---|---|---|---|---|"]
+    for entry in reversed(registry.versions(settings)):
+        last = registry.history(entry.version, settings)[-1]
+        lines.append(
+            f"| {entry.version} | {entry.status} | {last.at:%Y-%m-%d %H:%M} | {last.actor} "
+            f"| {last.reason} |"
+        )
+    return "\n".join(lines)
 
 
 training_assets = [training_data, model_candidate, champion_model]
