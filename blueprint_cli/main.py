@@ -304,7 +304,7 @@ def ui(
 
 
 CURL_EXAMPLE = """curl -s -X POST {url}/score -H 'Content-Type: application/json' \\
-  -d '{{"transaction_id": "demo-1", "timestamp": "{timestamp}", \\
+  -d '{{"transaction_id": "demo-1", "timestamp": "{timestamp}",
        "card_number": "4539578763621486", "terminal_id": "3178", "amount": 57.3}}'"""
 
 

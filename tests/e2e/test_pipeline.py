@@ -516,3 +516,23 @@ def test_batch_scoring_scores_every_day_with_the_champion(world: Path, registry_
     assert list(queue["rank"]) == list(range(1, len(queue) + 1))
     assert queue["fraud_probability"].is_monotonic_decreasing
     assert queue["reasons"].str.len().min() > 0
+
+
+def test_blueprint_serve_prints_a_curl_example_that_works(world: Path, tmp_path: Path):
+    home = copy_world(world, tmp_path)
+    port = _free_port()
+    started = run_blueprint(home, "serve", "--port", str(port))
+    try:
+        curl = started.stdout.split("Try it:\n", 1)[1].strip()
+        assert f"http://127.0.0.1:{port}/score" in curl
+        answer = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=60)
+        scored = json.loads(answer.stdout)
+        assert scored["transaction_id"] == "demo-1"
+        assert 0.0 <= scored["fraud_probability"] <= 1.0
+        assert scored["model_version"] == (
+            run_blueprint(home, "models", "list").stdout.split("*", 1)[1].split()[0]
+        )
+        assert len(scored["reasons"]) == 3
+    finally:
+        stopped = run_blueprint(home, "stop")
+    assert "Stopped the scoring service." in stopped.stdout
