@@ -22,8 +22,15 @@ from dagster_dbt import (
 from orchestration.defs.features.project import dbt_project
 from orchestration.defs.partitions import WAREHOUSE_POOL, single_run
 from orchestration.lib.atomic import atomic_write_bytes
-from orchestration.lib.feature_definitions import load_feature_definitions
+from orchestration.lib.feature_definitions import (
+    OUTPUT_MODEL,
+    FeatureDefinitionsError,
+    load_feature_definitions,
+)
 from orchestration.settings import export_to_subprocesses, get_settings
+
+FEATURES_OUTPUT = dg.AssetKey(OUTPUT_MODEL)
+"""When a run builds it, the feature step publishes the compiled feature SQL."""
 
 GATED_SELECTION = "training_set+"
 """Models built only after the feature quality gate passed."""
@@ -77,8 +84,17 @@ def _build_dbt_assets(
             ["build", "--indirect-selection", "cautious"], context=context, raise_on_error=True
         )
         yield from invocation.stream()
-        if publishes_definitions:
-            digest = publish_feature_definitions(invocation.target_path / "manifest.json")
+        if publishes_definitions and FEATURES_OUTPUT in context.selected_asset_keys:
+            manifest = invocation.target_path / "manifest.json"
+            try:
+                digest = publish_feature_definitions(manifest)
+            except FeatureDefinitionsError:
+                # a subset run did not build the whole chain: compile it (no data is touched)
+                compiled = dbt.cli(
+                    ["compile", "--select", f"+{OUTPUT_MODEL}"], raise_on_error=True
+                )
+                compiled.wait()
+                digest = publish_feature_definitions(compiled.target_path / "manifest.json")
             context.log.info(f"published feature definitions {digest[:12]}")
 
     return _dbt_step
