@@ -7,9 +7,9 @@ from orchestration.defs.training.assets import TRAINING_GROUP
 training_job = dg.define_asset_job(
     "training_job",
     selection=dg.AssetSelection.groups(TRAINING_GROUP)
-    | dg.AssetSelection.assets("serving_snapshot"),
+    | dg.AssetSelection.assets("serving_snapshot", "fraud_scorer_bento"),
     description=(
-        "Export the training data, select and train a candidate, run the promotion gate and "
-        "publish the serving snapshot. Monitoring's sensors and schedule launch it."
+        "Export the training data, select and train a candidate, run the promotion gate, "
+        "publish the serving snapshot and build the champion's Bento. Monitoring's sensors and schedule launch it."
     ),
 )
