@@ -10,6 +10,7 @@ training_job = dg.define_asset_job(
     | dg.AssetSelection.assets("serving_snapshot", "fraud_scorer_bento"),
     description=(
         "Export the training data, select and train a candidate, run the promotion gate, "
-        "publish the serving snapshot and build the champion's Bento. Monitoring's sensors and schedule launch it."
+        "publish the serving snapshot and build the champion's Bento. Monitoring's sensors "
+        "and schedule launch it."
     ),
 )
