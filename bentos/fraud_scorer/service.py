@@ -333,9 +333,8 @@ class FraudScorer:
             return _error(409, str(conflict))
         except ValueError as invalid:  # what the schema cannot see (never echoes the card)
             return _error(400, str(invalid))
-        probabilities = model.score(rows)
+        probabilities, explanations = model.score_and_explain(pd.DataFrame(rows), TOP_REASONS)
         alerts = model.alerts(probabilities)
-        explanations = model.reasons_batch(pd.DataFrame(rows), TOP_REASONS)
         scores = [
             Score(
                 transaction_id=row["transaction_id"],

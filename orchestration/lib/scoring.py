@@ -64,11 +64,18 @@ class ScoringModel:
         return self.reasons_batch(pd.DataFrame([row]), top_n)[0]
 
     def reasons_batch(self, rows: pd.DataFrame, top_n: int = 3) -> list[list[ReasonCode]]:
-        """:meth:`reasons` of many rows in one ``predict_proba`` call.
+        """:meth:`reasons` of many rows in one ``predict_proba`` call."""
+        return self.score_and_explain(rows, top_n)[1]
+
+    def score_and_explain(
+        self, rows: pd.DataFrame, top_n: int = 3
+    ) -> tuple[np.ndarray, list[list[ReasonCode]]]:
+        """:meth:`score` and :meth:`reasons` of many rows, in one ``predict_proba`` call.
 
         Same method as :func:`orchestration.lib.model_selection.reason_codes`: logistic
         regression splits its log-odds exactly; other models measure the drop in probability
-        when one feature at a time is replaced by its training mean.
+        when one feature at a time is replaced by its training mean, and the unchanged rows of
+        that batch are the scores (a row's probability does not depend on the rows beside it).
         """
         names = self.features
         X = rows.reindex(columns=names).astype(float).to_numpy()
@@ -81,6 +88,7 @@ class ScoringModel:
                 both = pd.DataFrame(np.vstack([X, reference]), columns=names)
                 transformed = np.asarray(self.pipeline[:-1].transform(both), dtype=float)
                 contributions = model.coef_[0] * (transformed[:-1] - transformed[-1])
+                scores = self.pipeline.predict_proba(pd.DataFrame(X, columns=names))[:, 1]
             else:
                 batch = np.repeat(X, n_features + 1, axis=0).reshape(
                     n_rows, n_features + 1, n_features
@@ -91,6 +99,7 @@ class ScoringModel:
                     pd.DataFrame(batch.reshape(-1, n_features), columns=names)
                 )[:, 1].reshape(n_rows, n_features + 1)
                 contributions = proba[:, :1] - proba[:, 1:]
+                scores = proba[:, 0].copy()
         result = []
         for i in range(n_rows):
             order = np.argsort(-contributions[i], kind="stable")[:top_n]
@@ -105,7 +114,7 @@ class ScoringModel:
                     for j in order
                 ]
             )
-        return result
+        return scores, result
 
 
 def load_scoring_model(version: str, settings: Settings | None = None) -> ScoringModel:
