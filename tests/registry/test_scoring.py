@@ -1,0 +1,49 @@
+"""Scoring with a registered version: one code path for the service and batch scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from orchestration.lib import registry
+from orchestration.lib.model_selection import build_pipeline, reason_codes
+from orchestration.lib.scoring import load_scoring_model
+from tests.registry.conftest import FEATURES
+
+
+@pytest.mark.parametrize(
+    ("family", "params"),
+    [("random_forest", {"n_estimators": 20, "max_depth": 4}), ("logistic_regression", {"C": 1.0})],
+)
+def test_scores_and_reasons_are_the_same_one_row_at_a_time_or_in_batch(
+    frame: pd.DataFrame, make_facts, family: str, params: dict
+):
+    pipeline = build_pipeline(family, params).fit(frame[FEATURES], frame["is_fraud"])
+    means = frame[FEATURES].mean()
+    facts = make_facts(pipeline, reference_means=means.to_dict())
+    version = registry.save_model(pipeline, facts)
+    registry.record_decision(
+        version, True, "first", {registry.ALERT_THRESHOLD: 0.4}, actor="test"
+    )
+    model = load_scoring_model(version)
+    assert model.alert_threshold == 0.4
+
+    rows = frame[FEATURES].iloc[:40].reset_index(drop=True)
+    expected = pipeline.predict_proba(rows)[:, 1]
+    np.testing.assert_array_equal(model.score(rows), expected)
+    batch_scores, batch_reasons = model.score_and_explain(rows)
+    np.testing.assert_array_equal(batch_scores, expected)
+    for i in range(len(rows)):
+        one_score, [one_reasons] = model.score_and_explain(rows.iloc[[i]])
+        # a single row may differ in the last bit (BLAS dot vs matrix product): far below
+        # the 1e-9 the parity between service and batch allows
+        assert one_score[0] == pytest.approx(expected[i], rel=0, abs=1e-12)
+        assert one_reasons == batch_reasons[i]
+        # the method of model_selection.reason_codes, batched
+        direct = reason_codes(pipeline, rows.iloc[i], means, top_n=3)
+        assert [r.feature for r in one_reasons] == [r.feature for r in direct]
+        assert [r.contribution for r in one_reasons] == pytest.approx(
+            [r.contribution for r in direct], abs=1e-12
+        )
+    np.testing.assert_array_equal(model.alerts(expected), expected >= 0.4)
