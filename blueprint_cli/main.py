@@ -123,6 +123,7 @@ def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
     import dagster as dg
 
     from orchestration.definitions import defs
+    from orchestration.defs.ingestion.predictions import pending_log_files
     from orchestration.lib.contracts import CONTRACTS
     from orchestration.lib.planning import plan_ingestion
 
@@ -150,18 +151,23 @@ def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
         runs.append((_keys(data | unpartitioned), plan.range))
 
     instance = dg.DagsterInstance.get()
-    upstream_times = [
-        event.timestamp
-        for key in graph.get_all_asset_keys()
-        if graph.get(key).partitions_def is not None
-        and key not in after_model
-        and (event := instance.get_latest_materialization_event(key)) is not None
-    ]
-    newest_upstream = max(upstream_times, default=0.0)
+
+    def newest_daily_upstream(key: dg.AssetKey) -> float:
+        ancestors = dg.AssetSelection.assets(key).upstream().resolve(graph) - {key}
+        times = [
+            event.timestamp
+            for ancestor in ancestors
+            if graph.get(ancestor).partitions_def is not None
+            and (event := instance.get_latest_materialization_event(ancestor)) is not None
+        ]
+        return max(times, default=0.0)
+
     outdated = []
     for key in sorted(unpartitioned):
         event = instance.get_latest_materialization_event(key)
-        if event is None or event.timestamp < newest_upstream:
+        if event is None or event.timestamp < newest_daily_upstream(key):
+            outdated.append(key)
+        elif key == dg.AssetKey("raw_predictions") and pending_log_files(settings):
             outdated.append(key)
     if outdated and not runs:
         runs.append((_keys(outdated), None))

@@ -1,7 +1,8 @@
 """The whole graph through Dagster on a small world with every source fault.
 
-One world is simulated and materialized once (module fixture, through the real `blueprint`
-command, on a persistent Dagster instance); tests that change things work on a copy of it.
+One world is simulated and materialized once per session (``tests/e2e/e2e_world.py``, through
+the real `blueprint` command, on a persistent Dagster instance); tests that change things work
+on a copy of it. The automation and the model plane have files of their own.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -24,44 +24,11 @@ import pandas as pd
 import pytest
 
 from orchestration.settings import PROJECT_ROOT
+from tests.e2e.e2e_world import DAYS, NEXT_DAY, START
 from tests.support import run_blueprint
 
 pytestmark = pytest.mark.slow
 
-DAYS = 40
-START = date(2018, 4, 1)
-NEXT_DAY = START + timedelta(days=DAYS)
-
-
-SHORT_WINDOWS = {
-    "BLUEPRINT_TRAIN_DAYS": "5",
-    "BLUEPRINT_DELAY_DAYS": "3",
-    "BLUEPRINT_TEST_DAYS": "5",
-    "BLUEPRINT_N_FOLDS": "2",
-    "BLUEPRINT_FOLD_STEP_DAYS": "5",
-    "BLUEPRINT_PROMOTION_AP_FLOOR": "0.05",
-}
-"""Training windows that fit the 40-day world (the defaults need about 60 days)."""
-
-
-@pytest.fixture(scope="module", autouse=True)
-def short_windows():
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in SHORT_WINDOWS.items():
-            patch.setenv(name, value)
-        yield
-
-
-@pytest.fixture(scope="module")
-def world(short_windows, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("e2e") / "home"
-    run_blueprint(
-        home, "simulate", "--customers", "400", "--terminals", "800", "--days", str(DAYS),
-        "--faults", "--seed", "7", "--no-progress",
-    )
-    first = run_blueprint(home, "materialize")
-    assert "Materialized." in first.stdout, first.stdout + first.stderr
-    return home
 
 
 def copy_world(world: Path, tmp_path: Path) -> Path:
@@ -300,80 +267,6 @@ def _graphql(port: int, query: str) -> dict:
         return json.loads(response.read())["data"]
 
 
-def test_the_ui_shows_the_automation_and_the_sensor_ingests_new_files(
-    world: Path, tmp_path: Path
-):
-    home = copy_world(world, tmp_path)
-    last_day = START + timedelta(days=DAYS - 1)
-    # Take the last day back out of the lake and the landing zone: it "arrives" later.
-    parked = tmp_path / "parked"
-    parked.mkdir()
-    for source in ("transactions", "fraud_reports", "customers"):
-        shutil.rmtree(home / "raw" / source / f"date={last_day}")
-        for path in (home / "landing" / source).glob(f"{source}_{last_day}__*"):
-            shutil.move(path, parked / path.name)
-
-    port = _free_port()
-    run_blueprint(home, "ui", "--port", str(port))
-    try:
-        data = _graphql(
-            port,
-            "{ repositoriesOrError { ... on RepositoryConnection { nodes { "
-            "sensors { name sensorState { status } } "
-            "schedules { name scheduleState { status } } } } } }",
-        )
-        (repository,) = data["repositoriesOrError"]["nodes"]
-        assert {(s["name"], s["sensorState"]["status"]) for s in repository["sensors"]} == {
-            ("landing_file_sensor", "RUNNING")
-        }
-        assert {(s["name"], s["scheduleState"]["status"]) for s in repository["schedules"]} == {
-            ("daily_ingestion_schedule", "RUNNING"), ("batch_scoring_schedule", "RUNNING")
-        }
-
-        for path in parked.iterdir():
-            source = path.name.split("_2018")[0]
-            shutil.move(path, home / "landing" / source / path.name)
-        deadline = time.monotonic() + 240
-        sensor_runs: list[dg.DagsterRun] = []
-        while time.monotonic() < deadline:
-            sensor_runs = [
-                r.dagster_run
-                for r in instance(home).get_run_records()
-                if r.dagster_run.tags.get("blueprint/trigger") == "landing_file_sensor"
-            ]
-            if sensor_runs and sensor_runs[0].is_finished:
-                break
-            time.sleep(3)
-        assert sensor_runs, "the sensor launched no run"
-        assert sensor_runs[0].status == dg.DagsterRunStatus.SUCCESS
-        assert sensor_runs[0].tags["dagster/asset_partition_range_start"] == str(last_day)
-    finally:
-        run_blueprint(home, "stop")
-    assert (home / "raw" / "transactions" / f"date={last_day}" / "data.parquet").exists()
-
-
-def test_a_truncated_file_waits_for_its_redelivery(world: Path, tmp_path: Path):
-    home = copy_world(world, tmp_path)
-    fault = next(f for f in faults(home) if f["kind"] == "truncated_gzip")
-    landing = home / "landing" / "transactions"
-    snapshot_dir = home / "raw" / "transactions" / f"date={fault['date']}"
-    parked = tmp_path / fault["redelivered_as"]
-    shutil.move(landing / fault["redelivered_as"], parked)
-    shutil.rmtree(snapshot_dir)
-
-    waiting = run_blueprint(home, "materialize")
-    assert f"re-delivery of transactions for {fault['date']}" in waiting.stderr
-    assert not snapshot_dir.exists()
-
-    shutil.move(parked, landing / fault["redelivered_as"])
-    run_blueprint(home, "materialize")
-    snapshot = pd.read_parquet(snapshot_dir / "data.parquet")
-    assert set(snapshot["_source_file"]) == {fault["redelivered_as"]}
-    truth = pd.read_parquet(home / "simulator" / "transactions_truth.parquet")
-    expected = truth[truth["tx_datetime"].dt.date == date.fromisoformat(fault["date"])]
-    assert set(snapshot["transaction_id"]) == set(expected["transaction_id"])
-
-
 def _step_window(home: Path, run_id: str, step: str) -> tuple[float, float]:
     events = [e for e in instance(home).all_logs(run_id) if e.step_key == step]
     starts = [e.timestamp for e in events if e.dagster_event and e.dagster_event.is_step_start]
@@ -391,148 +284,3 @@ def test_concurrent_runs_take_turns_on_the_warehouse(world: Path, tmp_path: Path
     windows = sorted(_step_window(home, r.dagster_run.run_id, "feature_models") for r in records)
     (_, first_end), (second_start, _) = windows
     assert second_start >= first_end  # one writer at a time, and neither failed on the lock
-
-
-# --- the model plane ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def registry_of(monkeypatch: pytest.MonkeyPatch):
-    """The registry module reading a given home."""
-    from orchestration.lib import registry
-
-    def use(home: Path):
-        monkeypatch.setenv("BLUEPRINT_HOME", str(home))
-        return registry
-
-    return use
-
-
-def _materializations(home: Path, key: str) -> list:
-    return [
-        r.asset_materialization
-        for r in instance(home).fetch_materializations(dg.AssetKey(key), limit=100).records
-    ]
-
-
-def test_materialize_trains_registers_and_promotes_a_champion_with_its_lineage(
-    world: Path, registry_of
-):
-    registry = registry_of(world)
-    [version] = [v.version for v in registry.versions()]
-    assert registry.champion_version() == version
-    facts = registry.model_facts(version)
-
-    published = json.loads((world / "serving" / "feature_definitions.json").read_text())
-    from orchestration.lib.feature_definitions import FeatureDefinitions
-    from orchestration.lib.pseudonymize import key_fingerprint
-
-    assert facts.feature_definitions_hash == FeatureDefinitions.from_dict(published).hash
-    key = (world / "secrets" / "pseudonymization.key").read_text().strip().encode()
-    assert facts.pseudonymization_key_fingerprint == key_fingerprint(key)
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    assert facts.code.commit == head
-    assert facts.library_versions["scikit-learn"]
-    assert len(facts.fold_metrics) == int(SHORT_WINDOWS["BLUEPRINT_N_FOLDS"])
-    assert set(facts.test_metrics) == {"auc_roc", "average_precision", "card_precision_at_100"}
-    data = facts.training_data
-    assert (data.train.end - data.train.start).days + 1 == 5
-    assert (data.test.end - data.test.start).days + 1 == 5
-    assert data.train.rows > 0 and data.test.rows > 0 and data.label_cutoff == data.test.start
-    assert "from training_set" in data.query
-    assert (world / facts.params["training_data_file"]).exists()
-    assert facts.params["family"] in {"logistic_regression", "random_forest", "gradient_boosting"}
-
-    [event] = [e for e in registry.history(version) if e.event == "promoted"]
-    assert event.actor == "promotion_gate" and "first champion" in event.reason
-    assert event.details["numbers"]["alert_threshold"] == registry.alert_threshold(version)
-
-    [candidate] = _materializations(world, "model_candidate")
-    meta = candidate.metadata
-    assert meta["model_version"].value == version
-    assert "data:image/png;base64," in meta["roc_pr_curves"].value
-    assert "data:image/png;base64," in meta["feature_importances"].value
-    [gate] = _materializations(world, "champion_model")
-    assert gate.metadata["decision"].value == "promoted"
-    assert gate.metadata["inputs_checked"].value is True
-    assert f"| {version} | champion |" in gate.metadata["registry"].value
-
-
-def test_a_version_is_reproduced_exactly_from_its_lineage(world: Path, registry_of):
-    version = registry_of(world).champion_version()
-    result = run_blueprint(world, "models", "reproduce", version)
-    assert "reproduced exactly" in result.stdout
-    assert "rows: identical" in result.stdout
-
-
-def test_the_gate_refuses_a_weakened_challenger_and_records_why(
-    world: Path, tmp_path: Path, registry_of, monkeypatch: pytest.MonkeyPatch
-):
-    home = copy_world(world, tmp_path)
-    registry = registry_of(home)
-    champion = registry.champion_version()
-    # a model that sees only the hour and the weekday cannot find fraud
-    monkeypatch.setenv("BLUEPRINT_TRAINING_FEATURES", "tx_during_weekend,tx_during_night")
-    run_blueprint(home, "train")
-
-    assert registry.champion_version() == champion
-    [weak] = [v.version for v in registry.versions() if v.version != champion]
-    [rejected] = [e for e in registry.history(weak) if e.event == "rejected"]
-    assert rejected.actor == "promotion_gate" and "AP gain" in rejected.reason
-    numbers = rejected.details["numbers"]
-    assert numbers["challenger_average_precision"] < numbers["champion_average_precision"]
-    assert numbers["champion_version"] == champion
-    gate = _materializations(home, "champion_model")[0]
-    assert gate.metadata["decision"].value == "rejected"
-    assert gate.metadata["candidate_version"].value == weak
-
-
-def test_batch_scoring_scores_every_day_with_the_champion(world: Path, registry_of):
-    from orchestration.lib.scoring import load_champion
-
-    registry_of(world)
-    model = load_champion()
-    scores = read_parquet(str(world / "scores" / "*" / "scores.parquet"))
-    [(n_features,)] = warehouse(world, "select count(*) from transaction_features")
-    assert len(scores) == n_features and scores["transaction_id"].is_unique
-    assert set(scores["model_version"]) == {model.version}
-    assert (scores["alert"] == (scores["fraud_probability"] >= model.alert_threshold)).all()
-
-    day = START + timedelta(days=DAYS - 1)
-    with duckdb.connect(str(world / "warehouse.duckdb"), read_only=True) as con:
-        rows = con.execute(
-            "select * from transaction_features where tx_date = ? order by transaction_id", [day]
-        ).df()
-    expected = pd.Series(model.score(rows), index=rows["transaction_id"])
-    got = scores.set_index("transaction_id").loc[rows["transaction_id"], "fraud_probability"]
-    assert (got - expected).abs().max() <= 1e-12
-
-    queue = pd.read_parquet(
-        world / "scores" / f"tx_date={day}" / "investigation_queue.parquet"
-    )
-    assert 0 < len(queue) <= 100 and queue["card_key"].is_unique
-    assert list(queue["rank"]) == list(range(1, len(queue) + 1))
-    assert queue["fraud_probability"].is_monotonic_decreasing
-    assert queue["reasons"].str.len().min() > 0
-
-
-def test_blueprint_serve_prints_a_curl_example_that_works(world: Path, tmp_path: Path):
-    home = copy_world(world, tmp_path)
-    port = _free_port()
-    started = run_blueprint(home, "serve", "--port", str(port))
-    try:
-        curl = started.stdout.split("Try it:\n", 1)[1].strip()
-        assert f"http://127.0.0.1:{port}/score" in curl
-        answer = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=60)
-        scored = json.loads(answer.stdout)
-        assert scored["transaction_id"] == "demo-1"
-        assert 0.0 <= scored["fraud_probability"] <= 1.0
-        assert scored["model_version"] == (
-            run_blueprint(home, "models", "list").stdout.split("*", 1)[1].split()[0]
-        )
-        assert len(scored["reasons"]) == 3
-    finally:
-        stopped = run_blueprint(home, "stop")
-    assert "Stopped the scoring service." in stopped.stdout

@@ -34,6 +34,14 @@ def _rows(path) -> pd.DataFrame:
     return frame
 
 
+def pending_log_files(settings=None) -> list:
+    """Closed prediction log files not ingested yet (what the next materialization reads)."""
+    settings = settings or get_settings()
+    closed = sorted((settings.prediction_log_dir / CLOSED_DIR).glob(f"{FILE_PREFIX}*{FILE_SUFFIX}"))
+    out_dir = settings.raw_dir / "predictions"
+    return [p for p in closed if not (out_dir / f"file={p.stem}" / "data.parquet").exists()]
+
+
 @dg.asset(
     group_name="ingestion",
     backfill_policy=single_run,
@@ -44,14 +52,12 @@ def _rows(path) -> pd.DataFrame:
 )
 def raw_predictions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     settings = get_settings()
-    closed = sorted((settings.prediction_log_dir / CLOSED_DIR).glob(f"{FILE_PREFIX}*{FILE_SUFFIX}"))
+    closed = list((settings.prediction_log_dir / CLOSED_DIR).glob(f"{FILE_PREFIX}*{FILE_SUFFIX}"))
     out_dir = settings.raw_dir / "predictions"
     ingested_rows = 0
     new_files = []
-    for path in closed:
+    for path in pending_log_files(settings):
         target = out_dir / f"file={path.stem}" / "data.parquet"
-        if target.exists():
-            continue
         frame = _rows(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(target) as tmp:

@@ -1,0 +1,61 @@
+"""The e2e world: one small world with every source fault, simulated and materialized once per
+test session through the real `blueprint` command (the first worker builds it, the others wait
+for it and reuse it); tests that change things work on a copy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from tests.support import run_blueprint
+
+DAYS = 40
+START = date(2018, 4, 1)
+NEXT_DAY = START + timedelta(days=DAYS)
+
+SHORT_WINDOWS = {
+    "BLUEPRINT_TRAIN_DAYS": "5",
+    "BLUEPRINT_DELAY_DAYS": "3",
+    "BLUEPRINT_TEST_DAYS": "5",
+    "BLUEPRINT_N_FOLDS": "2",
+    "BLUEPRINT_FOLD_STEP_DAYS": "5",
+    "BLUEPRINT_PROMOTION_AP_FLOOR": "0.05",
+}
+"""Training windows that fit the 40-day world (the defaults need about 60 days)."""
+
+
+@contextmanager
+def short_windows_env() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in SHORT_WINDOWS.items():
+            patch.setenv(name, value)
+        yield
+
+
+def shared_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's world, built once for all workers."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # popen-gw<N>/ -> the run's folder, shared by its workers
+    home = root / "e2e-world" / "home"
+    done = root / "e2e-world" / "built"
+    with FileLock(str(root / "e2e-world.lock")):
+        if not done.exists():
+            shutil.rmtree(home.parent, ignore_errors=True)
+            home.mkdir(parents=True)
+            with short_windows_env():
+                run_blueprint(
+                    home, "simulate", "--customers", "400", "--terminals", "800",
+                    "--days", str(DAYS), "--faults", "--seed", "7", "--no-progress",
+                )
+                first = run_blueprint(home, "materialize")
+            assert "Materialized." in first.stdout, first.stdout + first.stderr
+            done.touch()
+    return home
