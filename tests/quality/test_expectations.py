@@ -29,6 +29,10 @@ def feature_frame(n: int = 50) -> pd.DataFrame:
         frame[f"card_avg_amount_{w}day"] = rng.uniform(1, 200, n)
         frame[f"terminal_nb_tx_{w}day"] = rng.integers(0, 90, n)
         frame[f"terminal_risk_{w}day"] = rng.uniform(0, 0.1, n)
+        frame[f"terminal_recent_nb_fraud_{w}day"] = rng.integers(0, 3, n)
+        frame[f"terminal_recent_risk_{w}day"] = rng.uniform(0, 0.1, n)
+    frame["card_amount_ratio_30day"] = rng.uniform(0.5, 1.5, n)
+    frame["card_seconds_since_last_tx"] = rng.uniform(0, 30 * 86400, n)
     return frame
 
 
@@ -48,6 +52,17 @@ def test_good_features_pass_and_a_bad_value_fails():
     assert not result.success
     assert [(f["column"], f["unexpected_count"]) for f in result.failures] == [
         ("terminal_risk_7day", 1)
+    ]
+
+
+def test_the_production_features_are_checked_too():
+    suite = EXPECTATIONS_DIR / "transaction_features.json"
+    frame = feature_frame()
+    frame.loc[5, "card_seconds_since_last_tx"] = -1.0  # a payment before the previous one
+    frame.loc[6, "terminal_recent_risk_1day"] = None
+    result = validate_frame(frame, suite)
+    assert sorted((f["column"], f["unexpected_count"]) for f in result.failures) == [
+        ("card_seconds_since_last_tx", 1), ("terminal_recent_risk_1day", 1)
     ]
 
 
