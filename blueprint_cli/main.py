@@ -123,7 +123,7 @@ def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
     import dagster as dg
 
     from orchestration.definitions import defs
-    from orchestration.defs.ingestion.predictions import pending_log_files
+    from orchestration.defs.ingestion.predictions import PENDING_INPUT
     from orchestration.lib.contracts import CONTRACTS
     from orchestration.lib.planning import plan_ingestion
 
@@ -151,23 +151,22 @@ def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
         runs.append((_keys(data | unpartitioned), plan.range))
 
     instance = dg.DagsterInstance.get()
+    materialized_at = {
+        key: event.timestamp
+        for key in graph.get_all_asset_keys()
+        if (event := instance.get_latest_materialization_event(key)) is not None
+    }
 
     def newest_daily_upstream(key: dg.AssetKey) -> float:
         ancestors = dg.AssetSelection.assets(key).upstream().resolve(graph) - {key}
-        times = [
-            event.timestamp
-            for ancestor in ancestors
-            if graph.get(ancestor).partitions_def is not None
-            and (event := instance.get_latest_materialization_event(ancestor)) is not None
-        ]
-        return max(times, default=0.0)
+        daily = [a for a in ancestors if graph.get(a).partitions_def is not None]
+        return max((materialized_at.get(a, 0.0) for a in daily), default=0.0)
 
     outdated = []
     for key in sorted(unpartitioned):
-        event = instance.get_latest_materialization_event(key)
-        if event is None or event.timestamp < newest_daily_upstream(key):
+        if key not in materialized_at or materialized_at[key] < newest_daily_upstream(key):
             outdated.append(key)
-        elif key == dg.AssetKey("raw_predictions") and pending_log_files(settings):
+        elif key in PENDING_INPUT and PENDING_INPUT[key](settings):
             outdated.append(key)
     if outdated and not runs:
         runs.append((_keys(outdated), None))

@@ -32,7 +32,8 @@ def _writer_pid(temp_name: str, prefix: str) -> int | None:
     return int(pid) if pid.isdigit() else None
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one of another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -61,7 +62,7 @@ def remove_stale_temp_files(target: Path) -> list[Path]:
         path = Path(entry.path)
         if pid is None or path in active:
             continue
-        if pid == os.getpid() or not _process_alive(pid):
+        if pid == os.getpid() or not process_alive(pid):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

@@ -35,7 +35,7 @@ from typing import IO, Any
 
 import pandas as pd
 
-from orchestration.lib.atomic import atomic_write_bytes, fsync_directory
+from orchestration.lib.atomic import atomic_write_bytes, fsync_directory, process_alive
 
 OPEN_DIR, CLOSED_DIR = "open", "closed"
 FILE_PREFIX, FILE_SUFFIX = "predictions-", ".jsonl"
@@ -247,14 +247,6 @@ def _writer_pid(path: Path) -> int | None:
     return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _complete_lines(data: bytes) -> list[bytes]:
@@ -279,7 +271,7 @@ def close_abandoned_logs(log_dir: Path) -> list[Path]:
     closed = []
     for path in sorted(open_dir.glob(f"{FILE_PREFIX}*{FILE_SUFFIX}")):
         pid = _writer_pid(path)
-        if pid is not None and pid != os.getpid() and _process_alive(pid):
+        if pid is not None and pid != os.getpid() and process_alive(pid):
             continue
         lines = _complete_lines(path.read_bytes())
         if lines:
@@ -307,9 +299,9 @@ def iter_records(log_dir: Path, include_open: bool = False) -> Iterator[dict[str
             yield json.loads(line)
 
 
-def file_records(path: Path) -> list[dict[str, Any]]:
-    """The complete rows of one log file, as written."""
-    return [json.loads(line) for line in _complete_lines(Path(path).read_bytes())]
+def read_log_file(path: Path) -> pd.DataFrame:
+    """The complete rows of one log file, shaped as :func:`read_closed_logs` shapes them."""
+    return _frame(json.loads(line) for line in _complete_lines(Path(path).read_bytes()))
 
 
 def read_closed_logs(log_dir: Path) -> pd.DataFrame:

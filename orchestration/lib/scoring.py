@@ -59,18 +59,15 @@ class ScoringModel:
     def alerts(self, scores: np.ndarray) -> np.ndarray:
         return np.asarray(scores) >= self.alert_threshold
 
-    def reasons(self, row: Mapping[str, Any], top_n: int = 3) -> list[ReasonCode]:
-        """The features that pushed this row's score up the most (cheap: one small batch)."""
-        return self.reasons_batch(pd.DataFrame([row]), top_n)[0]
-
     def reasons_batch(self, rows: pd.DataFrame, top_n: int = 3) -> list[list[ReasonCode]]:
-        """:meth:`reasons` of many rows in one ``predict_proba`` call."""
+        """The ``top_n`` reason codes of each row (see :meth:`score_and_explain`)."""
         return self.score_and_explain(rows, top_n)[1]
 
     def score_and_explain(
         self, rows: pd.DataFrame, top_n: int = 3
     ) -> tuple[np.ndarray, list[list[ReasonCode]]]:
-        """:meth:`score` and :meth:`reasons` of many rows, in one ``predict_proba`` call.
+        """:meth:`score` of many rows and the ``top_n`` features that pushed each score up the
+        most, in one ``predict_proba`` call.
 
         Same method as :func:`orchestration.lib.model_selection.reason_codes`: logistic
         regression splits its log-odds exactly; other models measure the drop in probability

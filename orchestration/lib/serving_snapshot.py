@@ -30,7 +30,7 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 
-from orchestration.lib.atomic import atomic_write_bytes, fsync_directory
+from orchestration.lib.atomic import atomic_write_bytes, fsync_directory, process_alive
 from orchestration.lib.feature_definitions import FeatureDefinitions, quote_identifier
 from orchestration.lib.pseudonymize import key_fingerprint
 from orchestration.settings import pseudonymization_key
@@ -197,16 +197,8 @@ def _remove_abandoned_versions(out_dir: Path) -> None:
             continue
         parts = entry.name.split(".")
         pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
-        if pid is None or pid == os.getpid() or _process_alive(pid):
+        if pid is None or pid == os.getpid() or process_alive(pid):
             continue
         shutil.rmtree(entry, ignore_errors=True)
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,16 +1,22 @@
-"""The e2e world: one small world with every source fault, simulated and materialized once per
-test session through the real `blueprint` command (the first worker builds it, the others wait
-for it and reuse it); tests that change things work on a copy."""
+"""The e2e world and its helpers: one small world with every source fault, simulated and
+materialized once per test session through the real `blueprint` command (the first worker
+builds it, the others wait for it and reuse it); tests that change things work on a copy."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
+import dagster as dg
+import duckdb
+import pandas as pd
 import pytest
 from filelock import FileLock
 
@@ -59,3 +65,43 @@ def shared_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
             assert "Materialized." in first.stdout, first.stdout + first.stderr
             done.touch()
     return home
+
+
+def copy_world(world: Path, tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    shutil.copytree(world, home, symlinks=True)
+    return home
+
+
+def instance(home: Path) -> dg.DagsterInstance:
+    return dg.DagsterInstance.from_config(str(home / "dagster"))
+
+
+def read_parquet(pattern: str) -> pd.DataFrame:
+    with duckdb.connect() as con:
+        return con.execute("select * from read_parquet(?, union_by_name=true)", [pattern]).df()
+
+
+def warehouse(home: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def faults(home: Path) -> list[dict]:
+    return json.loads((home / "simulator" / "faults.json").read_text())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["data"]

@@ -11,12 +11,13 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from tests.e2e.e2e_world import DAYS, START
-from tests.e2e.test_pipeline import (
-    _free_port,
-    _graphql,
+from tests.e2e.e2e_world import (
+    DAYS,
+    START,
     copy_world,
     faults,
+    free_port,
+    graphql,
     instance,
 )
 from tests.support import run_blueprint
@@ -37,10 +38,10 @@ def test_the_ui_shows_the_automation_and_the_sensor_ingests_new_files(
         for path in (home / "landing" / source).glob(f"{source}_{last_day}__*"):
             shutil.move(path, parked / path.name)
 
-    port = _free_port()
+    port = free_port()
     run_blueprint(home, "ui", "--port", str(port))
     try:
-        data = _graphql(
+        data = graphql(
             port,
             "{ repositoriesOrError { ... on RepositoryConnection { nodes { "
             "sensors { name sensorState { status } } "

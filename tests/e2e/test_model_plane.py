@@ -13,10 +13,12 @@ import pandas as pd
 import pytest
 
 from orchestration.settings import PROJECT_ROOT
-from tests.e2e.e2e_world import DAYS, SHORT_WINDOWS, START
-from tests.e2e.test_pipeline import (
-    _free_port,
+from tests.e2e.e2e_world import (
+    DAYS,
+    SHORT_WINDOWS,
+    START,
     copy_world,
+    free_port,
     instance,
     read_parquet,
     warehouse,
@@ -153,7 +155,7 @@ def test_batch_scoring_scores_every_day_with_the_champion(world: Path, registry_
 
 def test_blueprint_serve_prints_a_curl_example_that_works(world: Path, tmp_path: Path):
     home = copy_world(world, tmp_path)
-    port = _free_port()
+    port = free_port()
     started = run_blueprint(home, "serve", "--port", str(port))
     try:
         curl = started.stdout.split("Try it:\n", 1)[1].strip()

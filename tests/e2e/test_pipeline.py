@@ -8,51 +8,31 @@ on a copy of it. The automation and the model plane have files of their own.
 from __future__ import annotations
 
 import gzip
-import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pandas as pd
 import pytest
 
 from orchestration.settings import PROJECT_ROOT
-from tests.e2e.e2e_world import DAYS, NEXT_DAY, START
+from tests.e2e.e2e_world import (
+    DAYS,
+    NEXT_DAY,
+    START,
+    copy_world,
+    faults,
+    instance,
+    read_parquet,
+    warehouse,
+)
 from tests.support import run_blueprint
 
 pytestmark = pytest.mark.slow
 
-
-
-def copy_world(world: Path, tmp_path: Path) -> Path:
-    home = tmp_path / "home"
-    shutil.copytree(world, home, symlinks=True)
-    return home
-
-
-def instance(home: Path) -> dg.DagsterInstance:
-    return dg.DagsterInstance.from_config(str(home / "dagster"))
-
-
-def read_parquet(pattern: str) -> pd.DataFrame:
-    with duckdb.connect() as con:
-        return con.execute("select * from read_parquet(?, union_by_name=true)", [pattern]).df()
-
-
-def warehouse(home: Path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
-        return con.execute(sql).fetchall()
-
-
-def faults(home: Path) -> list[dict]:
-    return json.loads((home / "simulator" / "faults.json").read_text())
 
 
 def test_every_valid_transaction_lands_exactly_once(world: Path):
@@ -249,22 +229,6 @@ def test_a_schema_change_fails_loudly_and_builds_nothing(
     assert not (_materialized_in(home, run.run_id) & {"transaction_features", "training_set"})
     assert not (home / "raw" / "transactions" / f"date={NEXT_DAY}").exists()
     assert {p: p.read_bytes() for p in (home / "raw").rglob("*.parquet")} == before
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())["data"]
 
 
 def _step_window(home: Path, run_id: str, step: str) -> tuple[float, float]:

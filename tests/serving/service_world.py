@@ -8,8 +8,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from pathlib import Path
+from datetime import date, datetime
 from typing import Any
 
 import duckdb
@@ -19,33 +18,13 @@ import pandas as pd
 from orchestration.lib import registry
 from orchestration.lib.model_selection import BASELINE_FEATURES, LOGISTIC_REGRESSION, build_pipeline
 from orchestration.lib.pseudonymize import key_fingerprint
+from orchestration.lib.training import ID_COLUMNS
 from orchestration.settings import Settings
-from simulator import simulate
-from simulator.config import WorldConfig
-from tests.features.raw_world import dbt_build, luhn_complete
-from tests.serving.serving_world import ServingWorld, ingest
+from tests.features.raw_world import luhn_complete
+from tests.serving.serving_world import ServingWorld
 
-IDENTITY = ("transaction_id", "tx_datetime", "tx_date", "card_key", "terminal_id")
 LABEL = "is_fraud"
 """The ``training_set`` column the test models learn (their quality is not under test)."""
-
-
-def build_world(root: Path, config: WorldConfig, replay_days: int, key_hex: str) -> ServingWorld:
-    """``serving_world.build_serving_world`` without dbt's unit tests (tests/features runs
-    them; these tests need the tables)."""
-    full_home, as_of_home = root / "full", root / "as_of"
-    full_home.mkdir(parents=True)
-    as_of_home.mkdir()
-    simulate(config, full_home, progress=False)
-    cutoff = config.start + timedelta(days=config.n_days - 1 - replay_days)
-    ingest(full_home, as_of_home, through=cutoff)
-    ingest(full_home, full_home)
-    builds = {}
-    for name, home in (("as_of", as_of_home), ("full", full_home)):
-        run = dbt_build(home, key_hex, "--exclude", "test_type:unit")
-        assert run.returncode == 0, run.output[-5000:]
-        builds[name] = run
-    return ServingWorld(config, cutoff, key_hex, builds["as_of"], builds["full"])
 
 
 def training_rows(world: ServingWorld) -> pd.DataFrame:
@@ -159,7 +138,7 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
 
 def feature_mismatches(logged: pd.DataFrame, offline: pd.DataFrame, tolerance: float) -> list[str]:
     """(transaction, feature) pairs where the logged online value differs from the offline mart."""
-    features = [c for c in offline.columns if c not in IDENTITY]
+    features = [c for c in offline.columns if c not in ID_COLUMNS]
     found = []
     for row in logged.to_dict("records"):
         expected = offline.loc[row["transaction_id"]]

@@ -80,11 +80,14 @@ def ingest(landing_home: Path, home: Path, through: date | None = None) -> None:
 
 
 def build_serving_world(
-    root: Path, config: WorldConfig, replay_days: int, key_hex: str
+    root: Path, config: WorldConfig, replay_days: int, key_hex: str, *dbt_args: str
 ) -> ServingWorld:
-    """Simulate ``config`` and build it twice: up to ``replay_days`` before its end, and in full."""
+    """Simulate ``config`` and build it twice: up to ``replay_days`` before its end, and in full.
+
+    ``dbt_args`` go to both ``dbt build`` calls (e.g. ``--exclude test_type:unit`` where a test
+    needs the tables, not dbt's unit tests, which tests/features runs)."""
     full_home, as_of_home = root / "full", root / "as_of"
-    full_home.mkdir()
+    full_home.mkdir(parents=True)
     as_of_home.mkdir()
     simulate(config, full_home, progress=False)
     cutoff = config.start + timedelta(days=config.n_days - 1 - replay_days)
@@ -92,7 +95,7 @@ def build_serving_world(
     ingest(full_home, full_home)
     builds = {}
     for name, home in (("as_of", as_of_home), ("full", full_home)):
-        run = dbt_build(home, key_hex)
+        run = dbt_build(home, key_hex, *dbt_args)
         assert run.returncode == 0, run.output[-5000:]
         builds[name] = run
     return ServingWorld(config, cutoff, key_hex, builds["as_of"], builds["full"])

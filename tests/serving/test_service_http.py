@@ -30,7 +30,6 @@ from tests.serving.service_world import (
     ScoringClient,
     Traffic,
     as_json,
-    build_world,
     day_start,
     feature_mismatches,
     free_port,
@@ -39,7 +38,14 @@ from tests.serving.service_world import (
     training_rows,
     wait_for,
 )
-from tests.serving.serving_world import TOLERANCE, ServingWorld, publish, reports, requests
+from tests.serving.serving_world import (
+    TOLERANCE,
+    ServingWorld,
+    build_serving_world,
+    publish,
+    reports,
+    requests,
+)
 
 pytestmark = pytest.mark.slow  # building the world with dbt twice takes about a minute
 
@@ -76,7 +82,9 @@ class Service:
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     root = tmp_path_factory.mktemp("scoring_service")
     key_hex = secrets.token_hex(32)
-    world = build_world(root / "world", WORLD, REPLAY_DAYS, key_hex)
+    world = build_serving_world(
+        root / "world", WORLD, REPLAY_DAYS, key_hex, "--exclude", "test_type:unit"
+    )
     definitions = load_feature_definitions(world.as_of.target_path / "manifest.json")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("BLUEPRINT_HOME", str(root / "home"))

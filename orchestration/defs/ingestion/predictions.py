@@ -7,39 +7,30 @@ files not ingested yet, so a row is never duplicated. Monitoring joins these row
 reports (the feedback loop).
 """
 
+from pathlib import Path
+
 import dagster as dg
-import pandas as pd
 
 from orchestration.defs.partitions import single_run
 from orchestration.lib.atomic import atomic_output
 from orchestration.lib.prediction_log import (
     CLOSED_DIR,
-    FEATURES,
     FILE_PREFIX,
     FILE_SUFFIX,
-    file_records,
+    read_log_file,
 )
-from orchestration.settings import get_settings
+from orchestration.settings import Settings, get_settings
 
 
-def _rows(path) -> pd.DataFrame:
-    frame = pd.DataFrame(file_records(path))
-    if frame.empty:
-        return frame
-    features = pd.json_normalize(frame.pop(FEATURES).tolist()).add_prefix(f"{FEATURES}.")
-    frame = pd.concat([frame, features], axis=1)
-    frame["logged_at"] = pd.to_datetime(frame["logged_at"], utc=True, format="ISO8601")
-    frame["tx_datetime"] = pd.to_datetime(frame["tx_datetime"], format="ISO8601")
-    frame["log_file"] = path.name
-    return frame
+def _snapshot_path(settings: Settings, log_file: Path) -> Path:
+    return settings.raw_dir / "predictions" / f"file={log_file.stem}" / "data.parquet"
 
 
-def pending_log_files(settings=None) -> list:
+def pending_log_files(settings: Settings | None = None) -> list[Path]:
     """Closed prediction log files not ingested yet (what the next materialization reads)."""
     settings = settings or get_settings()
     closed = sorted((settings.prediction_log_dir / CLOSED_DIR).glob(f"{FILE_PREFIX}*{FILE_SUFFIX}"))
-    out_dir = settings.raw_dir / "predictions"
-    return [p for p in closed if not (out_dir / f"file={p.stem}" / "data.parquet").exists()]
+    return [path for path in closed if not _snapshot_path(settings, path).exists()]
 
 
 @dg.asset(
@@ -52,13 +43,11 @@ def pending_log_files(settings=None) -> list:
 )
 def raw_predictions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     settings = get_settings()
-    closed = list((settings.prediction_log_dir / CLOSED_DIR).glob(f"{FILE_PREFIX}*{FILE_SUFFIX}"))
-    out_dir = settings.raw_dir / "predictions"
     ingested_rows = 0
     new_files = []
     for path in pending_log_files(settings):
-        target = out_dir / f"file={path.stem}" / "data.parquet"
-        frame = _rows(path)
+        target = _snapshot_path(settings, path)
+        frame = read_log_file(path).assign(log_file=path.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(target) as tmp:
             frame.to_parquet(tmp, index=False)
@@ -69,7 +58,13 @@ def raw_predictions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         metadata={
             "new_files": len(new_files),
             "new_rows": ingested_rows,
-            "files_total": len(closed),
-            "path": dg.MetadataValue.path(str(out_dir)),
+            "files_total": len(list((settings.raw_dir / "predictions").glob("file=*"))),
+            "path": dg.MetadataValue.path(str(settings.raw_dir / "predictions")),
         }
     )
+
+
+PENDING_INPUT = {raw_predictions.key: lambda settings: bool(pending_log_files(settings))}
+"""Unpartitioned assets fed by files outside the daily partitions, with how to tell that new
+input is waiting: `blueprint materialize` rebuilds them then, as it rebuilds what is older
+than its daily upstream."""

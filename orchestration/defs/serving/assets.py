@@ -16,6 +16,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import yaml
 from dagster_duckdb import DuckDBResource
@@ -75,7 +76,7 @@ def scores_path(settings: Settings, day: date) -> tuple:
 def score_day(model: ScoringModel, rows: pd.DataFrame, top_k: int = DEFAULT_TOP_K):
     """Scores of one day's ``transaction_features`` rows and its investigation queue: the
     ``top_k`` cards by their highest score, each with the reasons of that payment."""
-    scores = model.score(rows)
+    scores = model.score(rows) if len(rows) else np.empty(0)
     scored = rows[list(SCORE_COLUMNS)].assign(
         fraud_probability=scores,
         alert=model.alerts(scores),
@@ -87,7 +88,7 @@ def score_day(model: ScoringModel, rows: pd.DataFrame, top_k: int = DEFAULT_TOP_
         .drop_duplicates("card_key")
         .head(top_k)
     )
-    reasons = model.reasons_batch(rows.iloc[best["_row"].to_numpy()])
+    reasons = model.reasons_batch(rows.iloc[best["_row"].to_numpy()]) if len(best) else []
     queue = best.drop(columns="_row").reset_index(drop=True)
     queue.insert(0, "rank", range(1, len(queue) + 1))
     queue["reasons"] = [
@@ -122,18 +123,17 @@ def batch_scores(
             "order by tx_datetime, transaction_id",
             [first, end],
         ).df()
-    days = pd.to_datetime(frame["tx_date"]).dt.date
+    by_day = {
+        pd.Timestamp(day).date(): rows.reset_index(drop=True)
+        for day, rows in frame.groupby("tx_date", sort=False)
+    }
     n_alerts = 0
     for offset in range((end - first).days):
         day = first + timedelta(days=offset)
-        rows = frame[days == day].reset_index(drop=True)
+        scored, queue = score_day(model, by_day.get(day, frame.iloc[:0]))
+        n_alerts += int(scored["alert"].sum())
         scores_file, queue_file = scores_path(settings, day)
         scores_file.parent.mkdir(parents=True, exist_ok=True)
-        if rows.empty:
-            scored, queue = rows[list(SCORE_COLUMNS)], pd.DataFrame()
-        else:
-            scored, queue = score_day(model, rows)
-        n_alerts += int(scored["alert"].sum()) if "alert" in scored else 0
         with atomic_output(scores_file) as tmp:
             scored.to_parquet(tmp, index=False)
         with atomic_output(queue_file) as tmp:

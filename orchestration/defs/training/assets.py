@@ -339,7 +339,7 @@ def champion_model(
     }
     registry.record_decision(model_candidate, decision.promote, decision.reason, numbers,
                              settings=settings)
-    serving = registry.champion_version(settings) if registry.champion(settings) else None
+    serving = model_candidate if decision.promote else (current.version if current else None)
     context.log.info(
         f"gate: {'promoted' if decision.promote else 'rejected'} {model_candidate}: "
         f"{decision.reason}"
