@@ -26,8 +26,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from orchestration.defs.serving.assets import score_day
-from orchestration.lib.scoring import load_champion
+from orchestration.lib.scoring import load_champion, score_day
 from orchestration.lib.serve import start_scoring_service
 from orchestration.lib.serving_snapshot import current_snapshot
 from orchestration.settings import get_settings

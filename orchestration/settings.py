@@ -140,6 +140,12 @@ class Settings:
         return self.home / "serving"
 
     @property
+    def feature_definitions_path(self) -> Path:
+        """dbt's compiled feature SQL, published by the feature step: what models record the
+        hash of and what serving runs."""
+        return self.serving_dir / "feature_definitions.json"
+
+    @property
     def snapshot_dir(self) -> Path:
         """Serving snapshots (recent staged history), replaced atomically via ``CURRENT``."""
         return self.serving_dir / "snapshots"

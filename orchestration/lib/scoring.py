@@ -18,6 +18,7 @@ import pandas as pd
 from threadpoolctl import ThreadpoolController
 
 from orchestration.lib import registry
+from orchestration.lib.metrics import DEFAULT_TOP_K
 from orchestration.lib.model_selection import ReasonCode
 from orchestration.settings import Settings
 
@@ -129,3 +130,36 @@ def load_scoring_model(version: str, settings: Settings | None = None) -> Scorin
 def load_champion(settings: Settings | None = None) -> ScoringModel:
     """The champion, ready to score (raises ``NoChampionError`` before the first promotion)."""
     return load_scoring_model(registry.champion_version(settings), settings)
+
+
+SCORE_COLUMNS = (
+    "transaction_id", "tx_datetime", "tx_date", "card_key", "terminal_id", "amount",
+)
+"""Columns of ``transaction_features`` a batch score row keeps beside the score."""
+
+
+def score_day(
+    model: ScoringModel, rows: pd.DataFrame, top_k: int = DEFAULT_TOP_K
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Scores of one day's ``transaction_features`` rows and its investigation queue: the
+    ``top_k`` cards by their highest score, each with the reasons of that payment."""
+    scores = model.score(rows) if len(rows) else np.empty(0)
+    scored = rows[list(SCORE_COLUMNS)].assign(
+        fraud_probability=scores,
+        alert=model.alerts(scores),
+        model_version=model.version,
+    )
+    best = (
+        scored.assign(_row=range(len(scored)))
+        .sort_values(["fraud_probability", "transaction_id"], ascending=[False, True])
+        .drop_duplicates("card_key")
+        .head(top_k)
+    )
+    reasons = model.reasons_batch(rows.iloc[best["_row"].to_numpy()]) if len(best) else []
+    queue = best.drop(columns="_row").reset_index(drop=True)
+    queue.insert(0, "rank", range(1, len(queue) + 1))
+    queue["reasons"] = [
+        "; ".join(f"{r.feature}={r.value:.4g} (+{r.contribution:.3f})" for r in codes)
+        for codes in reasons
+    ]
+    return scored, queue

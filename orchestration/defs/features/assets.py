@@ -56,7 +56,7 @@ def publish_feature_definitions(manifest_path: Path) -> str:
     """
     settings = get_settings()
     definitions = load_feature_definitions(manifest_path)
-    target = settings.serving_dir / "feature_definitions.json"
+    target = settings.feature_definitions_path
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(target, (json.dumps(definitions.to_dict(), indent=2) + "\n").encode())
     return definitions.hash

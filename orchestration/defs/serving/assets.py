@@ -16,7 +16,6 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 import yaml
 from dagster_duckdb import DuckDBResource
@@ -26,16 +25,11 @@ from orchestration.defs.training.assets import load_published_definitions
 from orchestration.lib import registry
 from orchestration.lib.atomic import atomic_output
 from orchestration.lib.metrics import DEFAULT_TOP_K
-from orchestration.lib.scoring import ScoringModel, load_champion
+from orchestration.lib.scoring import SCORE_COLUMNS, load_champion, score_day
 from orchestration.lib.serving_snapshot import publish_serving_snapshot
 from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT, Settings, get_settings
 
 SERVING_GROUP = "serving"
-
-SCORE_COLUMNS = (
-    "transaction_id", "tx_datetime", "tx_date", "card_key", "terminal_id", "amount",
-)
-
 
 @dg.asset(
     group_name=SERVING_GROUP,
@@ -71,31 +65,6 @@ def serving_snapshot(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 def scores_path(settings: Settings, day: date) -> tuple:
     folder = settings.home / "scores" / f"tx_date={day.isoformat()}"
     return folder / "scores.parquet", folder / "investigation_queue.parquet"
-
-
-def score_day(model: ScoringModel, rows: pd.DataFrame, top_k: int = DEFAULT_TOP_K):
-    """Scores of one day's ``transaction_features`` rows and its investigation queue: the
-    ``top_k`` cards by their highest score, each with the reasons of that payment."""
-    scores = model.score(rows) if len(rows) else np.empty(0)
-    scored = rows[list(SCORE_COLUMNS)].assign(
-        fraud_probability=scores,
-        alert=model.alerts(scores),
-        model_version=model.version,
-    )
-    best = (
-        scored.assign(_row=range(len(scored)))
-        .sort_values(["fraud_probability", "transaction_id"], ascending=[False, True])
-        .drop_duplicates("card_key")
-        .head(top_k)
-    )
-    reasons = model.reasons_batch(rows.iloc[best["_row"].to_numpy()]) if len(best) else []
-    queue = best.drop(columns="_row").reset_index(drop=True)
-    queue.insert(0, "rank", range(1, len(queue) + 1))
-    queue["reasons"] = [
-        "; ".join(f"{r.feature}={r.value:.4g} (+{r.contribution:.3f})" for r in codes)
-        for codes in reasons
-    ]
-    return scored, queue
 
 
 @dg.asset(

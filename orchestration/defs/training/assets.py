@@ -63,13 +63,8 @@ CHECKED_INPUTS = (
 LABEL_COLUMNS = ("is_fraud", "report_date")
 
 
-def feature_definitions_path(settings: Settings) -> Path:
-    """Where the dbt step publishes the compiled feature SQL (see ``features/assets.py``)."""
-    return settings.serving_dir / "feature_definitions.json"
-
-
 def load_published_definitions(settings: Settings) -> FeatureDefinitions:
-    path = feature_definitions_path(settings)
+    path = settings.feature_definitions_path
     if not path.exists():
         raise dg.Failure(
             f"{path} does not exist: materialize the feature models (group features) first"
