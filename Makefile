@@ -31,11 +31,19 @@ demo: setup
 stop:
 	@if [ -x $(BIN)/blueprint ]; then $(BIN)/blueprint stop; else echo "Nothing is running."; fi
 
-test: setup
+test: setup browser
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15
 
-test-fast: setup
+test-fast: setup browser
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
+
+# The browser tests drive Debian's Chromium through its chromedriver; installed once (as root).
+.PHONY: browser
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 # Benchmarks print tables; they read the world `make demo` built (BLUEPRINT_HOME).
 bench: setup

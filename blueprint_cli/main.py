@@ -63,12 +63,23 @@ def simulate(
     drift_from: Annotated[
         str | None, typer.Option(help="Change the world from this day (index or YYYY-MM-DD).")
     ] = None,
+    max_report_delay_days: Annotated[
+        int, typer.Option(help="A fraud is reported 1 to this many days after it happened.")
+    ] = 7,
+    hold_last: Annotated[
+        int,
+        typer.Option(
+            help="Hold the files of the last N days back in simulator/outbox/ for a replay "
+            "(0: deliver everything now)."
+        ),
+    ] = 0,
     force: Annotated[bool, typer.Option(help="Replace an existing world.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Simulate the three source systems and deliver their files to the landing zone."""
     from simulator import WorldConfig
     from simulator import simulate as run_simulation
+    from simulator.run import outbox_dir
 
     settings = _prepare()
     try:
@@ -92,11 +103,19 @@ def simulate(
             seed=seed,
             faults=faults,
             drift_from=_parse_drift_from(drift_from, start_day),
+            max_report_delay_days=max_report_delay_days,
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
+    if not 0 <= hold_last < days:
+        raise typer.BadParameter(
+            f"{hold_last} is not a number of days in [0, {days})", param_hint="--hold-last"
+        )
+    hold_from = days - hold_last if hold_last else None
     try:
-        world = run_simulation(config, settings.home, progress=progress, overwrite=force)
+        world = run_simulation(
+            config, settings.home, progress=progress, overwrite=force, hold_from=hold_from
+        )
     except FileExistsError as error:
         _echo(f"error: {error} (pass --force to replace it)")
         raise typer.Exit(1) from None
@@ -105,6 +124,11 @@ def simulate(
         f"Simulated {summary['n_transactions']:,} transactions over {config.n_days} days "
         f"(fraud rate {summary['fraud_rate']:.2%}) into {settings.landing_dir}"
     )
+    if hold_from is not None:
+        typer.echo(
+            f"Held back the files delivered from the night after {summary['held_from_date']} "
+            f"in {outbox_dir(settings.home)}"
+        )
 
 
 def _dagster_bin(name: str) -> str:
@@ -115,15 +139,18 @@ def _dagster_bin(name: str) -> str:
 def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
     """The runs that bring the selection up to date: (selection, partition range or None).
 
-    Two runs at most: the data and model assets (ingestion over the days with new data, dbt,
-    training, the gate, the serving files; without new data only what is older than its
-    upstream), then the daily assets downstream of the model (batch scoring) over every day
-    they lack, which after the first training is more than the days just ingested.
+    First the data and model assets (ingestion over the days with new data, dbt, training, the
+    gate, the serving files; without new data only what is older than its upstream), then the
+    daily assets downstream of an unpartitioned one (batch scoring, monitoring) over every day
+    they lack, which after the first training is more than the days just ingested: one run per
+    distinct set of days, upstream first. A daily asset that can only be built up to some day
+    (``READY_UNTIL``: a performance report needs mature labels) is planned up to that day.
     """
     import dagster as dg
 
     from orchestration.definitions import defs
     from orchestration.defs.ingestion.predictions import PENDING_INPUT
+    from orchestration.defs.monitoring.assets import READY_UNTIL
     from orchestration.lib.contracts import CONTRACTS
     from orchestration.lib.planning import plan_ingestion
 
@@ -134,9 +161,12 @@ def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
     everything_unpartitioned = {
         k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def is None
     }
+
+    def ancestors(key: dg.AssetKey) -> set[dg.AssetKey]:
+        return dg.AssetSelection.assets(key).upstream().resolve(graph) - {key}
+
     after_model = {
-        k for k in selected - unpartitioned
-        if graph.get(k).parent_keys & everything_unpartitioned
+        k for k in selected - unpartitioned if ancestors(k) & everything_unpartitioned
     }
     data = selected - unpartitioned - after_model
     plan = plan_ingestion(CONTRACTS.values(), settings.landing_dir, settings.raw_dir)
@@ -147,10 +177,26 @@ def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
                 f"{', '.join(d.isoformat() for d in days)} (the delivered files cannot be read)"
             )
     runs: list[tuple[str, tuple[date, date] | None]] = []
+    instance = dg.DagsterInstance.get()
+    loaded = {
+        date.fromisoformat(p)
+        for p in instance.get_materialized_partitions(dg.AssetKey("raw_transactions"))
+    }
+    behind: dict[dg.AssetKey, set[date]] = {}  # days loaded earlier that a daily asset lacks
+    for key in data:
+        lacking = loaded - {
+            date.fromisoformat(p) for p in instance.get_materialized_partitions(key)
+        }
+        if plan.range is not None:
+            lacking = {d for d in lacking if d < plan.range[0]}
+        if lacking:
+            behind[key] = lacking
+    if behind:
+        days = set().union(*behind.values())
+        runs.append((_keys(behind), (min(days), max(days))))
     if data and plan.range is not None:
         runs.append((_keys(data | unpartitioned), plan.range))
 
-    instance = dg.DagsterInstance.get()
     materialized_at = {
         key: event.timestamp
         for key in graph.get_all_asset_keys()
@@ -158,8 +204,7 @@ def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
     }
 
     def newest_daily_upstream(key: dg.AssetKey) -> float:
-        ancestors = dg.AssetSelection.assets(key).upstream().resolve(graph) - {key}
-        daily = [a for a in ancestors if graph.get(a).partitions_def is not None]
+        daily = [a for a in ancestors(key) if graph.get(a).partitions_def is not None]
         return max((materialized_at.get(a, 0.0) for a in daily), default=0.0)
 
     outdated = []
@@ -168,23 +213,33 @@ def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
             outdated.append(key)
         elif key in PENDING_INPUT and PENDING_INPUT[key](settings):
             outdated.append(key)
-    if outdated and not runs:
+    if outdated and not (data and plan.range is not None):
         runs.append((_keys(outdated), None))
 
     if after_model:
-        have_data = {
-            date.fromisoformat(p)
-            for p in instance.get_materialized_partitions(dg.AssetKey("raw_transactions"))
-        }
+        have_data = set(loaded)
         if plan.range is not None:
             first, last = plan.range
             have_data |= {first + timedelta(days=i) for i in range((last - first).days + 1)}
-        missing: set[date] = set()
+        by_days: dict[tuple[date, date], set[dg.AssetKey]] = {}
         for key in after_model:
             done = {date.fromisoformat(p) for p in instance.get_materialized_partitions(key)}
-            missing |= have_data - done
-        if missing:
-            runs.append((_keys(after_model), (min(missing), max(missing))))
+            missing = have_data - done
+            if key in READY_UNTIL:
+                ready_until = READY_UNTIL[key](settings, instance, plan.stale)
+                missing = {d for d in missing if ready_until is not None and d <= ready_until}
+            if missing:
+                by_days.setdefault((min(missing), max(missing)), set()).add(key)
+        ingest_run = (
+            len(runs) - 1 if data and plan.range is not None and by_days.get(plan.range) else None
+        )
+        if ingest_run is not None:  # the same days as the ingestion: one run, one process
+            selection = data | unpartitioned | by_days.pop(plan.range)
+            runs[ingest_run] = (_keys(selection), plan.range)
+        for days, keys in sorted(
+            by_days.items(), key=lambda item: min(len(ancestors(k)) for k in item[1])
+        ):
+            runs.append((_keys(keys), days))
     return runs
 
 
@@ -287,6 +342,7 @@ def ui(
     url = f"http://127.0.0.1:{port}"
     if pid := _ui_running(settings):
         typer.echo(f"The Dagster UI is already running (process group {pid}): {url}")
+        _start_reports_server(settings)
         return
     log_dir = settings.home / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -306,6 +362,43 @@ def ui(
         _echo(f"error: the Dagster UI did not answer within 90 s; see {log_dir}/dagster-dev.log")
         raise typer.Exit(1)
     typer.echo(f"Dagster UI: {url}  (logs: {log_dir}/dagster-dev.log; stop with `make stop`)")
+    _start_reports_server(settings)
+
+
+def _reports_pid_file(settings: Settings) -> Path:
+    return settings.home / "run" / "reports-server.pid"
+
+
+def _start_reports_server(settings: Settings) -> None:
+    """Serve the monitoring reports on 127.0.0.1, so that their links in the Dagster UI open."""
+    pid_file = _reports_pid_file(settings)
+    if pid_file.exists():
+        try:
+            os.killpg(int(pid_file.read_text()), 0)
+            return
+        except (ProcessLookupError, ValueError):
+            pid_file.unlink()
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(settings.reports_port),
+         "--bind", "127.0.0.1", "--directory", str(settings.reports_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    pid_file.write_text(str(process.pid))
+    url = f"http://127.0.0.1:{settings.reports_port}/index.html"
+    typer.echo(f"Monitoring reports: {url}")
+
+
+def _stop_reports_server(settings: Settings) -> bool:
+    pid_file = _reports_pid_file(settings)
+    try:
+        os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+        stopped = True
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        stopped = False
+    pid_file.unlink(missing_ok=True)
+    return stopped
 
 
 CURL_EXAMPLE = """curl -s -X POST {url}/score -H 'Content-Type: application/json' \\
@@ -356,6 +449,8 @@ def stop() -> None:
     settings = get_settings()
     if stop_scoring_service(settings):
         typer.echo("Stopped the scoring service.")
+    if _stop_reports_server(settings):
+        typer.echo("Stopped the reports server.")
     pid = _ui_running(settings)
     if pid is None:
         typer.echo("The Dagster UI is not running.")
@@ -376,20 +471,136 @@ def stop() -> None:
 
 @app.command()
 def demo() -> None:
-    """Simulate the default world if there is none, materialize what is stale (training and
-    promotion included), start the Dagster UI and the scoring service."""
+    """Simulate the default world if there is none (its last 14 days held back), materialize
+    what is stale (training and promotion included), start the Dagster UI and the scoring
+    service, then replay the held-back days through the service so the reports have traffic."""
+    from simulator import held_days
+
     settings = _prepare()
     if not world_exists(settings):
         simulate(
             customers=5000, terminals=10000, days=183, start="2018-04-01", seed=0,
-            faults=False, drift_from=None, force=False, progress=True,
+            faults=False, drift_from=None, max_report_delay_days=7, hold_last=DEMO_REPLAY_DAYS,
+            force=False, progress=True,
         )
     else:
         typer.echo(f"Using the world already simulated in {settings.landing_dir}")
     materialize(select=None)
     ui(port=None)
     serve(port=None)
+    try:
+        held = held_days(settings.home)
+    except FileNotFoundError:
+        held = []
+    if held:
+        typer.echo(
+            f"Replaying the last {len(held)} days ({held[0]} .. {held[-1]}) through the scoring "
+            "service: each payment scored over HTTP, the fraud reports sent as filed, then the "
+            "files delivered and the pipeline run, so that the monitoring reports have traffic."
+        )
+        replay(from_day=None, to_day=None, step_days=len(held), progress=True)
     typer.echo("Models: `blueprint models list`.")
+
+
+DEMO_REPLAY_DAYS = 14
+"""Days of the default world `make demo` holds back and replays through the service."""
+
+
+@app.command()
+def replay(
+    from_day: Annotated[
+        str | None, typer.Option("--from", help="First day, YYYY-MM-DD (default: the first held).")
+    ] = None,
+    to_day: Annotated[
+        str | None, typer.Option("--to", help="Last day, YYYY-MM-DD (default: the last held).")
+    ] = None,
+    step_days: Annotated[
+        int, typer.Option(help="Days scored and delivered before each pipeline run.")
+    ] = 1,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Live the days the simulator held back through the running system: score each day's
+    payments and fraud reports through the scoring service, deliver the day's files, run the
+    pipeline (no training), and retrain when the retraining sensor fires."""
+    from tqdm import tqdm
+
+    from blueprint_cli.replay import (
+        ReplayError,
+        ServiceClient,
+        StepResult,
+        replay_days,
+        replay_step,
+        retrain_if_due,
+    )
+    from orchestration.lib.serve import running_service_url
+    from simulator import held_days
+
+    settings = _prepare()
+    try:
+        held = held_days(settings.home)
+    except FileNotFoundError as error:
+        _echo(f"error: {error} (simulate with --hold-last N to hold days back)")
+        raise typer.Exit(1) from None
+    if not held:
+        typer.echo("Every held-back day has been delivered: nothing to replay.")
+        return
+    url = running_service_url(settings)
+    if url is None:
+        _echo("error: the scoring service is not running; start it with `blueprint serve`")
+        raise typer.Exit(1)
+    try:
+        first = date.fromisoformat(from_day) if from_day else held[0]
+        last = date.fromisoformat(to_day) if to_day else held[-1]
+        steps = replay_days(first, last, step_days)
+    except (ValueError, ReplayError) as error:
+        raise typer.BadParameter(str(error)) from None
+    if first > held[0]:
+        raise typer.BadParameter(
+            f"--from {first} skips held days from {held[0]}: replay them first",
+            param_hint="--from",
+        )
+    client = ServiceClient(url, settings.serving_max_batch)
+    bar = tqdm(total=sum(len(s) for s in steps), unit="day", desc="replaying", disable=not progress)
+    try:
+        pending = StepResult(first=first, last=first)
+        retrain_if_due(  # a retraining an interrupted replay left due
+            settings, client, pending,
+            materialize=lambda selection: materialize(select=selection),
+            dagster=_dagster_bin("dagster"),
+        )
+        if pending.retrained:
+            tqdm.write(f"Retrained first ({pending.decision}); champion {pending.champion_after}")
+        for days in steps:
+            result = replay_step(
+                settings, client, days,
+                materialize=lambda selection: materialize(select=selection),
+                dagster=_dagster_bin("dagster"),
+                on_stage=bar.set_postfix_str,
+            )
+            bar.update(len(days))
+            span = f"{result.first}" + (f"..{result.last}" if result.last != result.first else "")
+            tqdm.write(
+                f"{span}: scored {result.scored:,} payments ({result.alerts:,} alerts, "
+                f"{result.rejected} refused), sent {result.reports} fraud reports; "
+                f"retraining: {'ran' if result.retrained else 'no'} ({result.decision})"
+            )
+            for rejection in result.rejections:
+                tqdm.write(f"  refused {rejection}")
+            if result.switched:
+                tqdm.write(
+                    f"  champion switched {result.champion_before} -> {result.champion_after}; "
+                    "the service serves it"
+                )
+    except ReplayError as error:
+        _echo(f"error: {error}")
+        raise typer.Exit(1) from None
+    finally:
+        bar.close()
+        client.close()
+    typer.echo(
+        f"Replayed {steps[0][0]} .. {steps[-1][-1]}. Reports: "
+        f"{settings.reports_dir / 'index.html'}"
+    )
 
 
 @app.command("scan-pii")

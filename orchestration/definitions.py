@@ -10,6 +10,12 @@ from orchestration.defs.ingestion.automation import (
     landing_file_sensor,
 )
 from orchestration.defs.ingestion.predictions import raw_predictions
+from orchestration.defs.monitoring.assets import monitoring_assets
+from orchestration.defs.monitoring.automation import (
+    monitoring_jobs,
+    monitoring_schedules,
+    monitoring_sensors,
+)
 from orchestration.defs.quality.checks import pii_checks, suite_checks
 from orchestration.defs.resources import resources_for_env
 from orchestration.defs.serving.assets import serving_assets
@@ -28,11 +34,12 @@ defs = dg.Definitions(
         training_models,
         *training_assets,
         *serving_assets,
+        *monitoring_assets,
     ],
     asset_checks=[*suite_checks, *pii_checks],
-    jobs=[data_job, training_job, scoring_job],
-    sensors=[landing_file_sensor],
-    schedules=[daily_ingestion_schedule, batch_scoring_schedule],
+    jobs=[data_job, training_job, scoring_job, *monitoring_jobs],
+    sensors=[landing_file_sensor, *monitoring_sensors],
+    schedules=[daily_ingestion_schedule, batch_scoring_schedule, *monitoring_schedules],
     resources=resources_for_env(),
     # Steps share one DuckDB file and a 2-core machine: run them in one process, in order.
     executor=dg.in_process_executor,

@@ -74,6 +74,9 @@ class Settings:
     training_features: tuple[str, ...] | None
     """BLUEPRINT_TRAINING_FEATURES (default: the production feature list): comma-separated
     ``training_set`` columns a model is trained on."""
+    reports_port: int
+    """BLUEPRINT_REPORTS_PORT (default 3002): port on which ``blueprint ui`` serves the
+    monitoring reports, so a report opens in one click from the Dagster UI."""
     serving_port: int
     """BLUEPRINT_SERVING_PORT (default 3001): port of the scoring service (``blueprint serve``)."""
     prediction_log_rotate_rows: int
@@ -91,6 +94,28 @@ class Settings:
     serving_start_timeout_seconds: float
     """BLUEPRINT_SERVING_START_TIMEOUT_SECONDS (default 120): how long ``blueprint serve``
     waits for the service's ``/readyz`` before giving up."""
+    max_report_delay_days: int
+    """BLUEPRINT_MAX_REPORT_DELAY_DAYS (default 7): a fraud is reported at most this many days
+    after the payment, so a day's labels are final (mature) that many days later."""
+    report_keep_days: int
+    """BLUEPRINT_REPORT_KEEP_DAYS (default 30): days of monitoring reports kept as HTML; older
+    ones are deleted while their numbers stay in ``reports/index.html``."""
+    report_max_rows: int
+    """BLUEPRINT_REPORT_MAX_ROWS (default 50000): rows a report's charts are drawn from; a larger
+    day is sampled (every fraud kept, the rest a seeded uniform sample). Its numbers use all
+    rows."""
+    drift_share_threshold: float
+    """BLUEPRINT_DRIFT_SHARE_THRESHOLD (default 0.5): share of drifted features that calls for
+    retraining."""
+    ap_drop_threshold: float
+    """BLUEPRINT_AP_DROP_THRESHOLD (default 0.1): fall of a day's realized Average Precision
+    below the champion's test Average Precision that calls for retraining."""
+    retrain_on_prediction_drift: bool
+    """BLUEPRINT_RETRAIN_ON_PREDICTION_DRIFT (default true): whether drift of the score
+    distribution alone calls for retraining."""
+    retrain_min_post_drift_days: int
+    """BLUEPRINT_RETRAIN_MIN_POST_DRIFT_DAYS (default 3): days since the first breach the newest
+    mature training window must hold before a drift-triggered retraining starts."""
 
     @property
     def landing_dir(self) -> Path:
@@ -162,7 +187,18 @@ class Settings:
 
     @property
     def reports_dir(self) -> Path:
+        """Monitoring reports (HTML per day and kind) and their index (``index.html``)."""
         return self.home / "reports"
+
+    @property
+    def monitoring_dir(self) -> Path:
+        """Each day's scored traffic joined with the offline features (what reports read)."""
+        return self.home / "monitoring"
+
+    @property
+    def logs_dir(self) -> Path:
+        """Logs of the processes Blueprint starts, and the failed-runs log."""
+        return self.home / "logs"
 
     @property
     def secrets_dir(self) -> Path:
@@ -203,6 +239,7 @@ def get_settings() -> Settings:
             name.strip() for name in _env("BLUEPRINT_TRAINING_FEATURES", "").split(",")
             if name.strip()
         ) or None,
+        reports_port=int(_env("BLUEPRINT_REPORTS_PORT", "3002")),
         serving_port=int(_env("BLUEPRINT_SERVING_PORT", "3001")),
         prediction_log_rotate_rows=int(_env("BLUEPRINT_PREDICTION_LOG_ROTATE_ROWS", "100000")),
         prediction_log_rotate_seconds=float(
@@ -213,6 +250,15 @@ def get_settings() -> Settings:
         serving_start_timeout_seconds=float(
             _env("BLUEPRINT_SERVING_START_TIMEOUT_SECONDS", "120")
         ),
+        max_report_delay_days=int(_env("BLUEPRINT_MAX_REPORT_DELAY_DAYS", "7")),
+        report_keep_days=int(_env("BLUEPRINT_REPORT_KEEP_DAYS", "30")),
+        report_max_rows=int(_env("BLUEPRINT_REPORT_MAX_ROWS", "50000")),
+        drift_share_threshold=float(_env("BLUEPRINT_DRIFT_SHARE_THRESHOLD", "0.5")),
+        ap_drop_threshold=float(_env("BLUEPRINT_AP_DROP_THRESHOLD", "0.1")),
+        retrain_on_prediction_drift=_env(
+            "BLUEPRINT_RETRAIN_ON_PREDICTION_DRIFT", "true"
+        ).strip().lower() in ("1", "true", "yes"),
+        retrain_min_post_drift_days=int(_env("BLUEPRINT_RETRAIN_MIN_POST_DRIFT_DAYS", "3")),
     )
 
 

@@ -4,6 +4,7 @@ Standalone on purpose: ``orchestration/`` never imports it, and it imports nothi
 """
 
 from simulator.config import WorldConfig
+from simulator.outbox import deliver, held_days
 from simulator.run import simulate
 
-__all__ = ["WorldConfig", "simulate"]
+__all__ = ["WorldConfig", "deliver", "held_days", "simulate"]

@@ -82,6 +82,8 @@ class WorldConfig:
         for name, value in rates.items():
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.max_report_delay_days < 1:
+            raise ValueError("max_report_delay_days must be at least 1")
         if not 1 <= self.card_testing_burst_min <= self.card_testing_burst_max:
             raise ValueError("card testing bursts need 1 <= burst_min <= burst_max")
 

@@ -31,6 +31,8 @@ from simulator.world import (
 
 LANDING_DIR = "landing"
 SIMULATOR_DIR = "simulator"
+OUTBOX_DIR = "outbox"
+"""Inside SIMULATOR_DIR: the files held back from landing, by source."""
 WORLD_FILE = "world.json"
 TRUTH_FILE = "transactions_truth.parquet"
 FAULTS_FILE = "faults.json"
@@ -43,7 +45,12 @@ def world_folders(home: Path) -> list[Path]:
     return [home / LANDING_DIR / source for source in sources.SOURCES] + [home / SIMULATOR_DIR]
 
 
-def _prepare_folders(home: Path, overwrite: bool) -> None:
+def outbox_dir(home: Path) -> Path:
+    """Where a world simulated with ``hold_from`` keeps the files not delivered yet."""
+    return home / SIMULATOR_DIR / OUTBOX_DIR
+
+
+def _prepare_folders(home: Path, overwrite: bool, destinations: sources.Destinations) -> None:
     folders = world_folders(home)
     existing = [f for f in folders if f.exists() and any(f.iterdir())]
     if existing and not overwrite:
@@ -53,7 +60,8 @@ def _prepare_folders(home: Path, overwrite: bool) -> None:
     for folder in folders:
         if folder.exists():
             shutil.rmtree(folder)
-        folder.mkdir(parents=True)
+    for folder in [*folders, *destinations.folders()]:
+        folder.mkdir(parents=True, exist_ok=True)
 
 
 def _truth_table(
@@ -84,18 +92,16 @@ def _write_json(path: Path, value: Any) -> None:
 
 def _deliver(
     config: WorldConfig,
-    home: Path,
+    destinations: sources.Destinations,
     tx: Transactions,
     crm: Crm,
     plan: faults.FaultPlan,
     bar: tqdm,
 ) -> tuple[list[dict[str, Any]], int]:
     """Write every day's files; return the fault manifest and the number of delivered reports."""
-    landing = home / LANDING_DIR
-    customers_folder = landing / sources.CUSTOMERS
     cards = pa.array(crm.card_numbers)
-    transactions = sources.TransactionFiles(config, tx, cards, plan, landing / sources.TRANSACTIONS)
-    reports = sources.FraudReportFiles(config, tx, cards, landing / sources.FRAUD_REPORTS)
+    transactions = sources.TransactionFiles(config, tx, cards, plan, destinations)
+    reports = sources.FraudReportFiles(config, tx, cards, destinations)
     manifest: list[dict[str, Any]] = []
     pending: deque[Future] = deque()
 
@@ -111,7 +117,7 @@ def _deliver(
             pending.append(pool.submit(transactions.write, day, content))
             snapshot = crm.end_of_day(day)
             pending.append(
-                pool.submit(sources.write_customers, config, day, snapshot, customers_folder)
+                pool.submit(sources.write_customers, config, day, snapshot, destinations)
             )
             pending.append(pool.submit(reports.write, day))
             settle(4 * WRITERS)
@@ -121,15 +127,30 @@ def _deliver(
 
 
 def simulate(
-    config: WorldConfig, home: Path, progress: bool = True, overwrite: bool = False
+    config: WorldConfig,
+    home: Path,
+    progress: bool = True,
+    overwrite: bool = False,
+    hold_from: int | None = None,
 ) -> dict[str, Any]:
     """Writes <home>/landing/... and <home>/simulator/...; returns the world.json content.
 
-    Raises FileExistsError naming the folder if a world is already there and overwrite is False.
+    ``hold_from`` (a day index in [1, n_days)) holds back every file delivered at or after the
+    midnight that ends day ``hold_from`` (``config.at(hold_from + 1, 0)``): landing gets exactly
+    what the sources had delivered by the morning of day ``hold_from``, the rest waits in
+    <home>/simulator/outbox/<source>/ for :func:`simulator.deliver`. Holding decides only where
+    files go, never what they hold, so it is a parameter of the run, not of the world's config.
+
+    Raises FileExistsError naming the folder if a world is already there and overwrite is False,
+    ValueError if ``hold_from`` is outside the world.
     """
     started = time.perf_counter()
     home = Path(home)
-    _prepare_folders(home, overwrite)
+    if hold_from is not None and not 1 <= hold_from < config.n_days:
+        raise ValueError(f"hold_from must be a day index in [1, {config.n_days}), got {hold_from}")
+    held_from_date = None if hold_from is None else config.day(hold_from)
+    destinations = sources.Destinations(home / LANDING_DIR, outbox_dir(home), held_from_date)
+    _prepare_folders(home, overwrite, destinations)
     rngs = random_streams(config.seed)
     with tqdm(total=config.n_days, desc="simulating", unit="day", disable=not progress) as bar:
         bar.set_postfix_str("generating transactions")
@@ -138,7 +159,7 @@ def simulate(
         plan = faults.plan_faults(config, tx.day, tx.is_fraud, rngs["faults"])
         bar.set_postfix_str("creating customers")
         crm = Crm(config, customers.signup_day, rngs["crm"])
-        manifest, n_reports_delivered = _deliver(config, home, tx, crm, plan, bar)
+        manifest, n_reports_delivered = _deliver(config, destinations, tx, crm, plan, bar)
         bar.set_postfix_str("writing the truth")
         is_valid = np.ones(tx.n, dtype=bool)
         is_valid[list(plan.malformed_rows)] = False
@@ -175,6 +196,7 @@ def simulate(
         "drift_from_date": (
             None if config.drift_from is None else config.day(config.drift_from).isoformat()
         ),
+        "held_from_date": None if held_from_date is None else held_from_date.isoformat(),
         "elapsed_seconds": round(time.perf_counter() - started, 2),
     }
     world = {"config": config.to_json(), "summary": summary}

@@ -3,6 +3,10 @@
 File names follow docs/DATA_CONTRACTS.md: ``<source>_<business date>__<delivery id>.<ext>``
 with a delivery id ``dYYYYMMDDTHHMMSS``. Normal delivery times: transactions of day D at
 D+1 01:00:00, the CRM snapshot of day D at D+1 02:00:00, fraud reports of day R at R+1 00:30:00.
+
+Every delivery arrives in the night after a business day, so a file's *delivery day* (the day
+whose night it arrives in) is the day before its delivery date: the file's business date, unless
+it is late or a redelivery. Holding days back (see :class:`Destinations`) goes by delivery day.
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import re
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -33,14 +39,44 @@ GZIP_LEVEL = 1
 """Fastest zlib level: the daily full CRM snapshots are most of the bytes written."""
 EXTENSIONS = {TRANSACTIONS: "csv.gz", CUSTOMERS: "jsonl.gz", FRAUD_REPORTS: "csv"}
 DELIVERED_AT_FORMAT = "%Y-%m-%d %H:%M:%S"
+DELIVERY_ID_FORMAT = "d%Y%m%dT%H%M%S"
+FILE_NAME = re.compile(
+    rf"^(?P<source>{'|'.join(SOURCES)})_(?P<date>\d{{4}}-\d{{2}}-\d{{2}})"
+    r"__(?P<delivery_id>d\d{8}T\d{6})\.(?P<ext>[a-z.]+)$"
+)
+
+
+class DeliveredFile(NamedTuple):
+    """What a file's name says about it."""
+
+    source: str
+    business_date: date
+    delivered: datetime
 
 
 def delivery_id(moment: datetime) -> str:
-    return moment.strftime("d%Y%m%dT%H%M%S")
+    return moment.strftime(DELIVERY_ID_FORMAT)
 
 
 def file_name(source: str, business_date: date, delivered: datetime) -> str:
     return f"{source}_{business_date.isoformat()}__{delivery_id(delivered)}.{EXTENSIONS[source]}"
+
+
+def parse_file_name(name: str) -> DeliveredFile | None:
+    """The parts of a file name :func:`file_name` made; None for any other name."""
+    match = FILE_NAME.match(name)
+    if match is None or match["ext"] != EXTENSIONS[match["source"]]:
+        return None
+    return DeliveredFile(
+        match["source"],
+        date.fromisoformat(match["date"]),
+        datetime.strptime(match["delivery_id"], DELIVERY_ID_FORMAT),
+    )
+
+
+def delivery_day(delivered: datetime) -> date:
+    """The business day whose following night a delivery made at ``delivered`` arrives in."""
+    return delivered.date() - timedelta(days=1)
 
 
 def normal_delivery(config: WorldConfig, source: str, day: int) -> datetime:
@@ -73,6 +109,32 @@ def write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class Destinations:
+    """Where the sources' files go: ``landing``, or ``outbox`` if delivered after the hold.
+
+    With ``hold_from`` set, every file whose delivery day is ``hold_from`` or later (delivered at
+    or after the midnight that ends day ``hold_from``) goes to ``outbox/<source>/`` instead of
+    ``landing/<source>/``, under the same name and with the same bytes.
+    """
+
+    landing: Path
+    outbox: Path
+    hold_from: date | None = None
+
+    def folders(self) -> list[Path]:
+        """The folders :meth:`write` writes into (the outbox's only when something is held)."""
+        roots = [self.landing] if self.hold_from is None else [self.landing, self.outbox]
+        return [root / source for root in roots for source in SOURCES]
+
+    def write(self, source: str, business_date: date, delivered: datetime, data: bytes) -> str:
+        """Deliver one file (thread-safe); return its name."""
+        name = file_name(source, business_date, delivered)
+        held = self.hold_from is not None and delivery_day(delivered) >= self.hold_from
+        write_atomic((self.outbox if held else self.landing) / source / name, data)
+        return name
 
 
 class CsvLines:
@@ -131,9 +193,9 @@ class TransactionFiles:
         tx: Transactions,
         card_numbers: pa.Array,
         plan: faults.FaultPlan,
-        folder: Path,
+        destinations: Destinations,
     ):
-        self._config, self._plan, self._folder = config, plan, folder
+        self._config, self._plan, self._destinations = config, plan, destinations
         self._lines = CsvLines(
             [
                 transaction_ids(np.arange(tx.n)),
@@ -171,34 +233,30 @@ class TransactionFiles:
 
     def write(self, day: int, content: bytes) -> list[dict[str, Any]]:
         """Compress and deliver ``day``'s file (thread-safe); return file-level fault entries."""
-        config, business_date = self._config, self._config.day(day)
+        business_date = self._config.day(day)
         data = gzip_bytes(content)
-        normal = normal_delivery(config, TRANSACTIONS, day)
-        name = file_name(TRANSACTIONS, business_date, normal)
+        normal = normal_delivery(self._config, TRANSACTIONS, day)
         kind = self._plan.day_faults.get(day)
         entry: dict[str, Any] = {"kind": kind, "date": business_date.isoformat()}
+
+        def send(delivered: datetime, payload: bytes) -> str:
+            return self._destinations.write(TRANSACTIONS, business_date, delivered, payload)
+
         if kind is None:
-            write_atomic(self._folder / name, data)
+            send(normal, data)
             return []
         if kind == faults.DUPLICATE_DELIVERY:
-            again = file_name(
-                TRANSACTIONS, business_date, normal + timedelta(hours=faults.DUPLICATE_AFTER_HOURS)
-            )
-            write_atomic(self._folder / name, data)
-            write_atomic(self._folder / again, data)
-            entry["files"] = [name, again]
+            first = send(normal, data)
+            again = send(normal + timedelta(hours=faults.DUPLICATE_AFTER_HOURS), data)
+            entry["files"] = [first, again]
         elif kind == faults.LATE_DELIVERY:
             late = normal + timedelta(days=faults.LATE_BY_DAYS)
-            entry["file"] = file_name(TRANSACTIONS, business_date, late)
+            entry["file"] = send(late, data)
             entry["delivered_at"] = late.strftime(DELIVERED_AT_FORMAT)
-            write_atomic(self._folder / entry["file"], data)
         elif kind == faults.TRUNCATED_GZIP:
-            again = file_name(
-                TRANSACTIONS, business_date, normal + timedelta(days=faults.REDELIVERY_AFTER_DAYS)
-            )
-            write_atomic(self._folder / name, faults.truncate(data))
-            write_atomic(self._folder / again, data)
-            entry["file"], entry["redelivered_as"] = name, again
+            entry["file"] = send(normal, faults.truncate(data))
+            again = normal + timedelta(days=faults.REDELIVERY_AFTER_DAYS)
+            entry["redelivered_as"] = send(again, data)
         else:
             raise ValueError(f"unknown file fault {kind!r}")
         return [entry]
@@ -207,8 +265,14 @@ class TransactionFiles:
 class FraudReportFiles:
     """The disputes system: one plain CSV per report day inside the world."""
 
-    def __init__(self, config: WorldConfig, tx: Transactions, card_numbers: pa.Array, folder: Path):
-        self._config, self._folder = config, folder
+    def __init__(
+        self,
+        config: WorldConfig,
+        tx: Transactions,
+        card_numbers: pa.Array,
+        destinations: Destinations,
+    ):
+        self._config, self._destinations = config, destinations
         delivered = np.flatnonzero((tx.report_day >= 0) & (tx.report_day < config.n_days))
         order = np.lexsort((delivered, tx.report_second[delivered], tx.report_day[delivered]))
         reports = delivered[order]
@@ -224,11 +288,19 @@ class FraudReportFiles:
         self.n_delivered = len(reports)
 
     def write(self, day: int) -> None:
-        name = normal_file_name(self._config, FRAUD_REPORTS, day)
         body = self._lines.text(int(self._day_start[day]), int(self._day_start[day + 1]))
-        write_atomic(self._folder / name, (FRAUD_REPORTS_HEADER + "\n").encode() + body)
+        self._destinations.write(
+            FRAUD_REPORTS,
+            self._config.day(day),
+            normal_delivery(self._config, FRAUD_REPORTS, day),
+            (FRAUD_REPORTS_HEADER + "\n").encode() + body,
+        )
 
 
-def write_customers(config: WorldConfig, day: int, snapshot: bytes, folder: Path) -> None:
+def write_customers(
+    config: WorldConfig, day: int, snapshot: bytes, destinations: Destinations
+) -> None:
     """Deliver the CRM's full snapshot of ``day``."""
-    write_atomic(folder / normal_file_name(config, CUSTOMERS, day), gzip_bytes(snapshot))
+    destinations.write(
+        CUSTOMERS, config.day(day), normal_delivery(config, CUSTOMERS, day), gzip_bytes(snapshot)
+    )

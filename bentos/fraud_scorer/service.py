@@ -50,6 +50,7 @@ from orchestration.lib.prediction_log import (
     PredictionLogError,
     iter_records,
     new_request_id,
+    rotation_token,
 )
 from orchestration.lib.pseudonymize import key_fingerprint
 from orchestration.lib.scoring import ScoringModel, load_scoring_model
@@ -255,6 +256,7 @@ class FraudScorer:
             columns=REPORT_COLUMNS,
         ).start()
         self._stop = threading.Event()
+        self._rotation_seen = rotation_token(SETTINGS.serving_dir)
         READINESS.check = self.readiness
         self._follower = threading.Thread(target=self._follow, name="follower", daemon=True)
         self._follower.start()
@@ -404,6 +406,11 @@ class FraudScorer:
 
     def _follow(self) -> None:
         while True:
+            token = rotation_token(SETTINGS.serving_dir)
+            if token != self._rotation_seen:  # `blueprint replay` wants the logs closed now
+                self._rotation_seen = token
+                self._log.rotate()
+                self._report_log.rotate()
             followers = (("model", self._follow_champion), ("snapshot", self._follow_snapshot))
             for name, follow in followers:
                 try:

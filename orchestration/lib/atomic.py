@@ -111,3 +111,15 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
     """Atomically replace ``target`` with ``data``."""
     with atomic_output(target) as temp:
         temp.write_bytes(data)
+
+
+def append_line(target: Path, line: str) -> None:
+    """Append one line to a log file durably (O_APPEND: concurrent writers never interleave
+    within a line shorter than the pipe buffer)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line.rstrip("\n") + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)

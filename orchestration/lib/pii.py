@@ -12,7 +12,9 @@ Findings never repeat the value they found: they give the location, the kind and
 
 from __future__ import annotations
 
+import functools
 import gzip
+import importlib.util
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -227,6 +229,32 @@ def scan_sqlite(path: Path, crm: CrmIdentifiers) -> ScanReport:
     return report
 
 
+def _package_file(package: str, *parts: str) -> Path | None:
+    """A file shipped inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations)), *parts)
+    return path if path.is_file() else None
+
+
+VENDOR_BUNDLES = (("evidently", "nbextension", "static", "index.js"),)
+"""Library code that reports embed verbatim (Evidently inlines its 3.5 MB JavaScript bundle in
+every HTML report). Its digit runs and its authors' addresses are the library's, not anyone's
+personal data: an HTML file is scanned with these byte-identical bundles cut out, and
+everything else in it (the report's data) is scanned as usual."""
+
+
+@functools.cache
+def _vendor_bundles() -> tuple[str, ...]:
+    bundles = []
+    for package, *parts in VENDOR_BUNDLES:
+        path = _package_file(package, *parts)
+        if path is not None:
+            bundles.append(path.read_text(encoding="utf-8", errors="replace"))
+    return tuple(bundles)
+
+
 def scan_text_file(path: Path, crm: CrmIdentifiers) -> ScanReport:
     report = ScanReport(scanned=[str(path)])
     if path.stat().st_size > MAX_TEXT_BYTES:
@@ -238,6 +266,9 @@ def scan_text_file(path: Path, crm: CrmIdentifiers) -> ScanReport:
             text = handle.read().decode("utf-8", errors="replace")
         except (OSError, EOFError):
             return report  # a corrupt archive holds nothing readable
+    if path.suffix in {".html", ".htm"}:
+        for bundle in _vendor_bundles():
+            text = text.replace(bundle, "")
     report.findings += scan_values(text.splitlines(), str(path), crm)
     return report
 

@@ -104,6 +104,7 @@ class PredictionLog:
         self._pending: list[_Batch] = []
         self._wake = threading.Condition()
         self._closing = False
+        self._rotate_requested = False
         self._thread: threading.Thread | None = None
         self._file: IO[bytes] | None = None
         self._path: Path | None = None
@@ -143,6 +144,13 @@ class PredictionLog:
         if batch.error is not None:
             raise PredictionLogError(f"rows not committed: {batch.error}") from batch.error
 
+    def rotate(self) -> None:
+        """Close the open file into ``closed/`` now (after the rows waiting), so ingestion sees
+        every row acknowledged so far; the next row starts a new file."""
+        with self._wake:
+            self._rotate_requested = True
+            self._wake.notify()
+
     def close(self) -> None:
         """Commit the rows waiting, close the open file into ``closed/``, stop the writer."""
         with self._wake:
@@ -160,9 +168,10 @@ class PredictionLog:
                     self._wake.wait(self._until_rotation())
                 batches, self._pending = self._pending, []
                 closing = self._closing
+                rotate, self._rotate_requested = self._rotate_requested, False
             if batches:
                 self._commit(batches)
-            if self._file is not None and (closing or self._rotation_due()):
+            if self._file is not None and (closing or rotate or self._rotation_due()):
                 try:
                     self._close_file()
                 except OSError:
@@ -188,6 +197,8 @@ class PredictionLog:
             batch.done.set()
 
     def _rotation_due(self) -> bool:
+        if self._rotate_requested:
+            return True
         if self._file is None:
             return False
         age = time.monotonic() - self._file_opened
@@ -323,3 +334,49 @@ def _frame(records: Iterator[dict[str, Any]]) -> pd.DataFrame:
     frame["logged_at"] = pd.to_datetime(frame["logged_at"], utc=True, format="ISO8601")
     frame["tx_datetime"] = pd.to_datetime(frame["tx_datetime"], format="ISO8601")
     return frame
+
+
+ROTATION_REQUEST = "rotate-logs.request"
+"""File (in the serving folder) whose content changes to ask running services to close their
+open log files now: ``blueprint replay`` does, so that a day's traffic is ingestible at once."""
+
+
+def request_rotation(serving_dir: Path) -> datetime:
+    """Ask every running service to close its open log files; returns the moment asked."""
+    asked = datetime.now(UTC)
+    atomic_write_bytes(Path(serving_dir) / ROTATION_REQUEST, f"{asked.isoformat()}\n".encode())
+    return asked
+
+
+def rotation_token(serving_dir: Path) -> str | None:
+    """The current rotation request (None if never asked); a service rotates when it changes."""
+    try:
+        return (Path(serving_dir) / ROTATION_REQUEST).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def file_started(path: Path) -> datetime | None:
+    """When a log file was opened, from its name."""
+    parts = path.name.removeprefix(FILE_PREFIX).removesuffix(FILE_SUFFIX).split("-")
+    try:
+        return datetime.strptime(parts[0], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def wait_for_rotation(log_dirs: Sequence[Path], since: datetime, timeout_s: float) -> bool:
+    """Wait until no file opened before ``since`` is left in the ``open/`` folders."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = [
+            path
+            for log_dir in log_dirs
+            for path in (Path(log_dir) / OPEN_DIR).glob(f"{FILE_PREFIX}*{FILE_SUFFIX}")
+            if (started := file_started(path)) is None or started < since
+        ]
+        if not left:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)

@@ -103,6 +103,7 @@ def start_scoring_service(
         )
     pid_path(settings).write_text(f"{process.pid}\n")
     server = ScoringServer(pid=process.pid, url=f"http://{HOST}:{port}", log_path=log_path)
+    url_path(settings).write_text(f"{server.url}\n")
     try:
         _wait(server, process, "/readyz" if wait_ready else "/livez", timeout_s)
     except BaseException:
@@ -110,6 +111,21 @@ def start_scoring_service(
         pid_path(settings).unlink(missing_ok=True)
         raise
     return server
+
+
+def url_path(settings: Settings) -> Path:
+    return settings.serving_dir / "service.url"
+
+
+def running_service_url(settings: Settings | None = None) -> str | None:
+    """The URL of the service started from this BLUEPRINT_HOME, if it runs."""
+    settings = settings or get_settings()
+    if running_scoring_service(settings) is None:
+        return None
+    try:
+        return url_path(settings).read_text().strip() or None
+    except FileNotFoundError:
+        return f"http://{HOST}:{settings.serving_port}"
 
 
 def running_scoring_service(settings: Settings | None = None) -> int | None:

@@ -79,6 +79,7 @@ def protocol_from(settings: Settings) -> Protocol:
         test_days=settings.test_days,
         n_folds=settings.n_folds,
         fold_step_days=settings.fold_step_days,
+        max_report_delay_days=settings.max_report_delay_days,
     )
 
 

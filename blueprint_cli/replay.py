@@ -1,0 +1,287 @@
+"""``blueprint replay``: live the held-back days of a simulated world through the running system.
+
+For each step of ``step_days`` days, in order:
+
+1. every payment of each day is sent to the running scoring service (``/score_batch``, in
+   time order) as the payment processor would, and the fraud reports filed that day to
+   ``/reports``, as the disputes system would;
+2. the service is asked to close its log files, so that the day's traffic is ingestible;
+3. the simulator delivers the days' files to the landing zone (the nightly deliveries);
+4. ``blueprint materialize`` runs the pipeline without training: ingestion, features, the
+   served traffic, its skew check, batch scores and the monitoring reports;
+5. the retraining sensor is evaluated as the Dagster daemon would; when it fires,
+   ``training_job`` runs with its tags, the gate decides, and a promoted challenger reaches the
+   service through the registry (the replay waits until the service serves it).
+
+This module stands for the outside world (it reads the simulator's held-back files, card numbers
+included); the pipeline never imports it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from orchestration.settings import PROJECT_ROOT, Settings
+
+REPLAY_SELECTION = (
+    'not group:training and not key:"fraud_scorer_bento" and not key:"training_set"'
+)
+"""What a replay step materializes: everything but training, which only the sensor starts, and
+the training set (and its personal-data scan), built only before a training."""
+TRAINING_SET_SELECTION = 'key:"training_set"'
+
+SWITCH_TIMEOUT_S = 120.0
+
+
+class ReplayError(RuntimeError):
+    """The replay cannot go on (the message says why)."""
+
+
+@dataclass
+class StepResult:
+    first: date
+    last: date
+    scored: int = 0
+    alerts: int = 0
+    rejected: int = 0
+    reports: int = 0
+    decision: str = ""
+    retrained: bool = False
+    champion_before: str | None = None
+    champion_after: str | None = None
+    rejections: list[str] = field(default_factory=list)
+
+    @property
+    def switched(self) -> bool:
+        return self.champion_before != self.champion_after
+
+
+def _outbox_files(home: Path, source: str, day: date) -> list[Path]:
+    from simulator.run import outbox_dir
+
+    return sorted((outbox_dir(home) / source).glob(f"{source}_{day.isoformat()}__*"))
+
+
+def _read_deliveries(paths: Sequence[Path], gzipped: bool) -> pd.DataFrame:
+    """The rows of a day's deliveries (a re-delivery repeats rows; a truncated file is
+    skipped), every field as text."""
+    frames = []
+    for path in paths:
+        try:
+            data = path.read_bytes()
+            text = gzip.decompress(data) if gzipped else data
+            frames.append(pd.read_csv(io.BytesIO(text), dtype=str, keep_default_na=False))
+        except (OSError, EOFError, ValueError, pd.errors.ParserError):
+            continue  # a torn delivery: its re-delivery carries the rows
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames).drop_duplicates("transaction_id").reset_index(drop=True)
+
+
+def day_payments(home: Path, day: date) -> list[dict[str, Any]]:
+    """The payments of ``day`` as the processor sends them, in time order."""
+    rows = _read_deliveries(_outbox_files(home, "transactions", day), gzipped=True)
+    if rows.empty:
+        return []
+    rows = rows.sort_values(["tx_datetime", "transaction_id"], kind="stable")
+    return [
+        {
+            "transaction_id": r.transaction_id,
+            "timestamp": r.tx_datetime.replace(" ", "T"),
+            "card_number": r.card_number,
+            "terminal_id": r.terminal_id,
+            "amount": _amount(r.amount),
+        }
+        for r in rows.itertuples(index=False)
+    ]
+
+
+def _amount(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text  # sent as is: the service refuses it, naming the field
+
+
+def day_reports(home: Path, day: date) -> list[dict[str, Any]]:
+    """The fraud reports filed on ``day``."""
+    rows = _read_deliveries(_outbox_files(home, "fraud_reports", day), gzipped=False)
+    return [
+        {
+            "transaction_id": r.transaction_id,
+            "card_number": r.card_number,
+            "reported_at": r.reported_at.replace(" ", "T"),
+        }
+        for r in rows.itertuples(index=False)
+    ]
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class ServiceClient:
+    """What the outside world sends to the scoring service."""
+
+    def __init__(self, url: str, max_batch: int) -> None:
+        self.url = url.rstrip("/")
+        self.max_batch = max_batch
+        self._http = httpx.Client(timeout=120)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def score(self, payments: Sequence[dict[str, Any]], result: StepResult) -> None:
+        for chunk in _chunks(payments, self.max_batch):
+            response = self._http.post(f"{self.url}/score_batch", json={"transactions": chunk})
+            if response.status_code == 400:  # one bad payment refuses the batch: one by one
+                for payment in chunk:
+                    single = self._http.post(f"{self.url}/score", json=payment)
+                    if single.status_code == 400:
+                        result.rejected += 1
+                        if len(result.rejections) < 5:
+                            result.rejections.append(
+                                f"{payment['transaction_id']}: {single.text[:200]}"
+                            )
+                        continue
+                    self._raise_for(single, "/score")
+                    result.scored += 1
+                    result.alerts += int(single.json()["alert"])
+                continue
+            self._raise_for(response, "/score_batch")
+            scores = response.json()
+            result.scored += len(scores)
+            result.alerts += sum(1 for s in scores if s["alert"])
+
+    def report(self, reports: Sequence[dict[str, Any]], result: StepResult) -> None:
+        for chunk in _chunks(reports, self.max_batch):
+            response = self._http.post(f"{self.url}/reports", json={"reports": chunk})
+            self._raise_for(response, "/reports")
+            result.reports += len(chunk)
+
+    def serving_version(self) -> str | None:
+        response = self._http.get(f"{self.url}/readyz")
+        try:
+            return response.json().get("model_version")
+        except ValueError:
+            return None
+
+    @staticmethod
+    def _raise_for(response: httpx.Response, route: str) -> None:
+        if response.status_code != 200:
+            raise ReplayError(
+                f"the scoring service answered {route} with {response.status_code}: "
+                f"{response.text[:300]}"
+            )
+
+
+def wait_for_champion(client: ServiceClient, version: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while client.serving_version() != version:
+        if time.monotonic() > deadline:
+            raise ReplayError(f"the scoring service did not switch to {version} in {timeout_s} s")
+        time.sleep(0.2)
+
+
+def run_training(tags: dict[str, str], dagster: str) -> None:
+    """``training_job`` through Dagster, with the sensor's tags (recorded on the instance)."""
+    completed = subprocess.run(
+        [dagster, "job", "execute", "-m", "orchestration.definitions", "-d", str(PROJECT_ROOT),
+         "-j", "training_job", "--tags", json.dumps(tags)],
+        cwd=PROJECT_ROOT,
+    )
+    if completed.returncode != 0:
+        raise ReplayError("the retraining run failed; open it in the Dagster UI for details")
+
+
+def replay_step(
+    settings: Settings,
+    client: ServiceClient,
+    days: Sequence[date],
+    *,
+    materialize: Callable[[str], None],
+    dagster: str,
+    on_stage: Callable[[str], None] = lambda stage: None,
+) -> StepResult:
+    """Live ``days`` (consecutive) through the system; see the module's docstring."""
+    from orchestration.lib import registry
+    from orchestration.lib.prediction_log import request_rotation, wait_for_rotation
+    from simulator import deliver
+
+    result = StepResult(first=days[0], last=days[-1])
+    result.champion_before = registry.champion_version(settings)
+    for day in days:
+        on_stage(f"scoring {day}")
+        client.score(day_payments(settings.home, day), result)
+        reports = day_reports(settings.home, day)
+        if reports:
+            client.report(reports, result)
+    on_stage("closing the logs")
+    asked = request_rotation(settings.serving_dir)
+    timeout = max(30.0, 20 * settings.serving_poll_seconds)
+    if not wait_for_rotation(
+        [settings.prediction_log_dir, settings.fraud_report_log_dir], asked, timeout
+    ):
+        raise ReplayError(f"the scoring service did not close its log files within {timeout} s")
+    on_stage("delivering files")
+    deliver(settings.home, through=days[-1])
+    on_stage("materializing")
+    materialize(REPLAY_SELECTION)
+    retrain_if_due(settings, client, result, materialize=materialize, dagster=dagster,
+                   on_stage=on_stage)
+    return result
+
+
+def retrain_if_due(
+    settings: Settings,
+    client: ServiceClient,
+    result: StepResult,
+    *,
+    materialize: Callable[[str], None],
+    dagster: str,
+    on_stage: Callable[[str], None] = lambda stage: None,
+) -> None:
+    """Evaluate the retraining sensor as the Dagster daemon would; when it fires, build the
+    training set, run ``training_job`` with the sensor's tags and wait until the service serves
+    the champion the gate chose."""
+    import dagster as dg
+
+    from orchestration.defs.monitoring.automation import retraining_decision, retraining_request
+    from orchestration.lib import registry
+
+    instance = dg.DagsterInstance.get()
+    result.champion_before = result.champion_before or registry.champion_version(settings)
+    request = retraining_request(instance, settings)
+    result.decision = retraining_decision(instance, settings).reason
+    if isinstance(request, dg.RunRequest):
+        on_stage("building the training set")
+        materialize(TRAINING_SET_SELECTION)
+        on_stage("retraining")
+        run_training(dict(request.tags), dagster)
+        result.retrained = True
+    result.champion_after = registry.champion_version(settings)
+    if result.switched:
+        on_stage(f"switching to {result.champion_after}")
+        wait_for_champion(client, result.champion_after, SWITCH_TIMEOUT_S)
+
+
+def replay_days(first: date, last: date, step_days: int) -> list[list[date]]:
+    if last < first:
+        raise ReplayError(f"--to {last} is before --from {first}")
+    if step_days < 1:
+        raise ReplayError("--step-days must be at least 1")
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    return [days[i:i + step_days] for i in range(0, len(days), step_days)]

@@ -1,0 +1,385 @@
+"""Monitoring: each day's scored traffic, its training-serving skew, and Evidently reports.
+
+``scored_traffic`` takes the payments the service scored that day (from ``raw_predictions``,
+one row per payment) beside their offline ``transaction_features``; its blocking check
+``training_serving_skew`` fails when a served feature differs from the offline value. Three
+daily reports follow, each an Evidently HTML file under ``reports/<day>/`` linked from the
+materialization, with its headline numbers in the metadata (plotted by the Dagster UI) and in
+``reports/index.html``:
+
+- ``data_drift_report``: the day's served features against the serving model's training rows;
+- ``prediction_drift_report``: the day's scores against the model's scores on its test window;
+- ``performance_report``: once the day's labels are mature, the scores against the fraud
+  reports (Average Precision, Card Precision@100, the alert precision achieved).
+"""
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from datetime import date, timedelta
+from functools import cache
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from orchestration.defs.partitions import WAREHOUSE_POOL, daily_partitions, single_run
+from orchestration.lib import monitoring, registry
+from orchestration.lib.atomic import atomic_output, atomic_write_bytes
+from orchestration.lib.metrics import DEFAULT_TOP_K
+from orchestration.lib.scoring import ScoringModel, load_scoring_model
+from orchestration.lib.traffic import (
+    ONLINE_PREFIX,
+    compare_features,
+    label_maturity,
+    load_scored_traffic,
+    online_feature_names,
+)
+from orchestration.lib.training import TRAINING_DATA_FILE, recorded_windows
+from orchestration.settings import Settings, get_settings
+
+MONITORING_GROUP = "monitoring"
+SKEW_CHECK = "training_serving_skew"
+SKEW_FILE = "skew.json"
+"""Written beside a day's traffic when its skew check failed: the reports refuse that day."""
+
+
+def _days(context: dg.AssetExecutionContext) -> list[date]:
+    window = context.partition_time_window
+    first, end = window.start.date(), window.end.date()
+    return [first + timedelta(days=i) for i in range((end - first).days)]
+
+
+def traffic_path(settings: Settings, day: date) -> Path:
+    folder = settings.monitoring_dir / "scored_traffic" / f"tx_date={day.isoformat()}"
+    return folder / "data.parquet"
+
+
+def max_report_date(instance: dg.DagsterInstance) -> date | None:
+    """The last day whose fraud reports are loaded (the newest ingested partition)."""
+    partitions = instance.get_materialized_partitions(dg.AssetKey("raw_fraud_reports"))
+    return max((date.fromisoformat(p) for p in partitions), default=None)
+
+
+@dg.asset(
+    group_name=MONITORING_GROUP,
+    partitions_def=daily_partitions,
+    backfill_policy=single_run,
+    deps=["raw_predictions", "transaction_features"],
+    pool=WAREHOUSE_POOL,
+    check_specs=[
+        dg.AssetCheckSpec(
+            SKEW_CHECK, asset="scored_traffic", blocking=True,
+            description=(
+                "Every feature the service served equals the offline transaction_features value "
+                "of the same payment within 1e-9; a failure lists examples and stops the "
+                "reports of the run."
+            ),
+        )
+    ],
+    description=(
+        "The payments the scoring service scored each day (one row per payment, the first "
+        "logged of a retried one), their served features and score beside the offline "
+        "transaction_features values (Parquet under monitoring/scored_traffic/)."
+    ),
+)
+def scored_traffic(
+    context: dg.AssetExecutionContext, warehouse: DuckDBResource
+) -> dg.MaterializeResult:
+    settings = get_settings()
+    days = _days(context)
+    end = days[-1] + timedelta(days=1)
+    traffic = load_scored_traffic(settings.raw_dir / "predictions", days[0], end)
+    features = online_feature_names(traffic)
+    with warehouse.get_connection() as con:
+        known = {row[0] for row in con.execute("describe transaction_features").fetchall()}
+        unknown = [f for f in features if f not in known]
+        offline = con.execute(
+            f"select transaction_id{''.join(f', {f}' for f in features if f in known)} "
+            "from transaction_features where tx_date >= ? and tx_date < ?",
+            [days[0], end],
+        ).df()
+    for name in unknown:  # a served feature the mart does not have: every row differs
+        offline[name] = np.nan
+    tx_day = pd.to_datetime(traffic["tx_datetime"]).dt.date
+    totals = Counter()
+    examples, by_feature = [], Counter()
+    versions: Counter = Counter()
+    for day in days:
+        rows = traffic.loc[tx_day == day].reset_index(drop=True)
+        joined = rows.merge(offline, on="transaction_id", how="left")
+        path = traffic_path(settings, day)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(path) as tmp:
+            joined.to_parquet(tmp, index=False)
+        result = compare_features(rows, offline, features)
+        marker = path.parent / SKEW_FILE
+        if result.passed:
+            marker.unlink(missing_ok=True)
+        else:
+            atomic_write_bytes(
+                marker,
+                json.dumps({"mismatched": result.mismatched, "by_feature": result.by_feature,
+                            "examples": [e.__dict__ for e in result.examples]}).encode(),
+            )
+        totals.update(
+            rows=len(rows), retries=int(rows["retries"].sum()) if len(rows) else 0,
+            compared=result.compared, mismatched=result.mismatched,
+            missing_offline=result.missing_offline,
+        )
+        by_feature.update({k: v for k, v in result.by_feature.items() if v})
+        examples.extend((day, e) for e in result.examples)
+        versions.update(rows["model_version"].astype(str))
+    table = "\n".join(
+        f"| {day} | {e.transaction_id} | {e.feature} | {e.online} | {e.offline} |"
+        for day, e in examples[:20]
+    )
+    check_metadata = {
+        "compared": totals["compared"],
+        "mismatched": totals["mismatched"],
+        "missing_offline": totals["missing_offline"],
+        "tolerance": 1e-9,
+        "mismatches_by_feature": dict(by_feature),
+    }
+    if examples:
+        check_metadata["examples"] = dg.MetadataValue.md(
+            "| day | transaction_id | feature | online | offline |\n|---|---|---|---|---|\n"
+            + table
+        )
+    if unknown:
+        check_metadata["features_missing_offline"] = unknown
+    return dg.MaterializeResult(
+        metadata={
+            "rows": totals["rows"],
+            "retried_rows_dropped": totals["retries"],
+            "missing_offline": totals["missing_offline"],
+            "model_versions": dict(versions),
+            "days": len(days),
+            "path": dg.MetadataValue.path(str(settings.monitoring_dir / "scored_traffic")),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=SKEW_CHECK,
+                passed=totals["mismatched"] == 0 and not unknown,
+                metadata=check_metadata,
+            )
+        ],
+    )
+
+
+# -- reports --------------------------------------------------------------------------------
+
+
+def _read_traffic(settings: Settings, day: date) -> pd.DataFrame:
+    path = traffic_path(settings, day)
+    if (path.parent / SKEW_FILE).exists():
+        raise dg.Failure(
+            f"the served features of {day} differ from the offline ones "
+            f"({path.parent / SKEW_FILE}): fix the skew before reporting on them"
+        )
+    if not path.exists():
+        raise dg.Failure(f"{path} does not exist: materialize scored_traffic for {day} first")
+    return pd.read_parquet(path)
+
+
+@cache
+def _reference(home: str, version: str) -> tuple[ScoringModel, pd.DataFrame, np.ndarray]:
+    """A version's model, its training rows and its scores on its test window."""
+    settings = get_settings()
+    model = load_scoring_model(version, settings)
+    facts = model.facts
+    frame = pd.read_parquet(settings.home / facts.params[TRAINING_DATA_FILE])
+    windows = recorded_windows(facts)
+    tx_date = pd.to_datetime(frame["tx_date"]).dt.date
+    train = frame.loc[(tx_date >= windows.train_start) & (tx_date < windows.train_end)]
+    test = frame.loc[(tx_date >= windows.test_start) & (tx_date < windows.test_end)]
+    return model, train[model.features].reset_index(drop=True), model.score(test)
+
+
+def _serving_version(traffic: pd.DataFrame) -> str:
+    return str(traffic["model_version"].astype(str).value_counts().idxmax())
+
+
+def _served_features(traffic: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({f: pd.to_numeric(traffic[ONLINE_PREFIX + f]) for f in features})
+
+
+def _link(settings: Settings, day: date, kind: str) -> dict:
+    path = monitoring.report_path(settings.reports_dir, day, kind)
+    relative = path.relative_to(settings.reports_dir).as_posix()
+    return {
+        "report": dg.MetadataValue.url(f"http://127.0.0.1:{settings.reports_port}/{relative}"),
+        "report_file": dg.MetadataValue.path(str(path)),
+        "index": dg.MetadataValue.url(f"http://127.0.0.1:{settings.reports_port}/index.html"),
+    }
+
+
+def _record(settings: Settings, day: date, kind: str, numbers: dict) -> None:
+    path = monitoring.report_path(settings.reports_dir, day, kind)
+    monitoring.record_report(
+        settings.reports_dir,
+        monitoring.ReportEntry(
+            day=day, kind=kind, html=path.relative_to(settings.reports_dir).as_posix(),
+            numbers=numbers, created_at=pd.Timestamp.now(tz="UTC").isoformat(),
+        ),
+    )
+
+
+def _metadata(numbers: dict) -> dict:
+    """Numbers the Dagster UI plots (floats and ints), the rest as JSON."""
+    plotted = {
+        k: (float(v) if isinstance(v, float) else v)
+        for k, v in numbers.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    rest = {k: v for k, v in numbers.items() if k not in plotted}
+    return {**plotted, "summary": dg.MetadataValue.json(rest)} if rest else plotted
+
+
+def _no_traffic(day: date) -> dict:
+    return {"traffic_rows": 0, "note": f"the service scored no payment of {day}"}
+
+
+def _report_asset(kind: str, description: str, extra_deps=(), warehouse: bool = False):
+    """A daily report asset: ``build(context, settings, day, traffic)`` writes the day's HTML
+    and returns its numbers; days without traffic get no report."""
+
+    def decorator(build):
+        @dg.asset(
+            name=f"{kind}_report",
+            group_name=MONITORING_GROUP,
+            partitions_def=daily_partitions,
+            backfill_policy=single_run,
+            deps=["scored_traffic", *extra_deps],
+            required_resource_keys={"warehouse"} if warehouse else set(),
+            pool=WAREHOUSE_POOL if warehouse else None,
+            description=description,
+        )
+        def report_asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+            settings = get_settings()
+            results = []
+            for day in _days(context):
+                traffic = _read_traffic(settings, day)
+                if traffic.empty:
+                    results.append((day, _no_traffic(day)))
+                    continue
+                numbers = build(context, settings, day, traffic)
+                numbers["traffic_rows"] = len(traffic)
+                _record(settings, day, kind, numbers)
+                results.append((day, numbers))
+            pruned = monitoring.prune_reports(settings.reports_dir, settings.report_keep_days)
+            if pruned:
+                context.log.info(f"pruned {len(pruned)} report(s) older than the kept days")
+            day, numbers = results[-1]
+            metadata = _metadata(numbers)
+            if numbers.get("traffic_rows"):
+                metadata.update(_link(settings, day, kind))
+            metadata["days"] = len(results)
+            metadata["days_with_traffic"] = sum(1 for _, n in results if n.get("traffic_rows"))
+            return dg.MaterializeResult(metadata=metadata)
+
+        return report_asset
+
+    return decorator
+
+
+@_report_asset(
+    monitoring.REPORT_KINDS[0],
+    "Evidently data drift of each day's served features against the serving model's "
+    "training rows (HTML under reports/<day>/), with the share of drifted features.",
+)
+def data_drift_report(context, settings: Settings, day: date, traffic: pd.DataFrame) -> dict:
+    model, reference, _ = _reference(str(settings.home), _serving_version(traffic))
+    numbers = monitoring.data_drift_report(
+        reference, _served_features(traffic, model.features), model.features,
+        monitoring.report_path(settings.reports_dir, day, "data_drift"),
+        max_rows=settings.report_max_rows, seed=settings.seed,
+    )
+    return {**numbers, "model_version": model.version}
+
+
+@_report_asset(
+    monitoring.REPORT_KINDS[1],
+    "Evidently drift of each day's fraud scores against the serving model's scores on its "
+    "test window (HTML under reports/<day>/).",
+)
+def prediction_drift_report(
+    context, settings: Settings, day: date, traffic: pd.DataFrame
+) -> dict:
+    model, _, reference_scores = _reference(str(settings.home), _serving_version(traffic))
+    numbers = monitoring.prediction_drift_report(
+        reference_scores, traffic["fraud_probability"].to_numpy(float),
+        monitoring.report_path(settings.reports_dir, day, "prediction_drift"),
+        max_rows=settings.report_max_rows, seed=settings.seed,
+    )
+    return {
+        **numbers,
+        "alert_rate": float(traffic["alert"].astype(bool).mean()),
+        "model_version": model.version,
+    }
+
+
+@_report_asset(
+    monitoring.REPORT_KINDS[2],
+    "Evidently classification performance of each day whose labels are mature: the served "
+    "scores joined with the fraud reports by transaction id; realized Average Precision, Card "
+    "Precision@100 and alert precision.",
+    extra_deps=("stg_fraud_reports",),
+    warehouse=True,
+)
+def performance_report(context, settings: Settings, day: date, traffic: pd.DataFrame) -> dict:
+    newest = max_report_date(context.instance)
+    maturity = label_maturity(
+        pd.to_datetime(traffic["tx_datetime"]), newest, settings.max_report_delay_days
+    )
+    if maturity < 1:
+        raise dg.Failure(
+            f"the labels of {day} are not mature: fraud reports are loaded up to {newest}, "
+            f"they can come until {day + timedelta(days=settings.max_report_delay_days)}"
+        )
+    with context.resources.warehouse.get_connection() as con:
+        con.register("traffic_ids", traffic[["transaction_id"]])
+        reported = {
+            row[0] for row in con.execute(
+                "select distinct r.transaction_id from stg_fraud_reports r "
+                "join traffic_ids t using (transaction_id)"
+            ).fetchall()
+        }
+    version = _serving_version(traffic)
+    model = load_scoring_model(version, settings)
+    frame = traffic[["card_key", "fraud_probability", "alert"]].assign(
+        alert=traffic["alert"].astype(bool),
+        label=traffic["transaction_id"].isin(reported).astype(int),
+    )
+    numbers = monitoring.performance_report(
+        frame, monitoring.report_path(settings.reports_dir, day, "performance"),
+        alert_threshold=model.alert_threshold, top_k=DEFAULT_TOP_K,
+        max_rows=settings.report_max_rows, seed=settings.seed,
+    )
+    test_ap = model.facts.test_metrics.get(registry.TEST_AVERAGE_PRECISION)
+    return {
+        **numbers,
+        "label_maturity": maturity,
+        "model_version": version,
+        "model_test_average_precision": test_ap,
+    }
+
+
+monitoring_assets = [scored_traffic, data_drift_report, prediction_drift_report, performance_report]
+
+
+def performance_ready_until(
+    settings: Settings, instance: dg.DagsterInstance, ingesting: Mapping[str, list[date]]
+) -> date | None:
+    """The newest day with mature labels once the partitions being ingested are loaded."""
+    loaded = [d for d in (max_report_date(instance),) if d is not None]
+    newest = max([*loaded, *ingesting.get("fraud_reports", [])], default=None)
+    return None if newest is None else newest - timedelta(days=settings.max_report_delay_days)
+
+
+READY_UNTIL = {performance_report.key: performance_ready_until}
+"""Daily assets that can only be built up to a day (here: mature labels), with how to tell
+from the instance and the partitions about to be ingested (source -> days): ``blueprint
+materialize`` plans them up to that day and comes back for the rest later."""
