@@ -9,7 +9,7 @@ DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o \( -n
 PYTEST_WORKERS ?= 2
 export BLUEPRINT_HOME ?= $(CURDIR)/data
 
-.PHONY: setup demo stop test test-fast lint bench clean-data
+.PHONY: setup demo stop test test-fast test-loop test-slow lint bench clean-data
 
 setup: $(STAMP) $(MANIFEST)
 
@@ -32,10 +32,18 @@ stop:
 	@if [ -x $(BIN)/blueprint ]; then $(BIN)/blueprint stop; else echo "Nothing is running."; fi
 
 test: setup browser
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15 -m "not loop"
 
 test-fast: setup browser
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow and not loop"
+
+# The closed loop on a tiny drift world (about 10 minutes, one process; CI runs it after test).
+test-loop: setup
+	$(BIN)/pytest tests/e2e/test_closed_loop.py -s
+
+# The closed loop at the default world's size and the handbook's windows (about an hour; not CI).
+test-slow: setup browser
+	BLUEPRINT_CLOSED_LOOP=full $(BIN)/pytest tests/e2e/test_closed_loop.py -s
 
 # The browser tests drive Debian's Chromium through its chromedriver; installed once (as root).
 .PHONY: browser
@@ -49,6 +57,7 @@ browser:
 bench: setup
 	$(BIN)/python -m benchmarks.serving
 	$(BIN)/python -m benchmarks.model_quality --quick
+	$(BIN)/python -m benchmarks.monitoring
 
 lint: setup
 	$(BIN)/ruff check .

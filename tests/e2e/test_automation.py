@@ -49,10 +49,12 @@ def test_the_ui_shows_the_automation_and_the_sensor_ingests_new_files(
         )
         (repository,) = data["repositoriesOrError"]["nodes"]
         assert {(s["name"], s["sensorState"]["status"]) for s in repository["sensors"]} == {
-            ("landing_file_sensor", "RUNNING")
+            ("landing_file_sensor", "RUNNING"), ("retraining_sensor", "RUNNING"),
+            ("failed_run_sensor", "RUNNING"),
         }
         assert {(s["name"], s["scheduleState"]["status"]) for s in repository["schedules"]} == {
-            ("daily_ingestion_schedule", "RUNNING"), ("batch_scoring_schedule", "RUNNING")
+            ("daily_ingestion_schedule", "RUNNING"), ("batch_scoring_schedule", "RUNNING"),
+            ("daily_monitoring_schedule", "RUNNING"), ("weekly_retraining_schedule", "RUNNING"),
         }
 
         for path in parked.iterdir():

@@ -126,7 +126,7 @@ def _dagster_materialize(home: Path, selection: str) -> subprocess.Popen:
 def test_a_leak_outside_the_raw_zone_fails_the_pii_gate(world: Path, tmp_path: Path):
     home = copy_world(world, tmp_path)
     leak = home / "reports" / "export.csv"
-    leak.parent.mkdir(parents=True)
+    leak.parent.mkdir(parents=True, exist_ok=True)
     leak.write_text(f"card,amount\n{_crm_card(home)},12.50\n")
 
     run = _dagster_materialize(home, "training_set")
