@@ -169,6 +169,7 @@ def daily_monitoring_schedule(context: dg.ScheduleEvaluationContext):
     yesterday = context.scheduled_execution_time.date() - timedelta(days=1)
     matured = yesterday - timedelta(days=settings.max_report_delay_days)
     start = daily_partitions.start.date()
+    newest_report = max_report_date(context.instance)
     requests = []
     if yesterday >= start:
         requests.append(dg.RunRequest(
@@ -178,12 +179,15 @@ def daily_monitoring_schedule(context: dg.ScheduleEvaluationContext):
                 "prediction_drift_report",
             )],
         ))
-    if matured >= start:
+    labels_known = newest_report is not None and newest_report >= yesterday
+    if matured >= start and labels_known:  # the reports of the days since are all loaded
         requests.append(dg.RunRequest(
             run_key=f"performance-{matured.isoformat()}", partition_key=matured.isoformat(),
             asset_selection=[dg.AssetKey("performance_report")],
         ))
-    return requests or dg.SkipReason(f"{yesterday} is before the first partition")
+    return requests or dg.SkipReason(
+        f"{yesterday} is before the first partition, or its fraud reports are not loaded"
+    )
 
 
 monitoring_jobs = [monitoring_job]
