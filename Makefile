@@ -37,7 +37,8 @@ test: setup browser
 test-fast: setup browser
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow and not loop"
 
-# The closed loop on a tiny drift world (one process, 28 min on a loaded machine; CI runs it after test).
+# The closed loop on a tiny drift world (one process; 28 min on a loaded machine). CI runs it
+# after test.
 test-loop: setup
 	$(BIN)/pytest tests/e2e/test_closed_loop.py -s
 
