@@ -472,8 +472,8 @@ def stop() -> None:
 @app.command()
 def demo() -> None:
     """Simulate the default world if there is none (its last 14 days held back), materialize
-    what is stale (training and promotion included), start the Dagster UI and the scoring
-    service, then replay the held-back days through the service so the reports have traffic."""
+    what is stale (training and promotion included), start the scoring service, replay the
+    held-back days through it so the reports have traffic, then start the Dagster UI."""
     from simulator import held_days
 
     settings = _prepare()
@@ -486,7 +486,6 @@ def demo() -> None:
     else:
         typer.echo(f"Using the world already simulated in {settings.landing_dir}")
     materialize(select=None)
-    ui(port=None)
     serve(port=None)
     try:
         held = held_days(settings.home)
@@ -499,6 +498,8 @@ def demo() -> None:
             "files delivered and the pipeline run, so that the monitoring reports have traffic."
         )
         replay(from_day=None, to_day=None, step_days=len(held), progress=True)
+    # last: with the UI up, its daemon's landing sensor would ingest the replay's deliveries too
+    ui(port=None)
     typer.echo("Models: `blueprint models list`.")
 
 
@@ -558,6 +559,12 @@ def replay(
         raise typer.BadParameter(
             f"--from {first} skips held days from {held[0]}: replay them first",
             param_hint="--from",
+        )
+    if _ui_running(settings):
+        _echo(
+            "warning: the Dagster UI is running: its daemon's sensors also react to the files "
+            "the replay delivers and may run the same steps at the same time (stop it with "
+            "`blueprint stop` for a replay that runs alone)"
         )
     client = ServiceClient(url, settings.serving_max_batch)
     bar = tqdm(total=sum(len(s) for s in steps), unit="day", desc="replaying", disable=not progress)
