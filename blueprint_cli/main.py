@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -162,8 +163,9 @@ def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
         k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def is None
     }
 
-    def ancestors(key: dg.AssetKey) -> set[dg.AssetKey]:
-        return dg.AssetSelection.assets(key).upstream().resolve(graph) - {key}
+    @functools.cache
+    def ancestors(key: dg.AssetKey) -> frozenset[dg.AssetKey]:
+        return frozenset(dg.AssetSelection.assets(key).upstream().resolve(graph) - {key})
 
     after_model = {
         k for k in selected - unpartitioned if ancestors(k) & everything_unpartitioned

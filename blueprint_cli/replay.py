@@ -264,8 +264,10 @@ def retrain_if_due(
 
     instance = dg.DagsterInstance.get()
     result.champion_before = result.champion_before or registry.champion_version(settings)
-    request = retraining_request(instance, settings)
-    result.decision = retraining_decision(instance, settings).reason
+    decision = retraining_decision(instance, settings)
+    request = retraining_request(instance, decision)
+    skipped = isinstance(request, dg.SkipReason)
+    result.decision = (request.skip_message if skipped else None) or decision.reason
     if isinstance(request, dg.RunRequest):
         on_stage("building the training set")
         materialize(TRAINING_SET_SELECTION)

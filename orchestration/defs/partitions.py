@@ -1,5 +1,7 @@
 """The daily partitions shared by every daily asset (one definition, so ranges run as one)."""
 
+from datetime import date, timedelta
+
 import dagster as dg
 
 from orchestration.settings import get_settings
@@ -11,6 +13,20 @@ daily_partitions = dg.DailyPartitionsDefinition(
 
 single_run = dg.BackfillPolicy.single_run()
 """History is processed in one run (one process, one dbt build), not one run per day."""
+
+def partition_days(context: dg.AssetExecutionContext) -> list[date]:
+    """Every day of the run's partition range, in order."""
+    window = context.partition_time_window
+    first, end = window.start.date(), window.end.date()
+    return [first + timedelta(days=i) for i in range((end - first).days)]
+
+
+def newest_partition(instance: dg.DagsterInstance, asset: str) -> date | None:
+    """The newest materialized day of a daily asset (e.g. ``raw_fraud_reports``: the last day
+    whose fraud reports are loaded)."""
+    partitions = instance.get_materialized_partitions(dg.AssetKey(asset))
+    return max((date.fromisoformat(p) for p in partitions), default=None)
+
 
 WAREHOUSE_POOL = "warehouse"
 """Concurrency pool of every step that opens warehouse.duckdb (limit 1: DuckDB has one writer)."""

@@ -25,7 +25,13 @@ import numpy as np
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from orchestration.defs.partitions import WAREHOUSE_POOL, daily_partitions, single_run
+from orchestration.defs.partitions import (
+    WAREHOUSE_POOL,
+    daily_partitions,
+    newest_partition,
+    partition_days,
+    single_run,
+)
 from orchestration.lib import monitoring, registry
 from orchestration.lib.atomic import atomic_output, atomic_write_bytes
 from orchestration.lib.metrics import DEFAULT_TOP_K
@@ -46,21 +52,14 @@ SKEW_FILE = "skew.json"
 """Written beside a day's traffic when its skew check failed: the reports refuse that day."""
 
 
-def _days(context: dg.AssetExecutionContext) -> list[date]:
-    window = context.partition_time_window
-    first, end = window.start.date(), window.end.date()
-    return [first + timedelta(days=i) for i in range((end - first).days)]
-
-
 def traffic_path(settings: Settings, day: date) -> Path:
     folder = settings.monitoring_dir / "scored_traffic" / f"tx_date={day.isoformat()}"
     return folder / "data.parquet"
 
 
 def max_report_date(instance: dg.DagsterInstance) -> date | None:
-    """The last day whose fraud reports are loaded (the newest ingested partition)."""
-    partitions = instance.get_materialized_partitions(dg.AssetKey("raw_fraud_reports"))
-    return max((date.fromisoformat(p) for p in partitions), default=None)
+    """The last day whose fraud reports are loaded."""
+    return newest_partition(instance, "raw_fraud_reports")
 
 
 @dg.asset(
@@ -89,7 +88,7 @@ def scored_traffic(
     context: dg.AssetExecutionContext, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:
     settings = get_settings()
-    days = _days(context)
+    days = partition_days(context)
     end = days[-1] + timedelta(days=1)
     traffic = load_scored_traffic(settings.raw_dir / "predictions", days[0], end)
     features = online_feature_names(traffic)
@@ -260,7 +259,7 @@ def _report_asset(kind: str, description: str, extra_deps=(), warehouse: bool = 
         def report_asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
             settings = get_settings()
             results = []
-            for day in _days(context):
+            for day in partition_days(context):
                 traffic = _read_traffic(settings, day)
                 if traffic.empty:
                     results.append((day, _no_traffic(day)))

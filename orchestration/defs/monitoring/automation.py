@@ -10,12 +10,12 @@ retrains every Sunday whatever the drift. ``failed_run_sensor`` writes every fai
 """
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from orchestration.defs.monitoring.assets import max_report_date
-from orchestration.defs.partitions import daily_partitions
+from orchestration.defs.partitions import daily_partitions, newest_partition
 from orchestration.defs.training.assets import protocol_from
 from orchestration.defs.training.automation import training_job
 from orchestration.lib import monitoring, registry
@@ -49,8 +49,8 @@ def retraining_decision(instance: dg.DagsterInstance, settings: Settings) -> Dec
         return Decision(False, "no champion yet: the first training is not drift-triggered")
     facts = registry.model_facts(champion.version, settings)
     newest_report = max_report_date(instance)
-    loaded = instance.get_materialized_partitions(dg.AssetKey("raw_transactions"))
-    if newest_report is None or not loaded:
+    last_day = newest_partition(instance, "raw_transactions")
+    if newest_report is None or last_day is None:
         return Decision(False, "no data loaded")
     thresholds = thresholds_from(settings)
     breaches = find_breaches(
@@ -63,18 +63,16 @@ def retraining_decision(instance: dg.DagsterInstance, settings: Settings) -> Dec
         champion_test_ap=facts.test_metrics.get(registry.TEST_AVERAGE_PRECISION),
         thresholds=thresholds,
     )
-    window = newest_training_window(
-        protocol_from(settings), newest_report, max(date.fromisoformat(p) for p in loaded)
-    )
+    window = newest_training_window(protocol_from(settings), newest_report, last_day)
     return decide(
         breaches, champion_version=champion.version, window=window, thresholds=thresholds
     )
 
 
 def retraining_request(
-    instance: dg.DagsterInstance, settings: Settings
+    instance: dg.DagsterInstance, decision: Decision
 ) -> dg.RunRequest | dg.SkipReason:
-    decision = retraining_decision(instance, settings)
+    """The run ``decision`` asks for, unless one was launched for it already."""
     if not decision.fire:
         return dg.SkipReason(decision.reason)
     assert decision.key is not None
@@ -98,7 +96,9 @@ def retraining_request(
     ),
 )
 def retraining_sensor(context: dg.SensorEvaluationContext):
-    return retraining_request(context.instance, get_settings())
+    return retraining_request(
+        context.instance, retraining_decision(context.instance, get_settings())
+    )
 
 
 @dg.schedule(

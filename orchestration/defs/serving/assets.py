@@ -20,7 +20,12 @@ import pandas as pd
 import yaml
 from dagster_duckdb import DuckDBResource
 
-from orchestration.defs.partitions import WAREHOUSE_POOL, daily_partitions, single_run
+from orchestration.defs.partitions import (
+    WAREHOUSE_POOL,
+    daily_partitions,
+    partition_days,
+    single_run,
+)
 from orchestration.defs.training.assets import load_published_definitions
 from orchestration.lib import registry
 from orchestration.lib.atomic import atomic_output
@@ -83,8 +88,8 @@ def batch_scores(
 ) -> dg.MaterializeResult:
     settings = get_settings()
     model = load_champion(settings)
-    window = context.partition_time_window
-    first, end = window.start.date(), window.end.date()
+    days = partition_days(context)
+    first, end = days[0], days[-1] + timedelta(days=1)
     columns = ", ".join(dict.fromkeys([*SCORE_COLUMNS, *model.features]))
     with warehouse.get_connection() as con:
         frame = con.execute(
@@ -97,8 +102,7 @@ def batch_scores(
         for day, rows in frame.groupby("tx_date", sort=False)
     }
     n_alerts = 0
-    for offset in range((end - first).days):
-        day = first + timedelta(days=offset)
+    for day in days:
         scored, queue = score_day(model, by_day.get(day, frame.iloc[:0]))
         n_alerts += int(scored["alert"].sum())
         scores_file, queue_file = scores_path(settings, day)
@@ -113,7 +117,7 @@ def batch_scores(
             "alert_threshold": model.alert_threshold,
             "rows_scored": len(frame),
             "alerts": n_alerts,
-            "days": (end - first).days,
+            "days": len(days),
             "path": dg.MetadataValue.path(str(settings.home / "scores")),
         }
     )

@@ -18,7 +18,7 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from orchestration.defs.partitions import WAREHOUSE_POOL, single_run
+from orchestration.defs.partitions import WAREHOUSE_POOL, newest_partition, single_run
 from orchestration.lib import registry
 from orchestration.lib.atomic import atomic_output
 from orchestration.lib.feature_definitions import FeatureDefinitions
@@ -113,10 +113,10 @@ def _png_markdown(title: str, png: bytes) -> dg.MetadataValue:
 
 
 def _max_report_date(instance: dg.DagsterInstance) -> date:
-    partitions = instance.get_materialized_partitions(dg.AssetKey("raw_fraud_reports"))
-    if not partitions:
+    newest = newest_partition(instance, "raw_fraud_reports")
+    if newest is None:
         raise dg.Failure("no fraud-report partition is ingested: labels are unknown")
-    return max(date.fromisoformat(p) for p in partitions)
+    return newest
 
 
 @dg.asset(
