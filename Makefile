@@ -42,7 +42,7 @@ test-fast: setup browser
 test-loop: setup
 	$(BIN)/pytest tests/e2e/test_closed_loop.py -s
 
-# The closed loop at the default world's size and the handbook's windows (about an hour; not CI).
+# The closed loop at the default world's size and the handbook's windows (not CI; not run yet).
 test-slow: setup browser
 	BLUEPRINT_CLOSED_LOOP=full $(BIN)/pytest tests/e2e/test_closed_loop.py -s
 
