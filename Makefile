@@ -39,7 +39,7 @@ test-fast: setup browser
 
 # The closed loop on a tiny drift world (one process; 28 min on a loaded machine). CI runs it
 # after test.
-test-loop: setup
+test-loop: setup browser
 	$(BIN)/pytest tests/e2e/test_closed_loop.py -s
 
 # The closed loop at the default world's size and the handbook's windows (not CI; not run yet).

@@ -24,6 +24,8 @@ import dagster as dg
 import duckdb
 import httpx
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 from sklearn.metrics import average_precision_score
 
 from blueprint_cli.replay import day_payments
@@ -31,6 +33,7 @@ from orchestration.lib import monitoring, registry
 from orchestration.lib.scoring import load_scoring_model
 from orchestration.lib.serve import start_scoring_service
 from orchestration.settings import get_settings
+from tests import browser
 from tests.e2e.e2e_world import free_port, instance
 from tests.support import run_blueprint
 
@@ -152,8 +155,9 @@ class Prober(threading.Thread):
 def loop(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("closed-loop") / "home"
     port = free_port()
+    ports = {"BLUEPRINT_SERVING_PORT": str(port), "BLUEPRINT_REPORTS_PORT": str(free_port())}
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in {**SCENARIO.env, "BLUEPRINT_SERVING_PORT": str(port)}.items():
+        for name, value in {**SCENARIO.env, **ports}.items():
             patch.setenv(name, value)
         patch.setenv("BLUEPRINT_HOME", str(home))
         patch.setenv("DAGSTER_HOME", str(home / "dagster"))
@@ -313,3 +317,58 @@ def test_the_loops_numbers(loop):
         f"{mean(before):.3f} ({len(before)} days), after it {mean(decayed):.3f} "
         f"({len(decayed)} days); new champion {mean(after):.3f} ({len(after)} days)"
     )
+
+
+def test_each_report_opens_from_the_dagster_ui(loop, tmp_path):
+    """A person clicks the report's link on its asset page in the real Dagster UI (started by
+    `blueprint ui`, which also serves the reports) and the report's charts draw. Last in the
+    module: the UI's daemon runs the sensors while it is up."""
+    home = loop["home"]
+    port = free_port()
+    run_blueprint(home, "ui", "--port", str(port))
+    try:
+        with browser.chromium(tmp_path / "chromium-profile") as driver:
+            wait = WebDriverWait(driver, browser.RENDER_TIMEOUT_SECONDS, poll_frequency=0.25)
+            for kind in monitoring.REPORT_KINDS:
+                event = instance(home).get_latest_materialization_event(
+                    dg.AssetKey(f"{kind}_report")
+                )
+                metadata = event.asset_materialization.metadata  # type: ignore[union-attr]
+                target = metadata["report"].value
+                driver.get(f"http://127.0.0.1:{port}/assets/{kind}_report")
+                # the latest materialization's metadata, with the report's URL as a link
+                link = wait.until(
+                    lambda page, target=target: next(
+                        (a for a in page.find_elements(By.CSS_SELECTOR, f'a[href="{target}"]')
+                         if a.text == target),
+                        False,
+                    ),
+                    message=f"the {kind}_report asset page shows no link to {target}",
+                )
+                _dismiss_dagster_welcome(driver, wait)
+                driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", link)
+                browser.assert_real_picture(
+                    browser.save_screenshot(driver, f"dagster-ui-{kind}", tmp_path)
+                )
+                ui_window = driver.current_window_handle
+                link.click()  # target=_blank: a new tab
+                wait.until(lambda page: len(page.window_handles) == 2)
+                driver.switch_to.window(next(h for h in driver.window_handles if h != ui_window))
+                wait.until(lambda page, target=target: page.current_url == target)
+                charts = browser.wait_for_charts(driver, f"the {kind} report opened from the UI")
+                driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", charts[0])
+                browser.assert_real_picture(
+                    browser.save_screenshot(driver, f"from-dagster-ui-{kind}", tmp_path)
+                )
+                driver.close()
+                driver.switch_to.window(ui_window)
+    finally:
+        run_blueprint(home, "stop")
+
+
+def _dismiss_dagster_welcome(driver, wait: WebDriverWait) -> None:
+    """Dagster's first-visit "Join the Dagster community" dialog covers the page: skip it."""
+    skip = '//button[normalize-space()="Skip"]'
+    for button in driver.find_elements(By.XPATH, skip):
+        button.click()
+    wait.until(lambda page: not page.find_elements(By.XPATH, skip))

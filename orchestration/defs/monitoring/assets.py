@@ -287,7 +287,7 @@ def _report_asset(kind: str, description: str, extra_deps=(), warehouse: bool = 
 @_report_asset(
     monitoring.REPORT_KINDS[0],
     "Evidently data drift of each day's served features against the serving model's "
-    "training rows (HTML under reports/<day>/), with the share of drifted features.",
+    "training rows (HTML under `reports/<day>/`), with the share of drifted features.",
 )
 def data_drift_report(context, settings: Settings, day: date, traffic: pd.DataFrame) -> dict:
     model, reference, _ = _reference(str(settings.home), _serving_version(traffic))
@@ -302,7 +302,7 @@ def data_drift_report(context, settings: Settings, day: date, traffic: pd.DataFr
 @_report_asset(
     monitoring.REPORT_KINDS[1],
     "Evidently drift of each day's fraud scores against the serving model's scores on its "
-    "test window (HTML under reports/<day>/).",
+    "test window (HTML under `reports/<day>/`).",
 )
 def prediction_drift_report(
     context, settings: Settings, day: date, traffic: pd.DataFrame

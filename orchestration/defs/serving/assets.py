@@ -147,7 +147,7 @@ def _bentoml(settings: Settings, *args: str) -> str:
     deps=["champion_model"],
     description=(
         "The deployable artifact: a Bento of bentos/fraud_scorer with the champion's model "
-        "packed in, built once per champion (labelled champion_version=<version>)."
+        "packed in, built once per champion (labelled `champion_version=<version>`)."
     ),
 )
 def fraud_scorer_bento(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
