@@ -1,13 +1,16 @@
-"""Monitoring cost: each Evidently report of one day of the default world, time and peak memory.
+"""Monitoring: each Evidently report's time and peak memory at 10k, 100k and 1M rows.
 
-Needs a materialized world with a champion (``make demo``). Takes a day of
-``transaction_features`` (the last loaded day unless ``--day``), scores it with the champion as
-the service would, and builds each report kind exactly as the monitoring assets do
-(:mod:`orchestration.lib.monitoring`, the champion's training rows as reference, the settings'
-``report_max_rows``), each in a fresh process so that its peak RSS is its own (Evidently's import
+Needs a materialized world with a champion. The current rows are the world's newest
+``transaction_features`` rows (drawn with replacement, seeded, when the world has fewer than
+asked), scored by the champion as the service would, labelled from the fraud reports; each
+report kind is built exactly as the monitoring assets build it (:mod:`orchestration.lib.
+monitoring`, the champion's training rows as reference, ``report_max_rows`` from the settings:
+above it the charts come from the documented seeded sample and the numbers from every row).
+Each report runs in a fresh process so that its peak RSS is its own (Evidently's import
 included). Reports go to a temporary folder.
 
-    BLUEPRINT_HOME=... .venv/bin/python -m benchmarks.monitoring [--day YYYY-MM-DD] [--repeat 3]
+    .venv/bin/python -m benchmarks --only monitoring --home data
+    BLUEPRINT_HOME=... .venv/bin/python -m benchmarks.monitoring --rows 10000 [--repeat 3]
 """
 
 from __future__ import annotations
@@ -15,51 +18,54 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
+from benchmarks.harness import Bench, MiB, Section, Timing, fmt_bytes, markdown_table
 from orchestration.lib import monitoring
 from orchestration.lib.scoring import load_champion
 from orchestration.lib.training import TRAINING_DATA_FILE, recorded_windows
 from orchestration.settings import get_settings
 
+NUMBER = 6
+TITLE = "Monitoring reports"
 
-def _day_rows(day: date | None) -> tuple[date, pd.DataFrame]:
+
+def _rows(n: int, seed: int) -> pd.DataFrame:
+    """The world's newest ``n`` feature rows with their labels (resampled if it has fewer)."""
     settings = get_settings()
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        if day is None:
-            day = con.execute("select max(tx_date) from transaction_features").fetchall()[0][0]
         rows = con.execute(
-            "select * from transaction_features where tx_date = ?", [day]
+            "select f.*, (r.transaction_id is not null)::int as label "
+            "from (select * from transaction_features order by tx_datetime desc limit ?) f "
+            "left join (select distinct transaction_id from stg_fraud_reports) r "
+            "using (transaction_id)",
+            [n],
         ).df()
-        reported = {
-            r[0] for r in con.execute(
-                "select transaction_id from stg_fraud_reports where transaction_id in "
-                "(select transaction_id from transaction_features where tx_date = ?)", [day]
-            ).fetchall()
-        }
-    return day, rows.assign(label=rows["transaction_id"].isin(reported).astype(int))
+    if len(rows) < n:
+        rows = rows.sample(n=n, replace=True, random_state=seed).reset_index(drop=True)
+    return rows
 
 
-def run_one(kind: str, day: str | None, out: Path) -> dict:
-    """One report in this process: returns its seconds (after the inputs are loaded)."""
+def run_one(kind: str, n: int, out: Path) -> dict:
+    """One report of ``n`` rows in this process: its seconds (after the inputs are loaded)."""
     settings = get_settings()
     model = load_champion(settings)
-    the_day, rows = _day_rows(date.fromisoformat(day) if day else None)
+    rows = _rows(n, settings.seed)
+    world_rows = int(rows["transaction_id"].nunique())
     scores = model.score(rows)
     frame = pd.read_parquet(settings.home / model.facts.params[TRAINING_DATA_FILE])
     windows = recorded_windows(model.facts)
     tx_date = pd.to_datetime(frame["tx_date"]).dt.date
     train = frame.loc[(tx_date >= windows.train_start) & (tx_date < windows.train_end)]
     test = frame.loc[(tx_date >= windows.test_start) & (tx_date < windows.test_end)]
+    reference_scores = model.score(test) if kind == "prediction_drift" else None
     options = {"max_rows": settings.report_max_rows, "seed": settings.seed}
     path = out / f"{kind}.html"
     started = time.perf_counter()
@@ -68,7 +74,7 @@ def run_one(kind: str, day: str | None, out: Path) -> dict:
             train[model.features], rows[model.features], model.features, path, **options
         )
     elif kind == "prediction_drift":
-        numbers = monitoring.prediction_drift_report(model.score(test), scores, path, **options)
+        numbers = monitoring.prediction_drift_report(reference_scores, scores, path, **options)
     else:
         frame = rows[["card_key"]].assign(
             fraud_probability=scores, alert=model.alerts(scores), label=rows["label"]
@@ -78,45 +84,82 @@ def run_one(kind: str, day: str | None, out: Path) -> dict:
         )
     seconds = time.perf_counter() - started
     return {
-        "kind": kind, "day": the_day.isoformat(), "rows": len(rows), "seconds": seconds,
+        "kind": kind, "rows": len(rows), "distinct_rows": world_rows, "seconds": seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "html_mb": path.stat().st_size / 1e6, "numbers": numbers,
     }
 
 
+def measure(kind: str, n: int, repeat: int, out: str) -> dict:
+    """``repeat`` fresh processes building one report of ``n`` rows: their timings and peak."""
+    runs = []
+    for _ in range(repeat):
+        command = [sys.executable, "-m", "benchmarks.monitoring", "--one", kind,
+                   "--rows", str(n), "--out", out]
+        wall = time.perf_counter()
+        output = subprocess.run(command, capture_output=True, text=True)
+        if output.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{output.stderr[-4000:]}")
+        result = json.loads(output.stdout.strip().splitlines()[-1])
+        result["process_seconds"] = time.perf_counter() - wall
+        runs.append(result)
+    return {
+        "kind": kind, "rows": n, "distinct_rows": runs[0]["distinct_rows"],
+        "report": Timing.of([r["seconds"] for r in runs]),
+        "process": Timing.of([r["process_seconds"] for r in runs]),
+        "peak_rss": max(r["peak_rss_mb"] for r in runs) * MiB,
+        "html_mb": runs[0]["html_mb"], "sampled": bool(runs[0]["numbers"].get("sampled")),
+    }
+
+
+def table(results: list[dict]) -> str:
+    return markdown_table(
+        ["report", "rows", "report time", "whole process", "peak memory", "HTML", "charts from"],
+        [
+            (r["kind"], f"{r['rows']:,}", str(r["report"]), str(r["process"]),
+             fmt_bytes(r["peak_rss"]), f"{r['html_mb']:.1f} MB",
+             "the seeded sample" if r["sampled"] else "every row")
+            for r in results
+        ],
+    )
+
+
+def run(bench: Bench) -> Section:
+    sizes = (10_000, 1_000_000) if bench.quick else (10_000, 100_000, 1_000_000)
+    repeat = 1 if bench.quick else 3
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-monitoring-") as tmp:
+        for n in sizes:
+            for kind in monitoring.REPORT_KINDS:
+                bench.log(f"monitoring: {kind} of {n:,} rows x{repeat}")
+                results.append(measure(kind, n, repeat, tmp))
+    distinct = max(r["distinct_rows"] for r in results)
+    settings = get_settings()
+    body = (
+        f"Each report built in a fresh process ({repeat} run(s) each; report time after the "
+        "inputs are loaded, whole process including Python, Evidently's import and loading; "
+        "peak memory is the process's own maximum RSS). Current rows: the world's newest "
+        f"feature rows (at most {distinct:,} distinct; larger sizes are drawn with replacement, "
+        f"seeded). Above `BLUEPRINT_REPORT_MAX_ROWS` = {settings.report_max_rows:,} the charts "
+        "come from the seeded sample (`sample_for_report`: uniform for drift, every fraud kept "
+        "for performance) and the numbers from every row.\n\n" + table(results)
+    )
+    return Section(NUMBER, TITLE, body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--day", help="the day to report on (default: the last loaded)")
+    parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.day, Path(args.out)), default=str))
+        print(json.dumps(run_one(args.one, args.rows, Path(args.out)), default=str))
         return
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in monitoring.REPORT_KINDS:
-            runs = []
-            for _ in range(args.repeat):
-                command = [sys.executable, "-m", "benchmarks.monitoring", "--one", kind,
-                           "--out", tmp] + (["--day", args.day] if args.day else [])
-                wall = time.perf_counter()
-                output = subprocess.run(command, capture_output=True, text=True, check=True)
-                result = json.loads(output.stdout.strip().splitlines()[-1])
-                result["process_seconds"] = time.perf_counter() - wall
-                runs.append(result)
-            seconds = [r["seconds"] for r in runs]
-            rows.append((kind, runs[0]["day"], runs[0]["rows"], statistics.median(seconds),
-                         min(seconds), max(seconds),
-                         statistics.median(r["process_seconds"] for r in runs),
-                         max(r["peak_rss_mb"] for r in runs), runs[0]["html_mb"]))
-    print("| report | day | rows | median s | min s | max s | whole process s (median) "
-          "| peak RSS MB | HTML MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for kind, day, n, med, lo, hi, proc, rss, html in rows:
-        print(f"| {kind} | {day} | {n:,} | {med:.1f} | {lo:.1f} | {hi:.1f} | {proc:.1f} "
-              f"| {rss:.0f} | {html:.1f} |")
+        results = [measure(kind, args.rows, args.repeat, tmp) for kind in monitoring.REPORT_KINDS]
+    print(table(results))
 
 
 if __name__ == "__main__":
