@@ -37,6 +37,7 @@ def _scratch_home(world: Path, scratch: Path) -> Path:
     home.mkdir()
     shutil.copy2(world / "warehouse.duckdb", home / "warehouse.duckdb")
     shutil.copytree(world / "registry", home / "registry")
+    shutil.copytree(world / "bentoml" / "models", home / "bentoml" / "models")  # the model store
     return home
 
 
