@@ -7,6 +7,8 @@ stops the training data from being built from bad features in the same run.
 
 
 import json
+import shutil
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from dagster_dbt import (
 
 from orchestration.defs.features.project import dbt_project
 from orchestration.defs.partitions import WAREHOUSE_POOL, single_run
-from orchestration.lib.atomic import atomic_write_bytes
+from orchestration.lib.atomic import atomic_output, atomic_write_bytes
 from orchestration.lib.feature_definitions import (
     OUTPUT_MODEL,
     FeatureDefinitionsError,
@@ -62,6 +64,44 @@ def publish_feature_definitions(manifest_path: Path) -> str:
     return definitions.hash
 
 
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+
+
+def _partial_parse_store() -> Path:
+    """This home's copy of dbt's parse state.
+
+    dbt reuses a previous parse only when the rendered profile is unchanged, and the profile
+    holds the warehouse's path under BLUEPRINT_HOME: the parse state ``make setup`` leaves in
+    the project's target/ fits one home only, and every dbt call on another home (a test world,
+    a benchmark, a second deployment) would parse the whole project again (about 25 s here).
+    Each home keeps the state of its own last dbt call instead.
+    """
+    return get_settings().home / "dbt" / PARTIAL_PARSE_FILE
+
+
+def _target_path(context: dg.AssetExecutionContext, step: str) -> Path:
+    """A fresh target folder for one dbt call, seeded with this home's parse state (dagster-dbt
+    seeds it from the project's target/ when the home has none yet)."""
+    target = Path(dbt_project.project_dir) / "target" / (
+        f"{step}-{context.run.run_id[:7]}-{uuid.uuid4().hex[:7]}"
+    )
+    store = _partial_parse_store()
+    if store.exists():
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(store, target / PARTIAL_PARSE_FILE)
+    return target
+
+
+def _keep_partial_parse(target: Path) -> None:
+    """Keep the parse state a successful dbt call wrote, for this home's next call."""
+    state = target / PARTIAL_PARSE_FILE
+    if state.exists():
+        store = _partial_parse_store()
+        store.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(store) as tmp:
+            shutil.copy2(state, tmp)
+
+
 def _build_dbt_assets(
     name: str, publishes_definitions: bool = False, **selection: str
 ) -> dg.AssetsDefinition:
@@ -81,9 +121,11 @@ def _build_dbt_assets(
         # cautious: a test runs only with all the models it reads (a test relating training_set
         # to transaction_features must not run in the step that builds only the latter)
         invocation = dbt.cli(
-            ["build", "--indirect-selection", "cautious"], context=context, raise_on_error=True
+            ["build", "--indirect-selection", "cautious"], context=context,
+            raise_on_error=True, target_path=_target_path(context, name),
         )
         yield from invocation.stream()
+        _keep_partial_parse(invocation.target_path)
         if publishes_definitions and FEATURES_OUTPUT in context.selected_asset_keys:
             manifest = invocation.target_path / "manifest.json"
             try:
@@ -91,7 +133,8 @@ def _build_dbt_assets(
             except FeatureDefinitionsError:
                 # a subset run did not build the whole chain: compile it (no data is touched)
                 compiled = dbt.cli(
-                    ["compile", "--select", f"+{OUTPUT_MODEL}"], raise_on_error=True
+                    ["compile", "--select", f"+{OUTPUT_MODEL}"], raise_on_error=True,
+                    target_path=_target_path(context, name),
                 )
                 compiled.wait()
                 digest = publish_feature_definitions(compiled.target_path / "manifest.json")
