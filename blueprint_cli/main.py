@@ -392,15 +392,22 @@ def _start_reports_server(settings: Settings) -> None:
     typer.echo(f"Monitoring reports: {url}")
 
 
+REPORTS_SERVER_STOP_S = 5.0
+
+
 def _stop_reports_server(settings: Settings) -> bool:
+    from orchestration.lib.serve import stop_process_group
+
     pid_file = _reports_pid_file(settings)
     try:
-        os.killpg(int(pid_file.read_text()), signal.SIGTERM)
-        stopped = True
+        pid = int(pid_file.read_text())
+        os.killpg(pid, 0)
     except (FileNotFoundError, ProcessLookupError, ValueError):
-        stopped = False
+        pid_file.unlink(missing_ok=True)
+        return False
+    stop_process_group(pid, REPORTS_SERVER_STOP_S)  # SIGKILL if it ignores SIGTERM
     pid_file.unlink(missing_ok=True)
-    return stopped
+    return True
 
 
 CURL_EXAMPLE = """curl -s -X POST {url}/score -H 'Content-Type: application/json' \\

@@ -52,7 +52,7 @@ class ScoringServer:
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """Stop it: SIGTERM to its process group (a clean shutdown closes the prediction log
         file), SIGKILL after ``timeout_s``."""
-        _stop_group(self.pid, timeout_s)
+        stop_process_group(self.pid, timeout_s)
 
 
 def service_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -146,7 +146,7 @@ def stop_scoring_service(settings: Settings | None = None) -> bool:
     settings = settings or get_settings()
     pid = running_scoring_service(settings)
     if pid is not None:
-        _stop_group(pid, STOP_TIMEOUT_S)
+        stop_process_group(pid, STOP_TIMEOUT_S)
     pid_path(settings).unlink(missing_ok=True)
     return pid is not None
 
@@ -189,7 +189,9 @@ def _wait(server: ScoringServer, process: subprocess.Popen, path: str, timeout_s
     )
 
 
-def _stop_group(pid: int, timeout_s: float) -> None:
+def stop_process_group(pid: int, timeout_s: float) -> None:
+    """SIGTERM to a process group, SIGKILL after ``timeout_s`` (a process can inherit SIGTERM
+    ignored from whatever launched its parent: it must still stop)."""
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
