@@ -99,3 +99,20 @@ def test_clean_tree_is_clean(tmp_path):
     with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
         con.execute("create table t as select sha256('x') as card_key, 3.5 as amount")
     assert scan_paths([tmp_path], excluded=[], crm=CRM).clean
+
+
+def test_the_access_logs_trace_ids_are_not_card_numbers_but_a_card_number_beside_them_is(
+    tmp_path,
+):
+    # a span id that happens to be all digits and pass Luhn, as BentoML logs it
+    access = (
+        "2026-12-01T04:26:52+0000 [INFO] [entry_service:fraud_scorer:1] 127.0.0.1:42514 "
+        "(scheme=http,method=POST,path=/score,type=application/json,length=130) "
+        "(status=200,type=application/json,length=291) 72.571ms "
+        f"(trace=e0835a1078b93288778c756586a0517b,span={PAN},sampled=0,"
+        "service.name=fraud_scorer)\n"
+    )
+    (tmp_path / "fraud-scorer.log").write_text(access)
+    assert scan_paths([tmp_path], excluded=[], crm=CRM).clean
+    (tmp_path / "fraud-scorer.log").write_text(access.replace("length=130", f"card={PAN}"))
+    assert kinds(scan_paths([tmp_path], excluded=[], crm=CRM).findings) == ["card number (PAN)"]
