@@ -56,6 +56,7 @@ from orchestration.lib.validation import (
     data_span,
     latest_test_start,
     prequential_folds,
+    protocol_from,
     split_windows,
     train_test_frames,
     validation_test_start,
@@ -127,22 +128,6 @@ def best_published(metric: str) -> tuple[str, float]:
     """The family with the highest published figure of ``metric``, and that figure."""
     family = max(PUBLISHED, key=lambda f: PUBLISHED[f][metric][0])
     return family, PUBLISHED[family][metric][0]
-
-
-def protocol_from(settings: Settings) -> Protocol:
-    """The windows the pipeline trains with (``BLUEPRINT_TRAIN_DAYS`` and the others).
-
-    As ``orchestration.defs.training.assets.protocol_from``, whose module takes about 15 s to
-    import (Dagster, BentoML): too much for the quick run's budget.
-    """
-    return Protocol(
-        train_days=settings.train_days,
-        delay_days=settings.delay_days,
-        test_days=settings.test_days,
-        n_folds=settings.n_folds,
-        fold_step_days=settings.fold_step_days,
-        max_report_delay_days=settings.max_report_delay_days,
-    )
 
 
 def label_horizon(warehouse: Path) -> tuple[date, date]:

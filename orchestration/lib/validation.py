@@ -27,9 +27,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from orchestration.settings import Settings
 
 LABEL = "label"
 """Column added by :func:`train_test_frames`: the label a model may learn from or is scored on."""
@@ -185,3 +189,15 @@ def _as_datetime64(column: pd.Series) -> np.ndarray:
 
 def _as_date(value: object) -> date:
     return pd.Timestamp(value).date()
+
+
+def protocol_from(settings: Settings) -> Protocol:
+    """The windows the pipeline trains with (``BLUEPRINT_TRAIN_DAYS`` and the others)."""
+    return Protocol(
+        train_days=settings.train_days,
+        delay_days=settings.delay_days,
+        test_days=settings.test_days,
+        n_folds=settings.n_folds,
+        fold_step_days=settings.fold_step_days,
+        max_report_delay_days=settings.max_report_delay_days,
+    )

@@ -16,7 +16,6 @@ import dagster as dg
 
 from orchestration.defs.monitoring.assets import max_report_date
 from orchestration.defs.partitions import daily_partitions, newest_partition
-from orchestration.defs.training.assets import protocol_from
 from orchestration.defs.training.automation import training_job
 from orchestration.lib import monitoring, registry
 from orchestration.lib.atomic import append_line
@@ -27,6 +26,7 @@ from orchestration.lib.retraining import (
     find_breaches,
     newest_training_window,
 )
+from orchestration.lib.validation import protocol_from
 from orchestration.settings import Settings, get_settings
 
 RETRAIN_KEY_TAG = "blueprint/retrain_key"

@@ -41,10 +41,10 @@ from orchestration.lib.scoring import load_scoring_model
 from orchestration.lib.training import ID_COLUMNS, TRAINING_DATA_FILE, window_facts
 from orchestration.lib.validation import (
     LABEL,
-    Protocol,
     data_span,
     latest_test_start,
     prequential_folds,
+    protocol_from,
     split_windows,
     train_test_frames,
     validation_test_start,
@@ -70,17 +70,6 @@ def load_published_definitions(settings: Settings) -> FeatureDefinitions:
             f"{path} does not exist: materialize the feature models (group features) first"
         )
     return FeatureDefinitions.from_dict(json.loads(path.read_text()))
-
-
-def protocol_from(settings: Settings) -> Protocol:
-    return Protocol(
-        train_days=settings.train_days,
-        delay_days=settings.delay_days,
-        test_days=settings.test_days,
-        n_folds=settings.n_folds,
-        fold_step_days=settings.fold_step_days,
-        max_report_delay_days=settings.max_report_delay_days,
-    )
 
 
 def _training_features(settings: Settings) -> list[str]:
