@@ -55,8 +55,8 @@ browser:
 	fi
 
 # Benchmarks: build a world from nothing (measured), measure every section on it, print the
-# tables and rewrite the page. Full: the default world -> docs/BENCHMARKS.md (not run yet; an hour
-# a half); quick: a small world -> docs/BENCHMARKS-quick.md (CI runs it so the harness never rots).
+# tables and rewrite the page. Full: the default world -> docs/BENCHMARKS.md (not run yet; estimated
+# at over an hour); quick: a small world -> docs/BENCHMARKS-quick.md (CI runs it so the harness never rots).
 bench: setup
 	$(BIN)/python -m benchmarks
 
