@@ -260,27 +260,25 @@ def materialize(
     Runs are recorded on the persistent instance under BLUEPRINT_HOME/dagster, so they appear in
     the Dagster UI as if launched there.
     """
+    import dagster as dg
+
+    from blueprint_cli.runs import materialize_assets
+
     _prepare()
     runs = plan_runs(select)
     if not runs:
         typer.echo("Everything is up to date: nothing to materialize.")
         return
+    instance = dg.DagsterInstance.get()
     for selection, partition_range in runs:
-        command = [
-            _dagster_bin("dagster"), "asset", "materialize",
-            "-m", "orchestration.definitions", "-d", str(PROJECT_ROOT),
-            "--select", selection,
-        ]
         if partition_range is not None:
             first, last = partition_range
-            command += ["--partition-range", f"{first.isoformat()}...{last.isoformat()}"]
             _echo(f"Materializing {selection} for {first} … {last}")
         else:
             _echo(f"Materializing {selection}")
-        completed = subprocess.run(command, cwd=PROJECT_ROOT)
-        if completed.returncode != 0:
+        if not materialize_assets(selection, partition_range, instance):
             _echo("error: the Dagster run failed; open the run in the Dagster UI for details.")
-            raise typer.Exit(completed.returncode)
+            raise typer.Exit(1)
     typer.echo("Materialized.")
 
 
@@ -291,18 +289,15 @@ def train() -> None:
     Launches Dagster's ``training_job`` on the persistent instance (it appears in the UI); the
     features must have been materialized.
     """
+    import dagster as dg
+
+    from blueprint_cli.runs import execute_job
+
     _prepare()
     _echo("Training a candidate (training_job)")
-    completed = subprocess.run(
-        [
-            _dagster_bin("dagster"), "job", "execute",
-            "-m", "orchestration.definitions", "-d", str(PROJECT_ROOT), "-j", "training_job",
-        ],
-        cwd=PROJECT_ROOT,
-    )
-    if completed.returncode != 0:
+    if not execute_job("training_job", dg.DagsterInstance.get()):
         _echo("error: the training run failed; open the run in the Dagster UI for details.")
-        raise typer.Exit(completed.returncode)
+        raise typer.Exit(1)
     typer.echo("Trained.")
 
 
@@ -582,7 +577,6 @@ def replay(
         retrain_if_due(  # a retraining an interrupted replay left due
             settings, client, pending,
             materialize=lambda selection: materialize(select=selection),
-            dagster=_dagster_bin("dagster"),
         )
         if pending.retrained:
             tqdm.write(f"Retrained first ({pending.decision}); champion {pending.champion_after}")
@@ -590,7 +584,6 @@ def replay(
             result = replay_step(
                 settings, client, days,
                 materialize=lambda selection: materialize(select=selection),
-                dagster=_dagster_bin("dagster"),
                 on_stage=bar.set_postfix_str,
             )
             bar.update(len(days))
@@ -620,14 +613,21 @@ def replay(
 
 
 @app.command("scan-pii")
-def scan_pii() -> None:
+def scan_pii(
+    full: Annotated[
+        bool, typer.Option(help="Read every file again, even those unchanged since a clean scan.")
+    ] = False,
+) -> None:
     """Scan every table and file outside the raw zone for personal data; exit 1 on a finding."""
     from orchestration.lib.pii import scan_outside_raw_zone
 
-    report, _ = scan_outside_raw_zone(_prepare())
+    report, _ = scan_outside_raw_zone(_prepare(), incremental=not full)
     for finding in report.findings:
         typer.echo(f"LEAK {finding}")
-    typer.echo(f"Scanned {len(report.scanned)} locations; {len(report.findings)} findings.")
+    typer.echo(
+        f"Scanned {len(report.scanned)} locations ({report.unchanged} files unchanged since a "
+        f"clean scan); {len(report.findings)} findings."
+    )
     if report.findings:
         raise typer.Exit(1)
 

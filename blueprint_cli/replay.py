@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +31,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from orchestration.settings import PROJECT_ROOT, Settings
+from orchestration.settings import Settings
 
 REPLAY_SELECTION = (
     'not group:training and not key:"fraud_scorer_bento" and not key:"training_set"'
@@ -196,14 +194,13 @@ def wait_for_champion(client: ServiceClient, version: str, timeout_s: float) -> 
         time.sleep(0.2)
 
 
-def run_training(tags: dict[str, str], dagster: str) -> None:
+def run_training(tags: dict[str, str]) -> None:
     """``training_job`` through Dagster, with the sensor's tags (recorded on the instance)."""
-    completed = subprocess.run(
-        [dagster, "job", "execute", "-m", "orchestration.definitions", "-d", str(PROJECT_ROOT),
-         "-j", "training_job", "--tags", json.dumps(tags)],
-        cwd=PROJECT_ROOT,
-    )
-    if completed.returncode != 0:
+    import dagster as dg
+
+    from blueprint_cli.runs import execute_job
+
+    if not execute_job("training_job", dg.DagsterInstance.get(), tags):
         raise ReplayError("the retraining run failed; open it in the Dagster UI for details")
 
 
@@ -213,7 +210,6 @@ def replay_step(
     days: Sequence[date],
     *,
     materialize: Callable[[str], None],
-    dagster: str,
     on_stage: Callable[[str], None] = lambda stage: None,
 ) -> StepResult:
     """Live ``days`` (consecutive) through the system; see the module's docstring."""
@@ -240,8 +236,7 @@ def replay_step(
     deliver(settings.home, through=days[-1])
     on_stage("materializing")
     materialize(REPLAY_SELECTION)
-    retrain_if_due(settings, client, result, materialize=materialize, dagster=dagster,
-                   on_stage=on_stage)
+    retrain_if_due(settings, client, result, materialize=materialize, on_stage=on_stage)
     return result
 
 
@@ -251,7 +246,6 @@ def retrain_if_due(
     result: StepResult,
     *,
     materialize: Callable[[str], None],
-    dagster: str,
     on_stage: Callable[[str], None] = lambda stage: None,
 ) -> None:
     """Evaluate the retraining sensor as the Dagster daemon would; when it fires, build the
@@ -272,7 +266,7 @@ def retrain_if_due(
         on_stage("building the training set")
         materialize(TRAINING_SET_SELECTION)
         on_stage("retraining")
-        run_training(dict(request.tags), dagster)
+        run_training(dict(request.tags))
         result.retrained = True
     result.champion_after = registry.champion_version(settings)
     if result.switched:

@@ -17,7 +17,7 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from datetime import date, timedelta
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 
 import dagster as dg
@@ -183,7 +183,7 @@ def _read_traffic(settings: Settings, day: date) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-@cache
+@lru_cache(maxsize=2)  # the champion and the one before: `blueprint replay` runs in one process
 def _reference(home: str, version: str) -> tuple[ScoringModel, pd.DataFrame, np.ndarray]:
     """A version's model, its training rows and its scores on its test window."""
     settings = get_settings()
