@@ -79,12 +79,21 @@ def _partial_parse_store() -> Path:
     return get_settings().home / "dbt" / PARTIAL_PARSE_FILE
 
 
+KEPT_DBT_CALLS = 10
+"""dbt calls whose folders (manifest, run results, compiled SQL, debug log: about 3 MB each) a
+home keeps under ``BLUEPRINT_HOME/dbt/calls/``; older ones are deleted after each call."""
+
+
+def _calls_dir() -> Path:
+    """Where this home's dbt calls write: inside the home, so one home's logs never mix with
+    another's (tests, benchmarks, a second world) and the PII scan of a home sees its own."""
+    return get_settings().home / "dbt" / "calls"
+
+
 def _target_path(context: dg.AssetExecutionContext, step: str) -> Path:
     """A fresh target folder for one dbt call, seeded with this home's parse state (dagster-dbt
     seeds it from the project's target/ when the home has none yet)."""
-    target = Path(dbt_project.project_dir) / "target" / (
-        f"{step}-{context.run.run_id[:7]}-{uuid.uuid4().hex[:7]}"
-    )
+    target = _calls_dir() / f"{step}-{context.run.run_id[:7]}-{uuid.uuid4().hex[:7]}"
     store = _partial_parse_store()
     if store.exists():
         target.mkdir(parents=True, exist_ok=True)
@@ -93,13 +102,31 @@ def _target_path(context: dg.AssetExecutionContext, step: str) -> Path:
 
 
 def _keep_partial_parse(target: Path) -> None:
-    """Keep the parse state a successful dbt call wrote, for this home's next call."""
+    """Keep the parse state a successful dbt call wrote, for this home's next call, and drop
+    the folders of all but the newest ``KEPT_DBT_CALLS`` calls."""
     state = target / PARTIAL_PARSE_FILE
     if state.exists():
         store = _partial_parse_store()
         store.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(store) as tmp:
             shutil.copy2(state, tmp)
+    prune_dbt_calls(target.parent, KEPT_DBT_CALLS)
+
+
+def prune_dbt_calls(calls_dir: Path, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` most recently written call folders; return what went."""
+    written = {}
+    for folder in calls_dir.iterdir():
+        try:
+            if folder.is_dir():
+                written[folder] = folder.stat().st_mtime_ns
+        except FileNotFoundError:  # another process pruned it meanwhile
+            continue
+    calls = sorted(written, key=written.__getitem__)
+    gone = calls[:-keep] if keep > 0 else calls
+    for folder in gone:
+        shutil.rmtree(folder, ignore_errors=True)
+    return gone
 
 
 def _build_dbt_assets(
