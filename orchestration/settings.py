@@ -186,6 +186,12 @@ class Settings:
         return self.serving_dir / "fraud_reports"
 
     @property
+    def pii_scan_cache_path(self) -> Path:
+        """The files the PII scan found clean, so the next scan skips them while unchanged
+        (:class:`orchestration.lib.pii.ScanCache`)."""
+        return self.home / "quality" / "pii-scan-cache.json"
+
+    @property
     def reports_dir(self) -> Path:
         """Monitoring reports (HTML per day and kind) and their index (``index.html``)."""
         return self.home / "reports"

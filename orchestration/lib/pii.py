@@ -8,16 +8,27 @@ What counts as a leak, in any table or file outside the raw zone:
 - a customer's name from the CRM (first and last name next to each other).
 
 Findings never repeat the value they found: they give the location, the kind and a masked hint.
+
+A scan is incremental when given a :class:`ScanCache`: a file that a previous scan found clean
+and that has not changed since (same size and modification time) is not read again while the
+CRM is the same; when the CRM has learned identifiers since (its raw snapshots are immutable,
+so the new identifiers are exactly those of the new snapshots), an unchanged text file is only
+searched for the new names, phones and emails, and an unchanged table is scanned again. Only
+the CRM-independent patterns (card numbers, addresses, phone formats) are never re-run on an
+unchanged file, since their answer cannot change. ``blueprint scan-pii --full`` ignores the cache.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import importlib.util
+import json
+import os
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +49,10 @@ PHONE_PATTERN = re.compile(
 NAME_AFFIXES = {"mr.", "mrs.", "ms.", "miss", "dr.", "md", "phd", "dds", "dvm", "jr.", "sr.",
                 "ii", "iii", "iv", "v"}
 WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*\.?")
+LOWER_WORD = re.compile(r"[a-z][a-z'\-]*\.?")
+"""``WORD`` on lower-cased ASCII text: the same words, lower-cased in one C-level pass."""
+DIGIT = re.compile(r"\d")
+ASCII_UPPER = re.compile(r"[A-Z]")
 TEXT_SUFFIXES = {".csv", ".json", ".jsonl", ".txt", ".log", ".html", ".htm", ".md", ".sql",
                  ".yml", ".yaml", ".out", ".err", ".gz", ""}
 MAX_TEXT_BYTES = 256 * 1024 * 1024
@@ -73,6 +88,11 @@ class CrmIdentifiers:
     phones: frozenset[str]
     emails: frozenset[str]
 
+    @functools.cached_property
+    def last_names(self) -> frozenset[str]:
+        """The last words of the names: a text without any of them holds no CRM name."""
+        return frozenset(last for _, last in self.name_keys)
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -89,15 +109,32 @@ class Finding:
 class ScanReport:
     findings: list[Finding] = field(default_factory=list)
     scanned: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    """Files skipped as unchanged since a scan found them clean (see :class:`ScanCache`)."""
 
     @property
     def clean(self) -> bool:
         return not self.findings
 
 
-def load_crm_identifiers(raw_customers_dir: Path) -> CrmIdentifiers:
-    """Read every name, phone and email the CRM ever delivered (from the raw zone)."""
+def crm_snapshots(raw_customers_dir: Path) -> dict[str, str]:
+    """The CRM's raw snapshots: partition folder name -> "size:mtime_ns" of its data file."""
+    snapshots = {}
+    for path in sorted(raw_customers_dir.glob("*/data.parquet")):
+        stat = path.stat()
+        snapshots[path.parent.name] = f"{stat.st_size}:{stat.st_mtime_ns}"
+    return snapshots
+
+
+def load_crm_identifiers(
+    raw_customers_dir: Path, partitions: Iterable[str] | None = None
+) -> CrmIdentifiers:
+    """Read every name, phone and email the CRM ever delivered (from the raw zone), or only
+    those of the given partition folders."""
     files = sorted(raw_customers_dir.glob("*/data.parquet"))
+    if partitions is not None:
+        wanted = set(partitions)
+        files = [f for f in files if f.parent.name in wanted]
     if not files:
         return CrmIdentifiers(frozenset(), frozenset(), frozenset())
     with duckdb.connect() as con:
@@ -125,7 +162,8 @@ def scan_values(values: Iterable[str], location: str, crm: CrmIdentifiers) -> li
     for value in values:
         if not value:
             continue
-        if any(c.isdigit() for c in value):
+        ascii_text = value.isascii()
+        if DIGIT.search(value):
             for match in PAN_PATTERN.findall(value):
                 if luhn_valid(match):
                     hit("card number (PAN)", match)
@@ -143,8 +181,16 @@ def scan_values(values: Iterable[str], location: str, crm: CrmIdentifiers) -> li
                     hit("email address", match)
         if crm.phones and value in crm.phones and "CRM phone number" not in counts:
             hit("CRM phone number", value)
-        if crm.name_keys and any(c.isupper() for c in value):
-            words = [w.lower() for w in WORD.findall(value) if w.lower() not in NAME_AFFIXES]
+        if crm.name_keys and (
+            ASCII_UPPER.search(value) if ascii_text else any(c.isupper() for c in value)
+        ):
+            if ascii_text:  # the common case, in C: most texts hold no CRM last name at all
+                words = LOWER_WORD.findall(value.lower())
+                if crm.last_names.isdisjoint(words):
+                    continue
+            else:
+                words = [w.lower() for w in WORD.findall(value)]
+            words = [w for w in words if w not in NAME_AFFIXES]
             for pair in zip(words, words[1:], strict=False):
                 if pair in crm.name_keys:
                     hit("CRM customer name", " ".join(pair))
@@ -290,8 +336,151 @@ def _is_duckdb(path: Path) -> bool:
         return handle.read(12)[8:12] == b"DUCK"
 
 
-def scan_paths(roots: Iterable[Path], excluded: Iterable[Path], crm: CrmIdentifiers) -> ScanReport:
-    """Scan every file under ``roots`` except those under ``excluded`` folders."""
+def _read_text(path: Path) -> str | None:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            return handle.read().decode("utf-8", errors="replace")
+    except (OSError, EOFError):
+        return None
+
+
+def _is_text(path: Path) -> bool:
+    return path.suffix in TEXT_SUFFIXES or path.suffix.startswith(".log")
+
+
+def mentions_any(text: str, crm: CrmIdentifiers) -> bool:
+    """Whether ``text`` may hold one of these identifiers: a superset of what ``scan_values``
+    finds with them (a CRM name needs its last name as a word; a CRM phone or email appears
+    verbatim, an email up to case)."""
+    lowered = text.lower()
+    return (
+        any(name in lowered for name in crm.last_names)
+        or any(phone in text for phone in crm.phones)
+        or any(email in lowered for email in crm.emails)
+    )
+
+
+def _minus(current: CrmIdentifiers, known: CrmIdentifiers) -> CrmIdentifiers:
+    return CrmIdentifiers(
+        name_keys=current.name_keys - known.name_keys,
+        phones=current.phones - known.phones,
+        emails=current.emails - known.emails,
+    )
+
+
+def _empty(crm: CrmIdentifiers) -> bool:
+    return not (crm.name_keys or crm.phones or crm.emails)
+
+
+class ScanCache:
+    """The files earlier scans found clean, with the CRM snapshots they were checked against.
+
+    Kept as JSON (paths, sizes, times and snapshot names: no personal data) and rewritten
+    atomically after each scan; a missing or unreadable cache means a full scan.
+    """
+
+    VERSION = 1
+
+    def __init__(
+        self,
+        path: Path,
+        raw_customers_dir: Path,
+        crm: CrmIdentifiers,
+        snapshots: Mapping[str, str],
+    ) -> None:
+        self.path, self.raw_customers_dir, self.crm = path, raw_customers_dir, crm
+        self.snapshots = dict(snapshots)
+        self.generation = _generation_id(self.snapshots)
+        self.generations: dict[str, dict[str, str]] = {}
+        self.files: dict[str, dict[str, object]] = {}
+        self._kept: dict[str, dict[str, object]] = {}
+        self._deltas: dict[str, CrmIdentifiers | None] = {}
+        try:
+            data = json.loads(path.read_text())
+            if data.get("version") == self.VERSION:
+                self.generations = {str(k): dict(v) for k, v in data["generations"].items()}
+                self.files = {str(k): dict(v) for k, v in data["files"].items()}
+        except (OSError, ValueError, KeyError, AttributeError, TypeError):
+            pass  # no usable cache: everything is scanned
+
+    def _delta(self, generation: str) -> CrmIdentifiers | None:
+        """What the CRM knows now and did not when ``generation`` was current; None when that
+        generation's snapshots are not all still there unchanged (then scan again)."""
+        if generation not in self._deltas:
+            known = self.generations.get(generation)
+            if known is None or any(self.snapshots.get(k) != v for k, v in known.items()):
+                self._deltas[generation] = None
+            elif generation == self.generation:
+                self._deltas[generation] = CrmIdentifiers(frozenset(), frozenset(), frozenset())
+            else:
+                before = load_crm_identifiers(self.raw_customers_dir, known)
+                self._deltas[generation] = _minus(self.crm, before)
+        return self._deltas[generation]
+
+    def still_clean(self, path: Path, stat: os.stat_result) -> bool:
+        """Whether ``path`` was found clean, has not changed and cannot hold what the CRM
+        learned since; then it is kept in the cache as checked against today's CRM."""
+        entry = self.files.get(str(path))
+        if entry is None or entry.get("size") != stat.st_size:
+            return False
+        if entry.get("mtime_ns") != stat.st_mtime_ns:
+            return False
+        delta = self._delta(str(entry.get("crm")))
+        if delta is None:
+            return False
+        if not _empty(delta):
+            if _scanner_for(path) is not scan_text_file:
+                return False  # a table: scanned again in full
+            text = _read_text(path)
+            if text is None or mentions_any(text, delta):
+                return False
+        self.record(path, stat, clean=True)
+        return True
+
+    def record(self, path: Path, stat: os.stat_result, clean: bool) -> None:
+        if clean:
+            self._kept[str(path)] = {
+                "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "crm": self.generation,
+            }
+
+    def save(self) -> None:
+        from orchestration.lib.atomic import atomic_write_bytes
+
+        data = {
+            "version": self.VERSION,
+            "generations": {self.generation: self.snapshots} if self._kept else {},
+            "files": self._kept,
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.path, (json.dumps(data, sort_keys=True) + "\n").encode())
+
+
+def _scanner_for(path: Path) -> Callable[[Path, CrmIdentifiers], ScanReport] | None:
+    """How a file is scanned, by its content's kind; None for a binary file."""
+    if path.suffix == ".parquet":
+        return scan_parquet
+    if _is_duckdb(path):
+        return scan_duckdb_database
+    if _is_sqlite(path):
+        return scan_sqlite
+    if _is_text(path):
+        return scan_text_file
+    return None
+
+
+def _generation_id(snapshots: Mapping[str, str]) -> str:
+    return hashlib.sha256(json.dumps(sorted(snapshots.items())).encode()).hexdigest()[:16]
+
+
+def scan_paths(
+    roots: Iterable[Path],
+    excluded: Iterable[Path],
+    crm: CrmIdentifiers,
+    cache: ScanCache | None = None,
+) -> ScanReport:
+    """Scan every file under ``roots`` except those under ``excluded`` folders; with a cache,
+    files it vouches for are skipped (and listed as such) and the clean ones recorded."""
     excluded = [e.resolve() for e in excluded]
     report = ScanReport()
     for root in roots:
@@ -303,27 +492,44 @@ def scan_paths(roots: Iterable[Path], excluded: Iterable[Path], crm: CrmIdentifi
                 continue
             if path.name.endswith((".wal", ".lock", ".tmp")) or path.suffix in {".png", ".pyc"}:
                 continue
-            if path.suffix == ".parquet":
-                part = scan_parquet(path, crm)
-            elif _is_duckdb(path):
-                part = scan_duckdb_database(path, crm)
-            elif _is_sqlite(path):
-                part = scan_sqlite(path, crm)
-            elif path.suffix in TEXT_SUFFIXES or path.suffix.startswith(".log"):
-                part = scan_text_file(path, crm)
-            else:
-                part = ScanReport(scanned=[f"{path} (skipped: binary)"])
+            if cache is not None and cache.path.resolve() == resolved:
+                continue  # written below, from paths and numbers only
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # deleted since the listing (a pruned report, a temp file)
+                continue
+            if cache is not None and cache.still_clean(path, stat):
+                report.scanned.append(f"{path} (unchanged since a clean scan)")
+                report.unchanged += 1
+                continue
+            scan = _scanner_for(path)
+            part = scan(path, crm) if scan else ScanReport(scanned=[f"{path} (skipped: binary)"])
             report.findings += part.findings
             report.scanned += part.scanned
+            if cache is not None and scan is not None:
+                cache.record(path, stat, clean=not part.findings)
     return report
 
 
-def scan_outside_raw_zone(settings: Settings) -> tuple[ScanReport, CrmIdentifiers]:
-    """Everything Blueprint writes outside the raw zone: BLUEPRINT_HOME and dbt's target/logs."""
-    crm = load_crm_identifiers(settings.raw_dir / "customers")
+def scan_outside_raw_zone(
+    settings: Settings, incremental: bool = True
+) -> tuple[ScanReport, CrmIdentifiers]:
+    """Everything Blueprint writes outside the raw zone: BLUEPRINT_HOME and dbt's target/logs.
+
+    Incremental by default (see the module's docstring); the cache lives in
+    ``BLUEPRINT_HOME/quality/pii-scan-cache.json``.
+    """
+    customers = settings.raw_dir / "customers"
+    snapshots = crm_snapshots(customers)
+    crm = load_crm_identifiers(customers, snapshots)
+    cache = ScanCache(settings.pii_scan_cache_path, customers, crm, snapshots) if incremental \
+        else None
     report = scan_paths(
         roots=[settings.home, DBT_PROJECT_DIR / "target", DBT_PROJECT_DIR / "logs"],
         excluded=settings.raw_zone_dirs,
         crm=crm,
+        cache=cache,
     )
+    if cache is not None:
+        cache.save()
     return report, crm

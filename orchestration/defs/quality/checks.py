@@ -64,7 +64,9 @@ def build_pii_check(asset_name: str) -> dg.AssetChecksDefinition:
         pool=WAREHOUSE_POOL,
         description=(
             "Scans every table and file outside the raw zone for PANs, emails, phone numbers "
-            "and CRM customer names; blocks downstream on any finding."
+            "and CRM customer names; blocks downstream on any finding. Incremental: a file "
+            "found clean before and unchanged since is only checked for what the CRM learned "
+            "in between (`blueprint scan-pii --full` rescans everything)."
         ),
     )
     def _pii_check() -> dg.AssetCheckResult:
@@ -74,6 +76,7 @@ def build_pii_check(asset_name: str) -> dg.AssetChecksDefinition:
             passed=report.clean,
             metadata={
                 "locations_scanned": len(report.scanned),
+                "files_unchanged_since_a_clean_scan": report.unchanged,
                 "findings": len(report.findings),
                 "crm_names_known": len(crm.name_keys),
                 "details": dg.MetadataValue.md(findings),
