@@ -492,8 +492,6 @@ def scan_paths(
                 continue
             if path.name.endswith((".wal", ".lock", ".tmp")) or path.suffix in {".png", ".pyc"}:
                 continue
-            if cache is not None and cache.path.resolve() == resolved:
-                continue  # written below, from paths and numbers only
             try:
                 stat = path.stat()
             except FileNotFoundError:  # deleted since the listing (a pruned report, a temp file)
@@ -526,7 +524,9 @@ def scan_outside_raw_zone(
         else None
     report = scan_paths(
         roots=[settings.home, DBT_PROJECT_DIR / "target", DBT_PROJECT_DIR / "logs"],
-        excluded=settings.raw_zone_dirs,
+        # the cache is the scanner's own, made of paths and numbers (its nanosecond times are
+        # 19-digit runs, some Luhn-valid: not card numbers)
+        excluded=[*settings.raw_zone_dirs, settings.pii_scan_cache_path],
         crm=crm,
         cache=cache,
     )
