@@ -42,7 +42,7 @@ test-fast: setup browser
 test-loop: setup browser
 	$(BIN)/pytest tests/e2e/test_closed_loop.py -s
 
-# The closed loop at the default world's size and the handbook's windows (not CI; not run yet).
+# The closed loop at the default world's size and the handbook's windows (not CI; 2 h here).
 test-slow: setup browser
 	BLUEPRINT_CLOSED_LOOP=full $(BIN)/pytest tests/e2e/test_closed_loop.py -s
 
@@ -55,8 +55,8 @@ browser:
 	fi
 
 # Benchmarks: build a world from nothing (measured), measure every section on it, print the
-# tables and rewrite the page. Full: the default world -> docs/BENCHMARKS.md (not run yet; estimated
-# at over an hour); quick: a small world -> docs/BENCHMARKS-quick.md (CI runs it so the harness never rots).
+# tables and rewrite the page. Full: the default world -> docs/BENCHMARKS.md (86 min here);
+# quick: a small world -> docs/BENCHMARKS-quick.md (CI runs it so the harness never rots).
 bench: setup
 	$(BIN)/python -m benchmarks
 
