@@ -37,7 +37,7 @@ test: setup browser
 test-fast: setup browser
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow and not loop"
 
-# The closed loop on a tiny drift world (one process; 28 min on a loaded machine). CI runs it
+# The closed loop on a tiny drift world (one process; 13 min here alone). CI runs it
 # after test.
 test-loop: setup browser
 	$(BIN)/pytest tests/e2e/test_closed_loop.py -s
