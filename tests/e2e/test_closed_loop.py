@@ -397,7 +397,7 @@ def test_each_report_opens_from_the_dagster_ui(loop, tmp_path):
                     browser.save_screenshot(driver, f"dagster-ui-{kind}", tmp_path)
                 )
                 ui_window = driver.current_window_handle
-                link.click()  # target=_blank: a new tab
+                browser.click_link(driver, link)  # target=_blank: a new tab
                 wait.until(lambda page: len(page.window_handles) == 2)
                 driver.switch_to.window(next(h for h in driver.window_handles if h != ui_window))
                 wait.until(lambda page, target=target: page.current_url == target)
