@@ -1,7 +1,7 @@
 """Run the benchmarks on one world and rewrite the results page.
 
     .venv/bin/python -m benchmarks          # `make bench`: the default world, docs/BENCHMARKS.md
-    .venv/bin/python -m benchmarks --quick  # `make bench-quick`: a small world (about 7 min here)
+    .venv/bin/python -m benchmarks --quick  # `make bench-quick`: a small world (8 min here)
     .venv/bin/python -m benchmarks --only serving monitoring --home data
 
 The end-to-end section builds the world (simulate + materialize, measured) in a fresh home

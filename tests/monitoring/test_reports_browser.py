@@ -138,7 +138,7 @@ def test_every_report_linked_from_the_index_renders_its_charts(chromium, served,
             == "/" + report_path(reports_dir, DAY, kind).relative_to(reports_dir).as_posix()
         )
         browser.requested_urls(chromium)  # forget the index page's requests
-        link.click()
+        browser.click_link(chromium, link)
         wait.until(lambda driver, target=target: driver.current_url == target)
         charts = browser.wait_for_charts(chromium, f"the {kind} report")
         chromium.execute_script("arguments[0].scrollIntoView({block: 'center'});", charts[0])
