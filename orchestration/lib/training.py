@@ -44,6 +44,22 @@ def recorded_windows(facts: registry.ModelFacts) -> Windows:
     )
 
 
+def reference_rows(
+    facts: registry.ModelFacts, settings: Settings
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A version's training rows and test rows, its features only, from the training data it
+    exported: what monitoring compares served traffic with. Only those columns are read (the
+    file also holds ids, timestamps and every candidate feature)."""
+    path = settings.home / facts.params[TRAINING_DATA_FILE]
+    features = list(facts.features)
+    frame = pd.read_parquet(path, columns=[*dict.fromkeys([*features, "tx_date"])])
+    windows = recorded_windows(facts)
+    tx_date = pd.to_datetime(frame["tx_date"]).dt.date
+    train = frame.loc[(tx_date >= windows.train_start) & (tx_date < windows.train_end)]
+    test = frame.loc[(tx_date >= windows.test_start) & (tx_date < windows.test_end)]
+    return train[features].reset_index(drop=True), test[features].reset_index(drop=True)
+
+
 @dataclass(frozen=True)
 class Reproduction:
     version: str

@@ -20,209 +20,48 @@ must be logged in order too), and where more days are replayed than reports are 
 from __future__ import annotations
 
 import os
-import re
-import threading
-import time
-from dataclasses import dataclass
 from datetime import date, timedelta
 
 import dagster as dg
-import duckdb
-import httpx
 import pytest
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
-from sklearn.metrics import average_precision_score
 
-from blueprint_cli.replay import day_payments
+from blueprint_cli import closed_loop
+from blueprint_cli.closed_loop import FIRST_BREACH_WITHIN, SERVING, breached
 from orchestration.lib import monitoring, registry
-from orchestration.lib.scoring import load_scoring_model
-from orchestration.lib.serve import start_scoring_service
-from orchestration.settings import get_settings
 from tests import browser
 from tests.e2e.e2e_world import free_port, instance
 from tests.support import run_blueprint
 
 pytestmark = [pytest.mark.slow, pytest.mark.loop]
 
-START = date(2018, 4, 1)
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """A drift world, its windows, and the replay's steps (first, last day of each)."""
-
-    customers: int
-    terminals: int
-    days: int
-    hold: int
-    drift: int
-    env: dict[str, str]
-    step_days: int
-
-    @property
-    def first_held(self) -> date:
-        return START + timedelta(days=self.days - self.hold)
-
-    @property
-    def drift_day(self) -> date:
-        return START + timedelta(days=self.drift)
-
-    @property
-    def last_day(self) -> date:
-        return START + timedelta(days=self.days - 1)
-
-    def setting(self, name: str, default: int) -> int:
-        return int(self.env.get(name, default))
-
-    @property
-    def fire_day(self) -> date:
-        """The first day after which the sensor can fire: the newest mature training window
-        (:func:`orchestration.lib.retraining.newest_training_window`) then holds the required
-        days from the drift day on."""
-        lag = (
-            self.setting("BLUEPRINT_RETRAIN_MIN_POST_DRIFT_DAYS", 3)
-            + self.setting("BLUEPRINT_MAX_REPORT_DELAY_DAYS", 7)
-            + self.setting("BLUEPRINT_TEST_DAYS", 7) - 1
-            + self.setting("BLUEPRINT_DELAY_DAYS", 7)
-        )
-        return self.drift_day + timedelta(days=lag)
-
-    def steps(self) -> list[tuple[date, date]]:
-        """Replay steps: up to just after the drift starts, up to the day the sensor can fire,
-        then the days the new champion serves; each cut in chunks of ``step_days``."""
-        cuts = [self.drift_day + timedelta(days=2), self.fire_day, self.last_day]
-        steps, first = [], self.first_held
-        for cut in cuts:
-            while first <= cut:
-                last = min(cut, first + timedelta(days=self.step_days - 1))
-                steps.append((first, last))
-                first = last + timedelta(days=1)
-        return steps
-
-
-TINY = Scenario(
-    customers=1000, terminals=2000, days=28, hold=12, drift=17, step_days=8,
-    env={
-        "BLUEPRINT_TRAIN_DAYS": "4",
-        "BLUEPRINT_DELAY_DAYS": "1",
-        "BLUEPRINT_TEST_DAYS": "3",
-        "BLUEPRINT_N_FOLDS": "1",
-        "BLUEPRINT_FOLD_STEP_DAYS": "3",
-        "BLUEPRINT_PROMOTION_AP_FLOOR": "0.05",
-        "BLUEPRINT_MAX_REPORT_DELAY_DAYS": "2",
-        "BLUEPRINT_RETRAIN_MIN_POST_DRIFT_DAYS": "2",
-        "BLUEPRINT_ALERTS_PER_DAY": "20",
-        "BLUEPRINT_SERVING_POLL_SECONDS": "0.2",
-    },
-)
-"""CI's scenario: a 28-day world whose frauds are all reported within 2 days, short windows."""
-FULL = Scenario(
-    customers=5000, terminals=10000, days=140, hold=42, drift=100, step_days=7,
-    env={"BLUEPRINT_SERVING_POLL_SECONDS": "0.2"},
-)
-"""`make test-slow`: the default world's size and the handbook's windows, drift on day 100."""
-SCENARIO = FULL if os.environ.get("BLUEPRINT_CLOSED_LOOP") == "full" else TINY
-FIRST_HELD, DRIFT_DAY, HOLD, DAYS = (
-    SCENARIO.first_held, SCENARIO.drift_day, SCENARIO.hold, SCENARIO.days
-)
+SCENARIO = closed_loop.SCENARIOS[os.environ.get("BLUEPRINT_CLOSED_LOOP", "tiny")]
+FIRST_HELD, DRIFT_DAY, HOLD = SCENARIO.first_held, SCENARIO.drift_day, SCENARIO.hold
 STEPS = SCENARIO.steps()
-SWITCH_STEP = next(i for i, (_, last) in enumerate(STEPS) if last == SCENARIO.fire_day)
-MAX_REPORT_DELAY = SCENARIO.setting("BLUEPRINT_MAX_REPORT_DELAY_DAYS", 7)
-FIRST_BREACH_WITHIN = timedelta(days=2)
-"""How soon after the drift starts a day's reports must show it (the first drifted day's traffic
-is only partly the new pattern)."""
-SWITCHED = re.compile(r"champion switched (\S+) -> (\S+);")
-SERVING = re.compile(r"serving model (\S+) \(was (\S+)\)")
-
-
-class Prober(threading.Thread):
-    """Sends a known payment again and again: every answer must be a 200."""
-
-    def __init__(self, url: str, payment: dict) -> None:
-        super().__init__(daemon=True)
-        self.url, self.payment = url, payment
-        self.stop = threading.Event()
-        self.sent = 0
-        self.failures: list[str] = []
-        self.versions: list[str] = []
-
-    def run(self) -> None:
-        with httpx.Client(timeout=30) as client:
-            while not self.stop.is_set():
-                try:
-                    response = client.post(f"{self.url}/score", json=self.payment)
-                    if response.status_code != 200:
-                        self.failures.append(f"{response.status_code} {response.text[:200]}")
-                    else:
-                        self.versions.append(response.json()["model_version"])
-                except httpx.HTTPError as error:
-                    self.failures.append(repr(error))
-                self.sent += 1
-                time.sleep(0.2)
+SWITCH_STEP = SCENARIO.switch_step
+MAX_REPORT_DELAY = SCENARIO.max_report_delay
 
 
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("closed-loop") / "home"
-    port = free_port()
-    ports = {"BLUEPRINT_SERVING_PORT": str(port), "BLUEPRINT_REPORTS_PORT": str(free_port())}
+    environment = closed_loop.scenario_environment(SCENARIO, home, free_port(), free_port())
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in {**SCENARIO.env, **ports}.items():
+        for name, value in environment.items():
             patch.setenv(name, value)
-        patch.setenv("BLUEPRINT_HOME", str(home))
-        patch.setenv("DAGSTER_HOME", str(home / "dagster"))
-        run_blueprint(
-            home, "simulate", "--customers", str(SCENARIO.customers), "--terminals",
-            str(SCENARIO.terminals), "--days", str(DAYS), "--drift-from", str(SCENARIO.drift),
-            "--hold-last", str(HOLD), "--max-report-delay-days", str(MAX_REPORT_DELAY),
-            "--seed", "3", "--no-progress",
-        )
-        run_blueprint(home, "materialize")
-        settings = get_settings()
-        first_champion = registry.champion_version(settings)
-        server = start_scoring_service(settings, port)
-        # the first payment the replay will send: the prober's copies are retries of it
-        prober = Prober(server.url, day_payments(home, FIRST_HELD)[0])
-        prober.start()
-        outputs = []
-        try:
-            for first, last in STEPS:
-                outputs.append(
-                    run_blueprint(
-                        home, "replay", "--from", first.isoformat(), "--to", last.isoformat(),
-                        "--step-days", str((last - first).days + 1), "--no-progress",
-                    ).stdout
-                )
-        finally:
-            prober.stop.set()
-            prober.join(timeout=30)
-            server.stop()
-        switches = [  # (replay step, old champion, new champion), in order
-            (step, *match.groups())
-            for step, out in enumerate(outputs) for match in SWITCHED.finditer(out)
-        ]
-        yield {
-            "home": home, "settings": settings, "first_champion": first_champion,
-            "prober": prober, "outputs": outputs, "log": server.log_path.read_text(),
-            "switches": switches,
-        }
-
-
-def _challenger(loop) -> str:
-    """The version the first switch promoted: the challenger the drift's retraining trained."""
-    assert loop["switches"], "the champion never switched"
-    return loop["switches"][0][2]
+        run = closed_loop.run_loop(SCENARIO, log=print)
+        print(f"closed loop ({SCENARIO.name}): {run.seconds:.0f} s in all")
+        yield run
 
 
 def _index(loop) -> dict[tuple[date, str], dict]:
-    return {(e.day, e.kind): e.numbers
-            for e in monitoring.read_index(loop["settings"].reports_dir)}
+    return closed_loop.report_numbers(loop)
 
 
 def test_every_replayed_day_has_its_reports_and_no_skew(loop):
-    index, settings = _index(loop), loop["settings"]
+    index, settings = _index(loop), loop.settings
     first_kept = SCENARIO.last_day - timedelta(days=settings.report_keep_days - 1)
     entries = {(e.day, e.kind): e for e in monitoring.read_index(settings.reports_dir)}
     for offset in range(HOLD):
@@ -237,8 +76,8 @@ def test_every_replayed_day_has_its_reports_and_no_skew(loop):
     matured = SCENARIO.last_day - timedelta(days=MAX_REPORT_DELAY)
     assert (matured, "performance") in index
     assert (matured + timedelta(days=1), "performance") not in index  # labels not mature yet
-    assert "index.html" in {p.name for p in loop["settings"].reports_dir.iterdir()}
-    checks = instance(loop["home"]).event_log_storage.get_latest_asset_check_execution_by_key(
+    assert "index.html" in {p.name for p in loop.settings.reports_dir.iterdir()}
+    checks = instance(loop.home).event_log_storage.get_latest_asset_check_execution_by_key(
         [dg.AssetCheckKey(dg.AssetKey("scored_traffic"), "training_serving_skew")]
     )
     evaluation = checks[dg.AssetCheckKey(dg.AssetKey("scored_traffic"), "training_serving_skew")]
@@ -248,9 +87,9 @@ def test_every_replayed_day_has_its_reports_and_no_skew(loop):
 
 
 def test_each_report_is_linked_from_its_materialization(loop):
-    settings = loop["settings"]
+    settings = loop.settings
     for kind in monitoring.REPORT_KINDS:
-        event = instance(loop["home"]).get_latest_materialization_event(
+        event = instance(loop.home).get_latest_materialization_event(
             dg.AssetKey(f"{kind}_report")
         )
         metadata = event.asset_materialization.metadata  # type: ignore[union-attr]
@@ -260,24 +99,18 @@ def test_each_report_is_linked_from_its_materialization(loop):
         assert metadata["traffic_rows"].value > 0
 
 
-def _breached(index, day: date) -> bool:
-    drift = index[(day, "prediction_drift")]
-    data = index[(day, "data_drift")]
-    return bool(drift["score_drift"]) or data["drifted_share"] >= 0.5
-
-
 def test_drift_is_seen_soon_after_the_drift_day_and_not_before(loop):
     index = _index(loop)
-    held = [FIRST_HELD + timedelta(days=offset) for offset in range(HOLD)]
-    assert not [day for day in held if day < DRIFT_DAY and _breached(index, day)]
-    first = next((day for day in held if _breached(index, day)), None)
+    held = SCENARIO.held_days
+    assert not [day for day in held if day < DRIFT_DAY and breached(index, day)]
+    first = closed_loop.first_breach(loop)
     assert first is not None and first <= DRIFT_DAY + FIRST_BREACH_WITHIN, (
         f"drift from {DRIFT_DAY}, first breach {first}"
     )
 
 
 def test_the_sensor_fired_with_its_reason_and_the_challenger_was_promoted(loop):
-    runs = instance(loop["home"]).get_run_records(
+    runs = instance(loop.home).get_run_records(
         dg.RunsFilter(job_name="training_job", tags={"blueprint/trigger": "retraining_sensor"}),
         ascending=True,
     )
@@ -291,86 +124,59 @@ def test_the_sensor_fired_with_its_reason_and_the_challenger_was_promoted(loop):
     )
     assert tags["blueprint/thresholds"]
 
-    settings, challenger = loop["settings"], _challenger(loop)
-    step, old, _ = loop["switches"][0]
-    assert old == loop["first_champion"] and challenger != old
+    settings, challenger = loop.settings, loop.challenger
+    step, old, _ = loop.switches[0]
+    assert old == loop.first_champion and challenger != old
     promotion = [e for e in registry.history(challenger, settings) if e.event == "promoted"]
     assert promotion and "AP gain" in promotion[0].reason
     # the switch happened once the window held post-drift days, not before
     assert step == SWITCH_STEP, f"first switch in replay step {step}, expected {SWITCH_STEP}"
     # any later switch starts from the champion the previous one installed
-    chain = [loop["first_champion"], *(new for _, _, new in loop["switches"])]
-    assert [old for _, old, _ in loop["switches"]] == chain[:-1]
+    chain = [loop.first_champion, *(new for _, _, new in loop.switches)]
+    assert [old for _, old, _ in loop.switches] == chain[:-1]
     assert registry.champion_version(settings) == chain[-1]
 
 
 def test_the_service_switched_without_a_failed_request(loop):
-    prober = loop["prober"]
+    prober = loop.prober
     assert prober.sent > 50
     assert prober.failures == []
     # the service logged each switch, with both versions, in the replay's order
-    expected = [(new, old) for _, old, new in loop["switches"]]
-    logged = [(new, old) for new, old in SERVING.findall(loop["log"]) if old != "None"]
+    expected = [(new, old) for _, old, new in loop.switches]
+    logged = [(new, old) for new, old in SERVING.findall(loop.log) if old != "None"]
     assert expected and logged == expected, logged  # "(was None)": the service's start
     # and the prober was answered by each champion in turn, never an older one again
     served = [v for i, v in enumerate(prober.versions) if i == 0 or v != prober.versions[i - 1]]
-    assert served[0] == loop["first_champion"] and served[-1] == expected[-1][0]
+    assert served[0] == loop.first_champion and served[-1] == expected[-1][0]
     assert len(served) == len(set(served)), served
 
 
 def test_the_new_champion_beats_the_old_one_on_the_days_after_the_switch(loop):
-    settings, home = loop["settings"], loop["home"]
-    after_switch = STEPS[SWITCH_STEP + 1][0]
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
-        rows = con.execute(
-            "select f.*, (r.transaction_id is not null)::int as label "
-            "from transaction_features f left join "
-            "(select distinct transaction_id from stg_fraud_reports) r using (transaction_id) "
-            "where f.tx_date >= ?", [after_switch],
-        ).df()
-    assert rows["label"].sum() > 10
-    old = load_scoring_model(loop["first_champion"], settings)
-    # the drift's challenger: a later retraining may have learned from these very days
-    new = load_scoring_model(_challenger(loop), settings)
-    ap_old = average_precision_score(rows["label"], old.score(rows))
-    ap_new = average_precision_score(rows["label"], new.score(rows))
-    print(f"realized AP after the switch: old {ap_old:.3f}, new {ap_new:.3f}")
+    # both scored in batch from the registry on every payment of the days after the switch;
+    # the new one is the drift's challenger (a later retraining may have learned these days)
+    ap_old, ap_new, rows, frauds = closed_loop.ap_after_switch(loop)
+    print(f"AP after the switch ({rows} payments, {frauds} frauds): old {ap_old:.3f}, "
+          f"new {ap_new:.3f}")
+    assert frauds > 10
     assert ap_new > ap_old
 
 
 def test_the_loops_numbers(loop):
-    """What the scenario measures (printed with -s): days from the drift to the sensor firing
-    and to the promotion, and the realized AP of the days each champion served."""
-    index = _index(loop)
-    old, new = loop["first_champion"], _challenger(loop)
-
-    def realized(version: str, first: date, end: date) -> list[float]:
-        return [
-            n["average_precision"] for (day, kind), n in sorted(index.items())
-            if kind == "performance" and first <= day < end
-            and n.get("model_version") == version and n.get("average_precision") is not None
-        ]
-
-    fired = STEPS[SWITCH_STEP][1]
-    before = realized(old, FIRST_HELD, DRIFT_DAY)
-    decayed = realized(old, DRIFT_DAY, date.max)
-    after = realized(new, DRIFT_DAY, date.max)
-    assert decayed and after, "each champion has mature days it served"
-    mean = lambda values: sum(values) / len(values) if values else float("nan")  # noqa: E731
-    print(
-        f"\nclosed loop ({os.environ.get('BLUEPRINT_CLOSED_LOOP', 'tiny')}): drift {DRIFT_DAY}; "
-        f"sensor fired and {new} promoted after {fired} "
-        f"(+{(fired - DRIFT_DAY).days} days); realized AP: old champion before the drift "
-        f"{mean(before):.3f} ({len(before)} days), after it {mean(decayed):.3f} "
-        f"({len(decayed)} days); new champion {mean(after):.3f} ({len(after)} days)"
+    """What the scenario measures (printed with -s): days from the drift to the first breach
+    and to the switch, and the realized AP of the days each champion served."""
+    numbers = closed_loop.loop_numbers(loop)
+    assert numbers["realized_ap_after_drift"][1] and numbers["realized_ap_challenger"][1], (
+        "each champion has mature days it served"
     )
+    assert numbers["switched_after"] == SCENARIO.fire_day
+    print(f"\nclosed loop ({SCENARIO.name}): {closed_loop.summary(numbers)}")
 
 
 def test_each_report_opens_from_the_dagster_ui(loop, tmp_path):
     """A person clicks the report's link on its asset page in the real Dagster UI (started by
     `blueprint ui`, which also serves the reports) and the report's charts draw. Last in the
     module: the UI's daemon runs the sensors while it is up."""
-    home = loop["home"]
+    home = loop.home
     port = free_port()
     run_blueprint(home, "ui", "--port", str(port))
     try:

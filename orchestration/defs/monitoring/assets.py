@@ -43,7 +43,7 @@ from orchestration.lib.traffic import (
     load_scored_traffic,
     online_feature_names,
 )
-from orchestration.lib.training import TRAINING_DATA_FILE, recorded_windows
+from orchestration.lib.training import reference_rows
 from orchestration.settings import Settings, get_settings
 
 MONITORING_GROUP = "monitoring"
@@ -188,13 +188,8 @@ def _reference(home: str, version: str) -> tuple[ScoringModel, pd.DataFrame, np.
     """A version's model, its training rows and its scores on its test window."""
     settings = get_settings()
     model = load_scoring_model(version, settings)
-    facts = model.facts
-    frame = pd.read_parquet(settings.home / facts.params[TRAINING_DATA_FILE])
-    windows = recorded_windows(facts)
-    tx_date = pd.to_datetime(frame["tx_date"]).dt.date
-    train = frame.loc[(tx_date >= windows.train_start) & (tx_date < windows.train_end)]
-    test = frame.loc[(tx_date >= windows.test_start) & (tx_date < windows.test_end)]
-    return model, train[model.features].reset_index(drop=True), model.score(test)
+    train, test = reference_rows(model.facts, settings)
+    return model, train, model.score(test)
 
 
 def _serving_version(traffic: pd.DataFrame) -> str:

@@ -1,0 +1,418 @@
+"""The closed-loop scenario: a drift world replayed through the service until a retrained
+champion takes over, and what it measures.
+
+One driver for the end-to-end test (``tests/e2e/test_closed_loop.py``: CI's tiny world, and the
+default world's size as ``make test-slow``) and the benchmark row (``benchmarks/closed_loop.py``):
+
+1. ``blueprint simulate`` a world whose fraud changes on the drift day, its last days held back;
+2. ``blueprint materialize`` the rest: a champion is trained and promoted;
+3. the scoring service starts, and a prober sends it a known payment every 0.2 s all along;
+4. ``blueprint replay`` lives the held days in steps: each day's payments scored over HTTP in
+   time order, the fraud reports sent as filed, the files delivered, the pipeline run, the
+   retraining sensor evaluated (a promoted challenger reaches the service through the
+   registry).
+
+The numbers (:func:`loop_numbers`) come from what the loop left behind: the reports' index, the
+replay's output, the registry, and both champions scored in batch from the registry on the days
+after the switch. Everything runs through the real ``blueprint`` command, Dagster and BentoML.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import httpx
+
+from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT, Settings
+
+START = date(2018, 4, 1)
+
+SWITCHED = re.compile(r"champion switched (\S+) -> (\S+);")
+"""How ``blueprint replay`` reports a switch (old -> new)."""
+SERVING = re.compile(r"serving model (\S+) \(was (\S+)\)")
+"""How the service logs a switch (new, old)."""
+FIRST_BREACH_WITHIN = timedelta(days=2)
+"""How soon after the drift starts a day's reports must show it (the first drifted day's traffic
+is only partly the new pattern)."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A drift world, its windows, and the replay's steps (first, last day of each)."""
+
+    name: str
+    customers: int
+    terminals: int
+    days: int
+    hold: int
+    drift: int
+    env: dict[str, str]
+    step_days: int
+
+    @property
+    def first_held(self) -> date:
+        return START + timedelta(days=self.days - self.hold)
+
+    @property
+    def drift_day(self) -> date:
+        return START + timedelta(days=self.drift)
+
+    @property
+    def last_day(self) -> date:
+        return START + timedelta(days=self.days - 1)
+
+    @property
+    def held_days(self) -> list[date]:
+        return [self.first_held + timedelta(days=offset) for offset in range(self.hold)]
+
+    def setting(self, name: str, default: int) -> int:
+        return int(self.env.get(name, default))
+
+    @property
+    def max_report_delay(self) -> int:
+        return self.setting("BLUEPRINT_MAX_REPORT_DELAY_DAYS", 7)
+
+    @property
+    def fire_day(self) -> date:
+        """The first day after which the sensor can fire: the newest mature training window
+        (:func:`orchestration.lib.retraining.newest_training_window`) then holds the required
+        days from the drift day on."""
+        lag = (
+            self.setting("BLUEPRINT_RETRAIN_MIN_POST_DRIFT_DAYS", 3)
+            + self.max_report_delay
+            + self.setting("BLUEPRINT_TEST_DAYS", 7) - 1
+            + self.setting("BLUEPRINT_DELAY_DAYS", 7)
+        )
+        return self.drift_day + timedelta(days=lag)
+
+    def steps(self) -> list[tuple[date, date]]:
+        """Replay steps: up to just after the drift starts, up to the day the sensor can fire,
+        then the days the new champion serves; each cut in chunks of ``step_days``."""
+        cuts = [self.drift_day + timedelta(days=2), self.fire_day, self.last_day]
+        steps, first = [], self.first_held
+        for cut in cuts:
+            while first <= cut:
+                last = min(cut, first + timedelta(days=self.step_days - 1))
+                steps.append((first, last))
+                first = last + timedelta(days=1)
+        return steps
+
+    @property
+    def switch_step(self) -> int:
+        """The replay step in which the sensor can first fire (it ends on ``fire_day``)."""
+        return next(i for i, (_, last) in enumerate(self.steps()) if last == self.fire_day)
+
+    def describe(self) -> str:
+        return (
+            f"{self.customers:,} customers, {self.terminals:,} terminals, {self.days} days, "
+            f"drift from day {self.drift} ({self.drift_day}), the last {self.hold} held back "
+            f"and replayed in {len(self.steps())} steps"
+        )
+
+
+TINY = Scenario(
+    name="tiny", customers=1000, terminals=2000, days=28, hold=12, drift=17, step_days=8,
+    env={
+        "BLUEPRINT_TRAIN_DAYS": "4",
+        "BLUEPRINT_DELAY_DAYS": "1",
+        "BLUEPRINT_TEST_DAYS": "3",
+        "BLUEPRINT_N_FOLDS": "1",
+        "BLUEPRINT_FOLD_STEP_DAYS": "3",
+        "BLUEPRINT_PROMOTION_AP_FLOOR": "0.05",
+        "BLUEPRINT_MAX_REPORT_DELAY_DAYS": "2",
+        "BLUEPRINT_RETRAIN_MIN_POST_DRIFT_DAYS": "2",
+        "BLUEPRINT_ALERTS_PER_DAY": "20",
+        "BLUEPRINT_SERVING_POLL_SECONDS": "0.2",
+    },
+)
+"""CI's scenario: a 28-day world whose frauds are all reported within 2 days, short windows."""
+FULL = Scenario(
+    name="full", customers=5000, terminals=10000, days=140, hold=42, drift=100, step_days=7,
+    env={"BLUEPRINT_SERVING_POLL_SECONDS": "0.2"},
+)
+"""`make test-slow` and the full benchmark: the default world's size and the handbook's windows,
+drift on day 100."""
+SCENARIOS = {s.name: s for s in (TINY, FULL)}
+
+
+def scenario_environment(
+    scenario: Scenario, home: Path, serving_port: int, reports_port: int
+) -> dict[str, str]:
+    """The environment the scenario's commands, its service and its readers run with."""
+    return {
+        **NO_TELEMETRY_ENV,
+        **scenario.env,
+        "BLUEPRINT_SERVING_PORT": str(serving_port),
+        "BLUEPRINT_REPORTS_PORT": str(reports_port),
+        "BLUEPRINT_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+    }
+
+
+class Prober(threading.Thread):
+    """Sends a known payment again and again: every answer must be a 200."""
+
+    def __init__(self, url: str, payment: dict) -> None:
+        super().__init__(daemon=True)
+        self.url, self.payment = url, payment
+        self.stop = threading.Event()
+        self.sent = 0
+        self.failures: list[str] = []
+        self.versions: list[str] = []
+
+    def run(self) -> None:
+        with httpx.Client(timeout=30) as client:
+            while not self.stop.is_set():
+                try:
+                    response = client.post(f"{self.url}/score", json=self.payment)
+                    if response.status_code != 200:
+                        self.failures.append(f"{response.status_code} {response.text[:200]}")
+                    else:
+                        self.versions.append(response.json()["model_version"])
+                except httpx.HTTPError as error:
+                    self.failures.append(repr(error))
+                self.sent += 1
+                time.sleep(0.2)
+
+
+@dataclass
+class LoopRun:
+    """What a run of the scenario left: its home, the champions, the replay's output per step,
+    the service's log, the prober, and how long each phase took."""
+
+    scenario: Scenario
+    home: Path
+    settings: Settings
+    first_champion: str
+    prober: Prober
+    outputs: list[str]
+    log: str
+    phases: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def switches(self) -> list[tuple[int, str, str]]:
+        """(replay step, old champion, new champion) of every switch, in order."""
+        return [
+            (step, *match.groups())
+            for step, out in enumerate(self.outputs) for match in SWITCHED.finditer(out)
+        ]
+
+    @property
+    def challenger(self) -> str:
+        """The version the first switch promoted: the challenger the drift's retraining
+        trained (a growing drift may retrain again later)."""
+        if not self.switches:
+            raise AssertionError("the champion never switched")
+        return self.switches[0][2]
+
+    @property
+    def seconds(self) -> float:
+        return sum(seconds for _, seconds in self.phases)
+
+
+class LoopError(RuntimeError):
+    """A command of the scenario failed (the message holds its output)."""
+
+
+def blueprint(*args: str) -> str:
+    """Run the real ``blueprint`` command (this environment's); its stdout."""
+    completed = subprocess.run(
+        [str(Path(sys.executable).parent / "blueprint"), *args],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+    )
+    if completed.returncode != 0:
+        raise LoopError(
+            f"blueprint {' '.join(args)} exited {completed.returncode}\n"
+            f"--- stdout\n{completed.stdout[-5000:]}\n--- stderr\n{completed.stderr[-10000:]}"
+        )
+    return completed.stdout
+
+
+def run_loop(scenario: Scenario, log=lambda message: None) -> LoopRun:
+    """Run the scenario in the home the environment names (see :func:`scenario_environment`:
+    the caller sets it, and keeps it while it reads the results)."""
+    from blueprint_cli.replay import day_payments
+    from orchestration.lib import registry
+    from orchestration.lib.serve import start_scoring_service
+    from orchestration.settings import get_settings
+
+    settings = get_settings()
+    home = settings.home
+    phases: list[tuple[str, float]] = []
+
+    def timed(name: str, fn, *args):
+        clock = time.perf_counter()
+        value = fn(*args)
+        phases.append((name, time.perf_counter() - clock))
+        log(f"closed loop ({scenario.name}): {name} in {phases[-1][1]:.1f} s")
+        return value
+
+    timed(
+        "simulate", blueprint, "simulate", "--customers", str(scenario.customers),
+        "--terminals", str(scenario.terminals), "--days", str(scenario.days),
+        "--drift-from", str(scenario.drift), "--hold-last", str(scenario.hold),
+        "--max-report-delay-days", str(scenario.max_report_delay), "--seed", "3",
+        "--no-progress",
+    )
+    timed("materialize the first days", blueprint, "materialize")
+    first_champion = registry.champion_version(settings)
+    if first_champion is None:
+        raise LoopError("the first materialize promoted no champion")
+    server = timed("start the service", start_scoring_service, settings, settings.serving_port)
+    # the first payment the replay will send: the prober's copies are retries of it
+    prober = Prober(server.url, day_payments(home, scenario.first_held)[0])
+    prober.start()
+    outputs = []
+    try:
+        for first, last in scenario.steps():
+            outputs.append(timed(
+                f"replay {first}..{last}", blueprint, "replay", "--from", first.isoformat(),
+                "--to", last.isoformat(), "--step-days", str((last - first).days + 1),
+                "--no-progress",
+            ))
+    finally:
+        prober.stop.set()
+        prober.join(timeout=30)
+        server.stop()
+    return LoopRun(
+        scenario=scenario, home=home, settings=settings, first_champion=first_champion,
+        prober=prober, outputs=outputs, log=server.log_path.read_text(), phases=phases,
+    )
+
+
+# --- what the loop measures -----------------------------------------------------------------
+
+
+def report_numbers(run: LoopRun) -> dict[tuple[date, str], dict]:
+    """(day, report kind) -> the report's headline numbers, from the reports' index."""
+    from orchestration.lib import monitoring
+
+    return {(e.day, e.kind): e.numbers for e in monitoring.read_index(run.settings.reports_dir)}
+
+
+def breached(index: dict[tuple[date, str], dict], day: date) -> bool:
+    """Whether a day's drift reports cross the sensor's default thresholds."""
+    drift = index[(day, "prediction_drift")]
+    data = index[(day, "data_drift")]
+    return bool(drift["score_drift"]) or data["drifted_share"] >= 0.5
+
+
+def first_breach(run: LoopRun) -> date | None:
+    index = report_numbers(run)
+    return next((day for day in run.scenario.held_days if breached(index, day)), None)
+
+
+def realized_ap(run: LoopRun, version: str, first: date, end: date) -> list[float]:
+    """Realized AP of the mature days in [first, end) that ``version`` served."""
+    return [
+        n["average_precision"] for (day, kind), n in sorted(report_numbers(run).items())
+        if kind == "performance" and first <= day < end
+        and n.get("model_version") == version and n.get("average_precision") is not None
+    ]
+
+
+def ap_after_switch(run: LoopRun) -> tuple[float, float, int, int]:
+    """AP of the first champion and of the drift's challenger on every payment of the days
+    after the switch, both scored in batch from the registry: (old, new, rows, frauds)."""
+    import duckdb
+    from sklearn.metrics import average_precision_score
+
+    from orchestration.lib.scoring import load_scoring_model
+
+    after_switch = run.scenario.steps()[run.scenario.switch_step + 1][0]
+    with duckdb.connect(str(run.home / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "select f.*, (r.transaction_id is not null)::int as label "
+            "from transaction_features f left join "
+            "(select distinct transaction_id from stg_fraud_reports) r using (transaction_id) "
+            "where f.tx_date >= ?", [after_switch],
+        ).df()
+    old = load_scoring_model(run.first_champion, run.settings)
+    new = load_scoring_model(run.challenger, run.settings)
+    return (
+        float(average_precision_score(rows["label"], old.score(rows))),
+        float(average_precision_score(rows["label"], new.score(rows))),
+        len(rows), int(rows["label"].sum()),
+    )
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def loop_numbers(run: LoopRun) -> dict:
+    """What the scenario measures: the days from the drift to the first breach and to the
+    switch, the realized AP of each champion, and both champions on the days after the
+    switch."""
+    scenario = run.scenario
+    breach = first_breach(run)
+    old, new = run.first_champion, run.challenger
+    switched_after = scenario.steps()[run.switches[0][0]][1]
+    ap_old, ap_new, rows, frauds = ap_after_switch(run)
+    before = realized_ap(run, old, scenario.first_held, scenario.drift_day)
+    decayed = realized_ap(run, old, scenario.drift_day, date.max)
+    after = realized_ap(run, new, scenario.drift_day, date.max)
+    return {
+        "drift_day": scenario.drift_day,
+        "first_breach": breach,
+        "days_to_breach": None if breach is None else (breach - scenario.drift_day).days,
+        "switched_after": switched_after,
+        "days_to_switch": (switched_after - scenario.drift_day).days,
+        "switches": len(run.switches),
+        "old_champion": old,
+        "challenger": new,
+        "realized_ap_before_drift": (_mean(before), len(before)),
+        "realized_ap_after_drift": (_mean(decayed), len(decayed)),
+        "realized_ap_challenger": (_mean(after), len(after)),
+        "batch_ap_after_switch_old": ap_old,
+        "batch_ap_after_switch_new": ap_new,
+        "rows_after_switch": rows,
+        "frauds_after_switch": frauds,
+        "prober_requests": run.prober.sent,
+        "prober_failures": len(run.prober.failures),
+        "seconds": run.seconds,
+    }
+
+
+def summary(numbers: dict) -> str:
+    """One paragraph a person reads."""
+    def ap(key: str) -> str:
+        mean, days = numbers[key]
+        return f"{mean:.3f} ({days} days)"
+
+    return (
+        f"drift {numbers['drift_day']}; first breach {numbers['first_breach']} "
+        f"(+{numbers['days_to_breach']} days); sensor fired and {numbers['challenger']} "
+        f"promoted after {numbers['switched_after']} (+{numbers['days_to_switch']} days); "
+        f"realized AP: old champion before the drift {ap('realized_ap_before_drift')}, after "
+        f"it {ap('realized_ap_after_drift')}, new champion {ap('realized_ap_challenger')}; "
+        f"scored in batch on the days after the switch: old "
+        f"{numbers['batch_ap_after_switch_old']:.3f}, new "
+        f"{numbers['batch_ap_after_switch_new']:.3f}; {numbers['prober_failures']} failed "
+        f"of {numbers['prober_requests']} prober requests"
+    )
+
+
+@contextmanager
+def environ_applied(values: dict[str, str]) -> Iterator[None]:
+    """Set ``values`` in this process's environment; restore it after."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
