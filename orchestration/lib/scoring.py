@@ -11,13 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.tree import DecisionTreeClassifier
 from threadpoolctl import ThreadpoolController
 
 from orchestration.lib import registry
+from orchestration.lib.flat_forest import FLAT_MAX_ROWS, FlatForest
 from orchestration.lib.metrics import DEFAULT_TOP_K
 from orchestration.lib.model_selection import ReasonCode
 from orchestration.settings import Settings
@@ -55,7 +59,23 @@ class ScoringModel:
             raise ValueError(f"rows lack the model's features {missing}")
         X = frame[self.features].astype(float)
         with _THREADPOOLS.limit(limits=1):
-            return self.pipeline.predict_proba(X)[:, 1]
+            return self._proba1(X)
+
+    @cached_property
+    def _flat_forest(self) -> FlatForest | None:
+        model = self.pipeline[-1]
+        if isinstance(model, RandomForestClassifier | DecisionTreeClassifier):
+            return FlatForest(model)
+        return None
+
+    def _proba1(self, X: pd.DataFrame) -> np.ndarray:
+        """``predict_proba(X)[:, 1]``; a few rows of a forest through :class:`FlatForest`
+        (the same numbers without scikit-learn's per-tree overhead)."""
+        if self._flat_forest is not None and len(X) <= FLAT_MAX_ROWS:
+            transformed = np.asarray(self.pipeline[:-1].transform(X), dtype=float)
+            if not np.isnan(transformed).any():
+                return self._flat_forest.predict_proba1(transformed)
+        return self.pipeline.predict_proba(X)[:, 1]
 
     def alerts(self, scores: np.ndarray) -> np.ndarray:
         return np.asarray(scores) >= self.alert_threshold
@@ -93,9 +113,9 @@ class ScoringModel:
                 )
                 idx = np.arange(n_features)
                 batch[:, idx + 1, idx] = reference
-                proba = self.pipeline.predict_proba(
+                proba = self._proba1(
                     pd.DataFrame(batch.reshape(-1, n_features), columns=names)
-                )[:, 1].reshape(n_rows, n_features + 1)
+                ).reshape(n_rows, n_features + 1)
                 contributions = proba[:, :1] - proba[:, 1:]
                 scores = proba[:, 0].copy()
         result = []
