@@ -67,34 +67,39 @@ def _materialize(days: list) -> None:
 
 def _phases(model, warehouse: Path, days: list, scratch: Path) -> list[tuple[str, float]]:
     """The asset's work, phase by phase, in this process (one pass, seconds each)."""
-    from orchestration.lib.scoring import SCORE_COLUMNS, score_day
+    from orchestration.defs.serving.assets import BATCH_SCORING_CHUNK_DAYS
+    from orchestration.lib.scoring import SCORE_COLUMNS, score_days
 
     columns = ", ".join(dict.fromkeys([*SCORE_COLUMNS, *model.features]))
+    chunks = [days[i:i + BATCH_SCORING_CHUNK_DAYS]
+              for i in range(0, len(days), BATCH_SCORING_CHUNK_DAYS)]
     started = time.perf_counter()
+    frames = []
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        frame = con.execute(
-            f"select {columns} from transaction_features where tx_date >= ? and tx_date <= ? "
-            "order by tx_datetime, transaction_id",
-            [days[0], days[-1]],
-        ).df()
+        for chunk in chunks:
+            frames.append(con.execute(
+                f"select {columns} from transaction_features where tx_date >= ? and tx_date <= ? "
+                "order by tx_datetime, transaction_id",
+                [chunk[0], chunk[-1]],
+            ).df())
     read = time.perf_counter() - started
-    groups = [rows.reset_index(drop=True) for _, rows in frame.groupby("tx_date", sort=False)]
     started = time.perf_counter()
-    for rows in groups:
-        model.score(rows)
+    for frame in frames:
+        model.score(frame)
     score = time.perf_counter() - started
     started = time.perf_counter()
-    outputs = [score_day(model, rows) for rows in groups]
-    whole_day = time.perf_counter() - started
+    outputs = [output for frame in frames for output in score_days(model, frame).values()]
+    whole = time.perf_counter() - started
     started = time.perf_counter()
     for i, (scored, queue) in enumerate(outputs):
         scored.to_parquet(scratch / f"scores-{i}.parquet", index=False)
         queue.to_parquet(scratch / f"queue-{i}.parquet", index=False)
     write = time.perf_counter() - started
     return [
-        ("read the days' features from DuckDB", read),
+        (f"read the days' features from DuckDB ({len(chunks)} chunks of at most "
+         f"{BATCH_SCORING_CHUNK_DAYS} days)", read),
         ("score (the model's `score`: column selection, float cast, predict_proba)", score),
-        ("queue: top cards and their reason codes, result frames", max(whole_day - score, 0.0)),
+        ("queue: top cards and their reason codes, result frames", max(whole - score, 0.0)),
         ("write Parquet (scores and queue)", write),
     ]
 

@@ -47,3 +47,40 @@ def test_scores_and_reasons_are_the_same_one_row_at_a_time_or_in_batch(
             [r.contribution for r in direct], abs=1e-12
         )
     np.testing.assert_array_equal(model.alerts(expected), expected >= 0.4)
+
+
+@pytest.mark.parametrize(
+    ("family", "params"),
+    [("random_forest", {"n_estimators": 20}), ("logistic_regression", {"C": 1.0})],
+)
+def test_scoring_many_days_at_once_gives_each_days_scores_and_queue(
+    frame: pd.DataFrame, make_facts, family: str, params: dict
+):
+    from orchestration.lib.scoring import score_day, score_days
+
+    pipeline = build_pipeline(family, params).fit(frame[FEATURES], frame["is_fraud"])
+    version = registry.save_model(
+        pipeline, make_facts(pipeline, reference_means=frame[FEATURES].mean().to_dict())
+    )
+    model = load_scoring_model(version)
+    days = pd.to_datetime("2018-05-01") + pd.to_timedelta(np.arange(len(frame)) % 3, unit="D")
+    rows = frame[FEATURES].assign(
+        transaction_id=[f"t{i:04d}" for i in range(len(frame))],
+        tx_datetime=days, tx_date=days,
+        card_key=[f"c{i % 40}" for i in range(len(frame))],  # cards pay several times a day
+        terminal_id="1", amount=frame["amount"],
+    )
+    together = score_days(model, rows, top_k=10)
+    assert sorted(together) == sorted({d.date() for d in days})
+    for day, (scored, queue) in together.items():
+        alone_scored, alone_queue = score_day(
+            model, rows[rows["tx_date"].dt.date == day].reset_index(drop=True), top_k=10
+        )
+        assert len(queue) == 10 and queue["card_key"].is_unique
+        # equal up to the last bit a different batch may change (BLAS, see above)
+        pd.testing.assert_frame_equal(scored, alone_scored, check_exact=False, rtol=0, atol=1e-12)
+        pd.testing.assert_frame_equal(
+            queue.drop(columns="reasons"), alone_queue.drop(columns="reasons"),
+            check_exact=False, rtol=0, atol=1e-12,
+        )
+        assert list(queue["reasons"]) == list(alone_queue["reasons"])

@@ -16,7 +16,6 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 import yaml
 from dagster_duckdb import DuckDBResource
 
@@ -30,11 +29,13 @@ from orchestration.defs.training.assets import load_published_definitions
 from orchestration.lib import registry
 from orchestration.lib.atomic import atomic_output
 from orchestration.lib.metrics import DEFAULT_TOP_K
-from orchestration.lib.scoring import SCORE_COLUMNS, load_champion, score_day
+from orchestration.lib.scoring import SCORE_COLUMNS, load_champion, score_day, score_days
 from orchestration.lib.serving_snapshot import publish_serving_snapshot
 from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT, Settings, get_settings
 
 SERVING_GROUP = "serving"
+BATCH_SCORING_CHUNK_DAYS = 7
+"""Days ``batch_scores`` reads and scores at once (a backfill of months stays in memory)."""
 
 @dg.asset(
     group_name=SERVING_GROUP,
@@ -89,33 +90,33 @@ def batch_scores(
     settings = get_settings()
     model = load_champion(settings)
     days = partition_days(context)
-    first, end = days[0], days[-1] + timedelta(days=1)
     columns = ", ".join(dict.fromkeys([*SCORE_COLUMNS, *model.features]))
-    with warehouse.get_connection() as con:
-        frame = con.execute(
-            f"select {columns} from transaction_features where tx_date >= ? and tx_date < ? "
-            "order by tx_datetime, transaction_id",
-            [first, end],
-        ).df()
-    by_day = {
-        pd.Timestamp(day).date(): rows.reset_index(drop=True)
-        for day, rows in frame.groupby("tx_date", sort=False)
-    }
-    n_alerts = 0
-    for day in days:
-        scored, queue = score_day(model, by_day.get(day, frame.iloc[:0]))
-        n_alerts += int(scored["alert"].sum())
-        scores_file, queue_file = scores_path(settings, day)
-        scores_file.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_output(scores_file) as tmp:
-            scored.to_parquet(tmp, index=False)
-        with atomic_output(queue_file) as tmp:
-            queue.to_parquet(tmp, index=False)
+    n_alerts = n_rows = 0
+    # days in chunks: one prediction per chunk, and memory bounded by a chunk, not the range
+    for start in range(0, len(days), BATCH_SCORING_CHUNK_DAYS):
+        chunk = days[start:start + BATCH_SCORING_CHUNK_DAYS]
+        with warehouse.get_connection() as con:
+            frame = con.execute(
+                f"select {columns} from transaction_features where tx_date >= ? and tx_date < ? "
+                "order by tx_datetime, transaction_id",
+                [chunk[0], chunk[-1] + timedelta(days=1)],
+            ).df()
+        by_day = score_days(model, frame) if len(frame) else {}
+        n_rows += len(frame)
+        for day in chunk:
+            scored, queue = by_day.get(day) or score_day(model, frame.iloc[:0])
+            n_alerts += int(scored["alert"].sum())
+            scores_file, queue_file = scores_path(settings, day)
+            scores_file.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_output(scores_file) as tmp:
+                scored.to_parquet(tmp, index=False)
+            with atomic_output(queue_file) as tmp:
+                queue.to_parquet(tmp, index=False)
     return dg.MaterializeResult(
         metadata={
             "model_version": model.version,
             "alert_threshold": model.alert_threshold,
-            "rows_scored": len(frame),
+            "rows_scored": n_rows,
             "alerts": n_alerts,
             "days": len(days),
             "path": dg.MetadataValue.path(str(settings.home / "scores")),
