@@ -28,6 +28,7 @@ import json
 import os
 import re
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,10 +47,12 @@ address in every Bento's OpenAPI spec): organizational, not personal, data."""
 PHONE_PATTERN = re.compile(
     r"(?<![0-9A-Za-z.-])(?:\+1-|001-)?(?:\(\d{3}\)|\d{3})[-. ]?\d{3}[-. ]\d{4}(?:x\d+)?(?![0-9])"
 )
-NAME_AFFIXES = {"mr.", "mrs.", "ms.", "miss", "dr.", "md", "phd", "dds", "dvm", "jr.", "sr.",
-                "ii", "iii", "iv", "v"}
-WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*\.?")
-LOWER_WORD = re.compile(r"[a-z][a-z'\-]*\.?")
+NAME_AFFIXES = {"mr", "mrs", "ms", "miss", "dr", "md", "phd", "dds", "dvm", "jr", "sr", "ii",
+                "iii", "iv", "v"}
+"""Titles and suffixes, as words (a period after a word is not part of it: "Dr." is "dr", and
+a name at the end of a sentence is still a name)."""
+WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
+LOWER_WORD = re.compile(r"[a-z][a-z'\-]*")
 """``WORD`` on lower-cased ASCII text: the same words, lower-cased in one C-level pass."""
 DIGIT = re.compile(r"\d")
 ASCII_UPPER = re.compile(r"[A-Z]")
@@ -239,18 +242,28 @@ def scan_duckdb_database(path: Path, crm: CrmIdentifiers) -> ScanReport:
     return report
 
 
+_THREAD = threading.local()
+
+
+def _memory_connection() -> duckdb.DuckDBPyConnection:
+    """This thread's in-memory DuckDB connection: opening one costs about 20 ms, as much as
+    scanning a small Parquet file, and a home holds thousands of them."""
+    con = getattr(_THREAD, "connection", None)
+    if con is None:
+        con = _THREAD.connection = duckdb.connect()
+    return con
+
+
 def scan_parquet(path: Path, crm: CrmIdentifiers) -> ScanReport:
     report = ScanReport()
-    with duckdb.connect() as con:
-        relation = f"read_parquet('{path}')"
-        schema = con.execute(f"describe select * from {relation}").fetchall()
-        for column, data_type, *_ in schema:
-            if data_type.upper().startswith(_SCANNED_TYPES):
-                location = f"{path}:{column}"
-                report.scanned.append(location)
-                report.findings += scan_values(
-                    _distinct_text(con, relation, column), location, crm
-                )
+    con = _memory_connection()
+    relation = f"read_parquet('{path}')"
+    schema = con.execute(f"describe select * from {relation}").fetchall()
+    for column, data_type, *_ in schema:
+        if data_type.upper().startswith(_SCANNED_TYPES):
+            location = f"{path}:{column}"
+            report.scanned.append(location)
+            report.findings += scan_values(_distinct_text(con, relation, column), location, crm)
     return report
 
 
@@ -312,18 +325,22 @@ def scan_text_file(path: Path, crm: CrmIdentifiers) -> ScanReport:
     if path.stat().st_size > MAX_TEXT_BYTES:
         report.findings.append(Finding(str(path), "file too large to scan", 1, "split it"))
         return report
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        try:
-            text = handle.read().decode("utf-8", errors="replace")
-        except (OSError, EOFError):
-            return report  # a corrupt archive holds nothing readable
+    text = _scanned_text(path)
+    if text is not None:  # None: a corrupt archive holds nothing readable
+        report.findings += scan_values(text.splitlines(), str(path), crm)
+    return report
+
+
+def _scanned_text(path: Path) -> str | None:
+    """What the scan reads of a text file: its text without the vendor bundles an HTML report
+    inlines and without the access log's trace ids."""
+    text = _read_text(path)
+    if text is None:
+        return None
     if path.suffix in {".html", ".htm"}:
         for bundle in _vendor_bundles():
             text = text.replace(bundle, "")
-    text = TRACE_CONTEXT.sub("(", text)
-    report.findings += scan_values(text.splitlines(), str(path), crm)
-    return report
+    return TRACE_CONTEXT.sub("(", text)
 
 
 def _is_sqlite(path: Path) -> bool:
@@ -349,16 +366,32 @@ def _is_text(path: Path) -> bool:
     return path.suffix in TEXT_SUFFIXES or path.suffix.startswith(".log")
 
 
+_WORD_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz")
+
+
+def _has_word(lowered: str, word: str) -> bool:
+    """Whether ``word`` occurs where :data:`LOWER_WORD` could cut it out of ``lowered`` as a
+    whole word: not after a letter, not before a letter, an apostrophe or a hyphen (after an
+    apostrophe or a hyphen it may be part of a longer word: a superset). A C-level search for
+    the word and what follows; Python looks only at what precedes those matches."""
+    if word not in lowered:
+        return False
+    for match in re.finditer(re.escape(word) + r"(?![a-z'\-])", lowered):
+        if match.start() == 0 or lowered[match.start() - 1] not in _WORD_LETTERS:
+            return True
+    return False
+
+
 def mentions_any(text: str, crm: CrmIdentifiers) -> bool:
     """Whether ``text`` may hold one of these identifiers: a superset of what ``scan_values``
     finds with them (a CRM name needs its last name as a word; a CRM phone or email appears
     verbatim, an email up to case)."""
     lowered = text.lower()
-    return (
-        any(name in lowered for name in crm.last_names)
-        or any(phone in text for phone in crm.phones)
-        or any(email in lowered for email in crm.emails)
-    )
+    if any(phone in text for phone in crm.phones) or any(e in lowered for e in crm.emails):
+        return True
+    if not text.isascii():  # lower-casing may turn other letters into ASCII ones: substrings
+        return any(name in lowered for name in crm.last_names)
+    return any(_has_word(lowered, name) for name in crm.last_names)
 
 
 def _minus(current: CrmIdentifiers, known: CrmIdentifiers) -> CrmIdentifiers:
@@ -431,8 +464,10 @@ class ScanCache:
             return False
         if not _empty(delta):
             if _scanner_for(path) is not scan_text_file:
-                return False  # a table: scanned again in full
-            text = _read_text(path)
+                return False  # a table: scanned again in full (as cheap as a check here)
+            if path.stat().st_size > MAX_TEXT_BYTES:
+                return False
+            text = _scanned_text(path)
             if text is None or mentions_any(text, delta):
                 return False
         self.record(path, stat, clean=True)
