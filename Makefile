@@ -37,8 +37,8 @@ test: setup browser
 test-fast: setup browser
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow and not loop"
 
-# The closed loop on a tiny drift world (one process; 5 min 30 s here, of which the loop
-# 4 min 48 s). CI runs it after test.
+# The closed loop on a tiny drift world (one process; 4 min 04 s here alone, of which the
+# loop 3 min 28 s). CI runs it after test.
 test-loop: setup browser
 	$(BIN)/pytest tests/e2e/test_closed_loop.py -s
 
@@ -55,8 +55,9 @@ browser:
 	fi
 
 # Benchmarks: build a world from nothing (measured), measure every section on it, print the
-# tables and rewrite the page. Full: the default world -> docs/BENCHMARKS.md (86 min here);
-# quick: a small world -> docs/BENCHMARKS-quick.md (CI runs it so the harness never rots).
+# tables and rewrite the page. Full: the default world -> docs/BENCHMARKS.md (86 min here
+# before the closed loop became section 8: about 30 min more); quick: a small world, sections
+# 1-7 -> docs/BENCHMARKS-quick.md (3 min here; CI runs it so the harness never rots).
 bench: setup
 	$(BIN)/python -m benchmarks
 

@@ -172,6 +172,24 @@ def test_the_loops_numbers(loop):
     print(f"\nclosed loop ({SCENARIO.name}): {closed_loop.summary(numbers)}")
 
 
+def test_the_benchmark_section_renders_this_run(loop):
+    """Section 8 of the benchmarks, from this run: the quick benchmark does not replay the loop
+    (CI does it here), so its tables are checked here."""
+    from benchmarks.closed_loop import section
+
+    numbers = closed_loop.loop_numbers(loop)
+    rendered = section(loop, numbers, peak_bytes=0)
+    markdown = rendered.markdown(loop.home)
+    assert markdown.startswith("## 8. Closed loop")
+    assert f"{numbers['first_breach']} (+{numbers['days_to_breach']} days)" in markdown
+    assert f"{numbers['switched_after']} (+{numbers['days_to_switch']} days)" in markdown
+    for name, _ in loop.phases:
+        assert f"| {name} |" in markdown
+    met = {t.what: t.met for t in rendered.targets}
+    assert met["the new champion beats the old one after the switch"]
+    assert met["requests failed while the champion switched"]
+
+
 def test_each_report_opens_from_the_dagster_ui(loop, tmp_path):
     """A person clicks the report's link on its asset page in the real Dagster UI (started by
     `blueprint ui`, which also serves the reports) and the report's charts draw. Last in the
