@@ -14,7 +14,6 @@ where the rest of the time goes.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -25,7 +24,16 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from benchmarks.harness import Bench, Section, Target, Timing, fmt_seconds, markdown_table, repeat
+from benchmarks.harness import (
+    Bench,
+    Section,
+    Target,
+    Timing,
+    environ_applied,
+    fmt_seconds,
+    markdown_table,
+    repeat,
+)
 
 NUMBER = 5
 TITLE = "Batch scoring"
@@ -88,7 +96,10 @@ def _phases(model, warehouse: Path, days: list, scratch: Path) -> list[tuple[str
         model.score(frame)
     score = time.perf_counter() - started
     started = time.perf_counter()
-    outputs = [output for frame in frames for output in score_days(model, frame).values()]
+    outputs = [
+        output for frame, chunk in zip(frames, chunks, strict=True)
+        for output in score_days(model, frame, chunk).values()
+    ]
     whole = time.perf_counter() - started
     started = time.perf_counter()
     for i, (scored, queue) in enumerate(outputs):
@@ -115,10 +126,9 @@ def run(bench: Bench) -> Section:
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         scratch = Path(tmp)
         home = _scratch_home(bench.home, scratch)
-        saved = {k: os.environ.get(k) for k in ("BLUEPRINT_HOME", "DAGSTER_HOME")}
-        os.environ["BLUEPRINT_HOME"] = str(home)
-        os.environ["DAGSTER_HOME"] = str(home / "dagster")
-        try:
+        with environ_applied(
+            {"BLUEPRINT_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+        ):
             days = _last_days(home / "warehouse.duckdb", n_days)
             model = load_champion()
             with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
@@ -141,12 +151,6 @@ def run(bench: Bench) -> Section:
 
             floor, _ = repeat(bare, runs=runs * 2, warmup=1)
             phases = _phases(model, home / "warehouse.duckdb", days, scratch)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
 
     def rate(timing: Timing) -> str:
         return (

@@ -13,15 +13,16 @@ whose test renders this section's tables from that run (``section``), so they ne
 from __future__ import annotations
 
 import shutil
-import socket
 
 from benchmarks.harness import (
     Bench,
     PeakRss,
     Section,
     Target,
+    environ_applied,
     fmt_bytes,
     fmt_seconds,
+    free_port,
     markdown_table,
 )
 from blueprint_cli import closed_loop
@@ -32,20 +33,14 @@ TINY_TARGET_SECONDS = 5 * 60
 """The issue's bound for the closed-loop test on a tiny world."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def run(bench: Bench) -> Section:
     scenario = closed_loop.TINY if bench.quick else closed_loop.FULL  # quick: only when named
     home = bench.home.parent / f"blueprint-closed-loop-{scenario.name}"
     if home.exists():
         shutil.rmtree(home)
-    environment = closed_loop.scenario_environment(scenario, home, _free_port(), _free_port())
+    environment = closed_loop.scenario_environment(scenario, home, free_port(), free_port())
     bench.log(f"closed loop: {scenario.describe()} in {home}")
-    with closed_loop.environ_applied(environment), PeakRss() as memory:
+    with environ_applied(environment), PeakRss() as memory:
         loop = closed_loop.run_loop(scenario, log=bench.log)
         numbers = closed_loop.loop_numbers(loop)
     bench.log(f"closed loop: {closed_loop.summary(numbers)}")

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -37,6 +39,29 @@ LIBRARIES = (
     "duckdb", "dbt-core", "dbt-duckdb", "dagster", "great-expectations", "scikit-learn",
     "evidently", "bentoml", "pandas", "numpy",
 )
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def environ_applied(values: Mapping[str, str]) -> Iterator[None]:
+    """Set ``values`` in this process's environment (the sections' in-process code reads its
+    settings there); restore it after."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,7 +50,7 @@ import numpy as np
 import psutil
 import uvloop
 
-from benchmarks.harness import Bench, Section, Target, markdown_table
+from benchmarks.harness import Bench, Section, Target, free_port, markdown_table
 from orchestration.lib.pii import luhn_valid
 from orchestration.lib.serve import ScoringServer, service_env, start_scoring_service
 from orchestration.lib.serving_snapshot import current_snapshot
@@ -230,12 +229,6 @@ def pinned(core: int | None) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _tree(pid: int) -> list[psutil.Process]:
     try:
         root = psutil.Process(pid)
@@ -288,13 +281,13 @@ def start_service(settings: Settings, workers: int, env: dict[str, str]) -> Scor
     """The BentoML service as ``blueprint serve`` starts it, with ``workers`` workers."""
     overrides = {"services": {"fraud_scorer": {"workers": workers}}}
     return start_scoring_service(
-        settings, _free_port(), env={**env, "BENTOML_CONFIG_OVERRIDES": json.dumps(overrides)}
+        settings, free_port(), env={**env, "BENTOML_CONFIG_OVERRIDES": json.dumps(overrides)}
     )
 
 
 def start_peer(settings: Settings, workers: int, env: dict[str, str]) -> ScoringServer:
     """The FastAPI peer under uvicorn (its defaults, access log included, as BentoML's)."""
-    port = _free_port()
+    port = free_port()
     log_path = settings.logs_dir / f"fastapi-peer-{workers}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:

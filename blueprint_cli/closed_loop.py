@@ -19,16 +19,14 @@ after the switch. Everything runs through the real ``blueprint`` command, Dagste
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cached_property
 from pathlib import Path
 
 import httpx
@@ -199,7 +197,7 @@ class LoopRun:
     log: str
     phases: list[tuple[str, float]] = field(default_factory=list)
 
-    @property
+    @cached_property
     def switches(self) -> list[tuple[int, str, str]]:
         """(replay step, old champion, new champion) of every switch, in order."""
         return [
@@ -307,15 +305,17 @@ def breached(index: dict[tuple[date, str], dict], day: date) -> bool:
     return bool(drift["score_drift"]) or data["drifted_share"] >= 0.5
 
 
-def first_breach(run: LoopRun) -> date | None:
-    index = report_numbers(run)
-    return next((day for day in run.scenario.held_days if breached(index, day)), None)
+def first_breach(scenario: Scenario, index: dict[tuple[date, str], dict]) -> date | None:
+    """The first replayed day whose reports breach a threshold."""
+    return next((day for day in scenario.held_days if breached(index, day)), None)
 
 
-def realized_ap(run: LoopRun, version: str, first: date, end: date) -> list[float]:
+def realized_ap(
+    index: dict[tuple[date, str], dict], version: str, first: date, end: date
+) -> list[float]:
     """Realized AP of the mature days in [first, end) that ``version`` served."""
     return [
-        n["average_precision"] for (day, kind), n in sorted(report_numbers(run).items())
+        n["average_precision"] for (day, kind), n in sorted(index.items())
         if kind == "performance" and first <= day < end
         and n.get("model_version") == version and n.get("average_precision") is not None
     ]
@@ -354,14 +354,14 @@ def loop_numbers(run: LoopRun) -> dict:
     """What the scenario measures: the days from the drift to the first breach and to the
     switch, the realized AP of each champion, and both champions on the days after the
     switch."""
-    scenario = run.scenario
-    breach = first_breach(run)
+    scenario, index = run.scenario, report_numbers(run)
+    breach = first_breach(scenario, index)
     old, new = run.first_champion, run.challenger
     switched_after = scenario.steps()[run.switches[0][0]][1]
     ap_old, ap_new, rows, frauds = ap_after_switch(run)
-    before = realized_ap(run, old, scenario.first_held, scenario.drift_day)
-    decayed = realized_ap(run, old, scenario.drift_day, date.max)
-    after = realized_ap(run, new, scenario.drift_day, date.max)
+    before = realized_ap(index, old, scenario.first_held, scenario.drift_day)
+    decayed = realized_ap(index, old, scenario.drift_day, date.max)
+    after = realized_ap(index, new, scenario.drift_day, date.max)
     return {
         "drift_day": scenario.drift_day,
         "first_breach": breach,
@@ -401,18 +401,3 @@ def summary(numbers: dict) -> str:
         f"{numbers['batch_ap_after_switch_new']:.3f}; {numbers['prober_failures']} failed "
         f"of {numbers['prober_requests']} prober requests"
     )
-
-
-@contextmanager
-def environ_applied(values: dict[str, str]) -> Iterator[None]:
-    """Set ``values`` in this process's environment; restore it after."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value

@@ -465,7 +465,7 @@ class ScanCache:
         if not _empty(delta):
             if _scanner_for(path) is not scan_text_file:
                 return False  # a table: scanned again in full (as cheap as a check here)
-            if path.stat().st_size > MAX_TEXT_BYTES:
+            if stat.st_size > MAX_TEXT_BYTES:
                 return False
             text = _scanned_text(path)
             if text is None or mentions_any(text, delta):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cached_property
 from typing import Any
 
@@ -158,29 +159,13 @@ SCORE_COLUMNS = (
 """Columns of ``transaction_features`` a batch score row keeps beside the score."""
 
 
-def score_day(
-    model: ScoringModel, rows: pd.DataFrame, top_k: int = DEFAULT_TOP_K
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Scores of one day's ``transaction_features`` rows and its investigation queue: the
-    ``top_k`` cards by their highest score, each with the reasons of that payment."""
-    scores = model.score(rows) if len(rows) else np.empty(0)
-    scored = _scored(model, rows, scores)
-    best = (
-        scored.assign(_row=range(len(scored)))
-        .sort_values(["fraud_probability", "transaction_id"], ascending=[False, True])
-        .drop_duplicates("card_key")
-        .head(top_k)
-    )
-    reasons = model.reasons_batch(rows.iloc[best["_row"].to_numpy()]) if len(best) else []
-    return scored, _queue(best, reasons)
-
-
 def score_days(
-    model: ScoringModel, rows: pd.DataFrame, top_k: int = DEFAULT_TOP_K
-) -> dict[Any, tuple[pd.DataFrame, pd.DataFrame]]:
-    """:func:`score_day` of every day in ``rows`` (by ``tx_date``), with one prediction for
-    all the payments and one for all the queues' reason codes: the same frames, without the
-    model's per-call cost once per day and twice over."""
+    model: ScoringModel, rows: pd.DataFrame, days: Sequence[date], top_k: int = DEFAULT_TOP_K
+) -> dict[date, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Each of ``days``: its ``transaction_features`` rows scored (``rows`` hold them, by
+    ``tx_date``) and its investigation queue, the ``top_k`` cards by their highest score, each
+    with the reasons of that payment. One prediction for all the payments and one for all the
+    queues' reason codes; a day without rows gets empty frames."""
     scores = model.score(rows) if len(rows) else np.empty(0)
     scored = _scored(model, rows, scores)
     day = pd.to_datetime(rows["tx_date"]).dt.date.to_numpy()
@@ -193,9 +178,10 @@ def score_days(
         .head(top_k)
     )
     reasons = model.reasons_batch(rows.iloc[best["_row"].to_numpy()]) if len(best) else []
+    best_day = best["_day"].to_numpy()
     result = {}
-    for value in dict.fromkeys(day):
-        in_day = best["_day"].to_numpy() == value
+    for value in days:
+        in_day = best_day == value
         result[value] = (
             scored.loc[day == value].reset_index(drop=True),
             _queue(best.loc[in_day].drop(columns="_day"),

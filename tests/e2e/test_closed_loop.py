@@ -105,7 +105,7 @@ def test_drift_is_seen_soon_after_the_drift_day_and_not_before(loop):
     index = _index(loop)
     held = SCENARIO.held_days
     assert not [day for day in held if day < DRIFT_DAY and breached(index, day)]
-    first = closed_loop.first_breach(loop)
+    first = closed_loop.first_breach(SCENARIO, index)
     assert first is not None and first <= DRIFT_DAY + FIRST_BREACH_WITHIN, (
         f"drift from {DRIFT_DAY}, first breach {first}"
     )

@@ -56,7 +56,7 @@ def test_scores_and_reasons_are_the_same_one_row_at_a_time_or_in_batch(
 def test_scoring_many_days_at_once_gives_each_days_scores_and_queue(
     frame: pd.DataFrame, make_facts, family: str, params: dict
 ):
-    from orchestration.lib.scoring import score_day, score_days
+    from orchestration.lib.scoring import score_days
 
     pipeline = build_pipeline(family, params).fit(frame[FEATURES], frame["is_fraud"])
     version = registry.save_model(
@@ -70,12 +70,16 @@ def test_scoring_many_days_at_once_gives_each_days_scores_and_queue(
         card_key=[f"c{i % 40}" for i in range(len(frame))],  # cards pay several times a day
         terminal_id="1", amount=frame["amount"],
     )
-    together = score_days(model, rows, top_k=10)
-    assert sorted(together) == sorted({d.date() for d in days})
+    asked = sorted({d.date() for d in days})
+    quiet_day = asked[-1] + pd.Timedelta(days=1)  # no payment: empty frames
+    together = score_days(model, rows, [*asked, quiet_day], top_k=10)
+    assert sorted(together) == [*asked, quiet_day]
+    scored, queue = together.pop(quiet_day)
+    assert scored.empty and queue.empty and "reasons" in queue.columns
     for day, (scored, queue) in together.items():
-        alone_scored, alone_queue = score_day(
-            model, rows[rows["tx_date"].dt.date == day].reset_index(drop=True), top_k=10
-        )
+        alone_scored, alone_queue = score_days(
+            model, rows[rows["tx_date"].dt.date == day].reset_index(drop=True), [day], top_k=10
+        )[day]
         assert len(queue) == 10 and queue["card_key"].is_unique
         # equal up to the last bit a different batch may change (BLAS, see above)
         pd.testing.assert_frame_equal(scored, alone_scored, check_exact=False, rtol=0, atol=1e-12)

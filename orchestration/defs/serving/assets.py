@@ -29,7 +29,7 @@ from orchestration.defs.training.assets import load_published_definitions
 from orchestration.lib import registry
 from orchestration.lib.atomic import atomic_output
 from orchestration.lib.metrics import DEFAULT_TOP_K
-from orchestration.lib.scoring import SCORE_COLUMNS, load_champion, score_day, score_days
+from orchestration.lib.scoring import SCORE_COLUMNS, load_champion, score_days
 from orchestration.lib.serving_snapshot import publish_serving_snapshot
 from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT, Settings, get_settings
 
@@ -101,10 +101,8 @@ def batch_scores(
                 "order by tx_datetime, transaction_id",
                 [chunk[0], chunk[-1] + timedelta(days=1)],
             ).df()
-        by_day = score_days(model, frame) if len(frame) else {}
         n_rows += len(frame)
-        for day in chunk:
-            scored, queue = by_day.get(day) or score_day(model, frame.iloc[:0])
+        for day, (scored, queue) in score_days(model, frame, chunk).items():
             n_alerts += int(scored["alert"].sum())
             scores_file, queue_file = scores_path(settings, day)
             scores_file.parent.mkdir(parents=True, exist_ok=True)
