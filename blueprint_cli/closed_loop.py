@@ -37,6 +37,11 @@ START = date(2018, 4, 1)
 
 SWITCHED = re.compile(r"champion switched (\S+) -> (\S+);")
 """How ``blueprint replay`` reports a switch (old -> new)."""
+STEP_LINE = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})(?:\.\.(\d{4}-\d{2}-\d{2}))? in ([0-9.]+) s: scored ", re.MULTILINE
+)
+"""How ``blueprint replay`` reports a step (first day, last day when more than one, seconds);
+the lines after it, up to the next step's, belong to that step (a switch among them)."""
 SERVING = re.compile(r"serving model (\S+) \(was (\S+)\)")
 """How the service logs a switch (new, old)."""
 FIRST_BREACH_WITHIN = timedelta(days=2)
@@ -105,6 +110,19 @@ class Scenario:
                 first = last + timedelta(days=1)
         return steps
 
+    def invocations(self) -> list[tuple[date, date, int]]:
+        """The ``blueprint replay`` commands that play :meth:`steps`: (first day, last day,
+        step days) for each run of consecutive steps of the same length (one process for
+        them all when every step is one day)."""
+        runs: list[tuple[date, date, int]] = []
+        for first, last in self.steps():
+            length = (last - first).days + 1
+            if runs and runs[-1][2] == length:
+                runs[-1] = (runs[-1][0], last, length)
+            else:
+                runs.append((first, last, length))
+        return runs
+
     @property
     def switch_step(self) -> int:
         """The replay step in which the sensor can first fire (it ends on ``fire_day``)."""
@@ -119,7 +137,7 @@ class Scenario:
 
 
 TINY = Scenario(
-    name="tiny", customers=1000, terminals=2000, days=28, hold=12, drift=17, step_days=8,
+    name="tiny", customers=1000, terminals=2000, days=28, hold=12, drift=17, step_days=1,
     env={
         "BLUEPRINT_TRAIN_DAYS": "4",
         "BLUEPRINT_DELAY_DAYS": "1",
@@ -133,7 +151,8 @@ TINY = Scenario(
         "BLUEPRINT_SERVING_POLL_SECONDS": "0.2",
     },
 )
-"""CI's scenario: a 28-day world whose frauds are all reported within 2 days, short windows."""
+"""CI's scenario: a 28-day world whose frauds are all reported within 2 days, short windows;
+the held days fed to the pipeline one at a time."""
 FULL = Scenario(
     name="full", customers=5000, terminals=10000, days=140, hold=42, drift=100, step_days=7,
     env={"BLUEPRINT_SERVING_POLL_SECONDS": "0.2"},
@@ -270,13 +289,30 @@ def run_loop(scenario: Scenario, log=lambda message: None) -> LoopRun:
     # the first payment the replay will send: the prober's copies are retries of it
     prober = Prober(server.url, day_payments(home, scenario.first_held)[0])
     prober.start()
-    outputs = []
+    outputs: list[str] = []
     try:
-        for first, last in scenario.steps():
-            outputs.append(timed(
-                f"replay {first}..{last}", blueprint, "replay", "--from", first.isoformat(),
-                "--to", last.isoformat(), "--step-days", str((last - first).days + 1),
-                "--no-progress",
+        for first, last, step_days in scenario.invocations():
+            clock = time.perf_counter()
+            output = blueprint(
+                "replay", "--from", first.isoformat(), "--to", last.isoformat(),
+                "--step-days", str(step_days), "--no-progress",
+            )
+            seconds = time.perf_counter() - clock
+            steps = step_outputs(output)
+            expected = [(a, b) for a, b in scenario.steps() if first <= a and b <= last]
+            if len(steps) != len(expected):
+                raise LoopError(
+                    f"blueprint replay {first}..{last} reported {len(steps)} steps, not "
+                    f"{len(expected)}:\n{output[-5000:]}"
+                )
+            for span, step_seconds, text in steps:
+                outputs.append(text)
+                phases.append((f"replay {span}", step_seconds))
+                log(f"closed loop ({scenario.name}): replay {span} in {step_seconds:.1f} s")
+            # the command's start (Python, the definitions) and its end, outside every step
+            phases.append((
+                f"replay {first}..{last}: outside the steps",
+                seconds - sum(step_seconds for _, step_seconds, _ in steps),
             ))
     finally:
         prober.stop.set()
@@ -286,6 +322,18 @@ def run_loop(scenario: Scenario, log=lambda message: None) -> LoopRun:
         scenario=scenario, home=home, settings=settings, first_champion=first_champion,
         prober=prober, outputs=outputs, log=server.log_path.read_text(), phases=phases,
     )
+
+
+def step_outputs(output: str) -> list[tuple[str, float, str]]:
+    """A ``blueprint replay`` output cut by step: (days, seconds, the step's lines)."""
+    found = list(STEP_LINE.finditer(output))
+    steps = []
+    for i, match in enumerate(found):
+        end = found[i + 1].start() if i + 1 < len(found) else len(output)
+        first, last, seconds = match.groups()
+        span = first if last is None else f"{first}..{last}"
+        steps.append((span, float(seconds), output[match.start():end]))
+    return steps
 
 
 # --- what the loop measures -----------------------------------------------------------------

@@ -581,6 +581,7 @@ def replay(
         if pending.retrained:
             tqdm.write(f"Retrained first ({pending.decision}); champion {pending.champion_after}")
         for days in steps:
+            clock = time.perf_counter()
             result = replay_step(
                 settings, client, days,
                 materialize=lambda selection: materialize(select=selection),
@@ -589,7 +590,8 @@ def replay(
             bar.update(len(days))
             span = f"{result.first}" + (f"..{result.last}" if result.last != result.first else "")
             tqdm.write(
-                f"{span}: scored {result.scored:,} payments ({result.alerts:,} alerts, "
+                f"{span} in {time.perf_counter() - clock:.1f} s: scored {result.scored:,} "
+                f"payments ({result.alerts:,} alerts, "
                 f"{result.rejected} refused), sent {result.reports} fraud reports; "
                 f"retraining: {'ran' if result.retrained else 'no'} ({result.decision})"
             )

@@ -2,17 +2,16 @@
 
 A small world whose fraud changes on day 17 (card-testing bursts and a spending shift) is
 simulated with its last 12 days held back. The first 16 days are materialized (a champion is
-trained and promoted), the scoring service starts, then `blueprint replay` lives the held days
-in 3 steps (the driver is `blueprint_cli/closed_loop.py`): every payment of each day scored over
-HTTP in time order, the fraud reports sent as filed, the files delivered, then the pipeline run
-once per step (one run per day took 9 min 17 s here against 3 min 28 s: see the README).
-Labels arrive up to 2 days late. The test asserts each step
-of the loop: drift seen in the reports within two days of the drift day and not before, the
-served features equal to the offline ones, the sensor firing with its reason once the newest
-mature training window holds post-drift days, a challenger trained and promoted, the service
-switching without one failed request (a prober sends payments the whole time), and the new
-champion beating the old one on the days after the switch (both scored in batch from the
-registry).
+trained and promoted), the scoring service starts, then one `blueprint replay` lives the held
+days one at a time (the driver is `blueprint_cli/closed_loop.py`): every payment of the day
+scored over HTTP in time order, the fraud reports sent as filed, the day's files delivered, then
+the pipeline run for that day and the retraining sensor evaluated. Labels arrive up to 2 days
+late. The test asserts each step of the loop: drift seen in the reports within two days of the
+drift day and not before, the served features equal to the offline ones, the sensor firing with
+its reason once the newest mature training window holds post-drift days, a challenger trained
+and promoted, the service switching without one failed request (a prober sends payments the
+whole time), and the new champion beating the old one on the days after the switch (both
+scored in batch from the registry).
 
 The assertions hold for both scenarios: CI's tiny one and `make test-slow`'s full-size one, where
 drift keeps growing, so the sensor may retrain again after the first switch (each later switch
