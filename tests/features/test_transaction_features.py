@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -287,3 +288,30 @@ def test_every_model_and_every_column_is_described(built: DbtRun) -> None:
         described = {name: c["description"] for name, c in model["columns"].items()}
         assert set(described) == set(built_columns), model["name"]
         assert all(len(text) > 15 for text in described.values()), model["name"]
+
+
+CONTRACTED = ("stg_transactions", "int_terminal_days_aggregated", "transaction_features")
+"""The tables training, serving and the quality gate read: their columns are a contract."""
+
+
+@pytest.mark.parametrize("model", CONTRACTED)
+def test_the_feature_tables_are_enforced_contracts(built: DbtRun, model: str) -> None:
+    """Each column's declared type is the built table's, and the warehouse refuses a null in
+    any of them (a NOT NULL constraint, checked as the table is written, instead of a test per
+    column that reads the table again)."""
+    manifest = json.loads((built.target_path / "manifest.json").read_text())
+    node = manifest["nodes"][f"model.blueprint.{model}"]
+    assert node["config"]["contract"]["enforced"]
+    declared = {
+        name: (column["data_type"].upper(), [c["type"] for c in column["constraints"]])
+        for name, column in node["columns"].items()
+    }
+    with duckdb.connect(str(built.warehouse), read_only=True) as con:
+        built_columns = con.execute(
+            "select column_name, data_type, is_nullable from information_schema.columns "
+            "where table_name = ? order by ordinal_position", [model],
+        ).fetchall()
+    assert [name for name, _, _ in built_columns] == list(declared)
+    for name, data_type, nullable in built_columns:
+        assert declared[name] == (data_type, ["not_null"]), name
+        assert nullable == "NO", name
