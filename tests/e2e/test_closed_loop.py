@@ -57,6 +57,12 @@ def loop(tmp_path_factory: pytest.TempPathFactory):
         yield run
 
 
+@pytest.fixture(scope="module")
+def numbers(loop) -> dict:
+    """What the loop measures (both champions scored in batch among them), computed once."""
+    return closed_loop.loop_numbers(loop)
+
+
 def _index(loop) -> dict[tuple[date, str], dict]:
     return closed_loop.report_numbers(loop)
 
@@ -152,20 +158,20 @@ def test_the_service_switched_without_a_failed_request(loop):
     assert len(served) == len(set(served)), served
 
 
-def test_the_new_champion_beats_the_old_one_on_the_days_after_the_switch(loop):
+def test_the_new_champion_beats_the_old_one_on_the_days_after_the_switch(numbers):
     # both scored in batch from the registry on every payment of the days after the switch;
     # the new one is the drift's challenger (a later retraining may have learned these days)
-    ap_old, ap_new, rows, frauds = closed_loop.ap_after_switch(loop)
+    ap_old, ap_new = numbers["batch_ap_after_switch_old"], numbers["batch_ap_after_switch_new"]
+    rows, frauds = numbers["rows_after_switch"], numbers["frauds_after_switch"]
     print(f"AP after the switch ({rows} payments, {frauds} frauds): old {ap_old:.3f}, "
           f"new {ap_new:.3f}")
     assert frauds > 10
     assert ap_new > ap_old
 
 
-def test_the_loops_numbers(loop):
+def test_the_loops_numbers(numbers):
     """What the scenario measures (printed with -s): days from the drift to the first breach
     and to the switch, and the realized AP of the days each champion served."""
-    numbers = closed_loop.loop_numbers(loop)
     assert numbers["realized_ap_after_drift"][1] and numbers["realized_ap_challenger"][1], (
         "each champion has mature days it served"
     )
@@ -173,12 +179,11 @@ def test_the_loops_numbers(loop):
     print(f"\nclosed loop ({SCENARIO.name}): {closed_loop.summary(numbers)}")
 
 
-def test_the_benchmark_section_renders_this_run(loop):
+def test_the_benchmark_section_renders_this_run(loop, numbers):
     """Section 8 of the benchmarks, from this run: the quick benchmark does not replay the loop
     (CI does it here), so its tables are checked here."""
     from benchmarks.closed_loop import section
 
-    numbers = closed_loop.loop_numbers(loop)
     rendered = section(loop, numbers, peak_bytes=0)
     markdown = rendered.markdown(loop.home)
     assert markdown.startswith("## 8. Closed loop")

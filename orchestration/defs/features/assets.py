@@ -146,9 +146,12 @@ def _build_dbt_assets(
     def _dbt_step(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         export_to_subprocesses()  # dbt reads BLUEPRINT_HOME through env_var()
         # cautious: a test runs only with all the models it reads (a test relating training_set
-        # to transaction_features must not run in the step that builds only the latter)
+        # to transaction_features must not run in the step that builds only the latter).
+        # Unit tests check the SQL, not the data: `make test` runs them (tests/features), a
+        # pipeline run does not (dbt's advice for production runs).
         invocation = dbt.cli(
-            ["build", "--indirect-selection", "cautious"], context=context,
+            ["build", "--indirect-selection", "cautious", "--exclude-resource-type", "unit_test"],
+            context=context,
             raise_on_error=True, target_path=_target_path(context, name),
         )
         yield from invocation.stream()
