@@ -191,8 +191,12 @@ def _file_name_pattern(contract: SourceContract) -> re.Pattern[str]:
     )
 
 
-def landing_files(contract: SourceContract, landing_dir: Path) -> dict[date, list[LandingFile]]:
-    """Landing files of a source by business date, each list in delivery order.
+def landing_files(
+    contract: SourceContract, landing_dir: Path, day: date | None = None
+) -> dict[date, list[LandingFile]]:
+    """Landing files of a source by business date, each list in delivery order; only those of
+    ``day`` when given (the other names are skipped unread: a partition's ingestion no longer
+    parses and stats every file its source ever delivered).
 
     ``landing_dir`` is the landing zone root; files are looked up in ``<landing_dir>/<source>``.
     Names that do not follow the contract's pattern (partial uploads, other sources) are ignored.
@@ -201,8 +205,11 @@ def landing_files(contract: SourceContract, landing_dir: Path) -> dict[date, lis
     if not folder.is_dir():
         return {}
     pattern = _file_name_pattern(contract)
+    prefix = "" if day is None else f"{contract.name}_{day.isoformat()}__"
     by_date: dict[date, list[LandingFile]] = {}
     for entry in os.scandir(folder):
+        if not entry.name.startswith(prefix):
+            continue
         match = pattern.match(entry.name)
         if not match or not entry.is_file():
             continue
@@ -801,7 +808,7 @@ def ingest_partition(
     rows_path = raw_quarantine_rows_path(contract, raw_quarantine_dir, partition_date)
     label = f"{contract.name} partition {partition_date.isoformat()}"
 
-    landing = landing_files(contract, landing_dir).get(partition_date, [])
+    landing = landing_files(contract, landing_dir, partition_date).get(partition_date, [])
     if not landing:
         raise PartitionNotReadyError(f"{label} is not ready: no landing file")
     contents = [f.path.read_bytes() for f in landing]

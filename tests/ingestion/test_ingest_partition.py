@@ -479,3 +479,28 @@ def test_customer_record_with_unknown_or_missing_key_is_a_schema_change(zones, c
     with pytest.raises(SchemaChangeError, match=rf"{re.escape(path.name)}.*'{named}'"):
         zones.ingest(CUSTOMERS)
     assert not zones.raw.exists()
+
+
+def test_a_days_landing_files_are_found_without_reading_the_other_days(zones):
+    """A partition lists only its own day's deliveries, in delivery order, exactly as the whole
+    listing has them; names of other days, other sources and partial uploads are skipped."""
+    from datetime import timedelta
+
+    from orchestration.lib.ingest import landing_files
+
+    days = [DAY + timedelta(days=i) for i in range(3)]
+    for day in days:
+        zones.deliver_transactions(transaction_rows(day, 2), day=day, hour=5)
+        zones.deliver_transactions(transaction_rows(day, 2), day=day, hour=2)
+    folder = zones.landing / "transactions"
+    (folder / f"transactions_{DAY.isoformat()}__d20180402T020000.csv.gz.part").write_bytes(b"x")
+    (folder / f"transactions_{DAY.isoformat()}__broken.csv.gz").write_bytes(b"x")
+
+    everything = landing_files(TRANSACTIONS, zones.landing)
+    assert sorted(everything) == days
+    for day in days:
+        one = landing_files(TRANSACTIONS, zones.landing, day)
+        assert list(one) == [day]
+        assert [f.path for f in one[day]] == [f.path for f in everything[day]]
+        assert [f.delivery_id[-6:] for f in one[day]] == ["020000", "050000"]
+    assert landing_files(TRANSACTIONS, zones.landing, DAY + timedelta(days=9)) == {}
