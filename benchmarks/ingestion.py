@@ -67,7 +67,7 @@ JSONL_QUERY = (
 )
 
 PHASES: tuple[tuple[str, tuple[Callable | str, ...]], ...] = (
-    ("list the landing folder (each partition lists every file of its source)",
+    ("list the landing folder (the partition's own day)",
      (ingest.landing_files,)),
     ("read the landing files", (Path.read_bytes,)),
     ("SHA-256 (files, fingerprint, quarantined rows)",
