@@ -22,10 +22,10 @@ from benchmarks.harness import (
     environ_applied,
     fmt_bytes,
     fmt_seconds,
-    free_port,
     markdown_table,
 )
 from blueprint_cli import closed_loop
+from orchestration.lib.serve import free_port
 
 NUMBER = 8
 TITLE = "Closed loop: drift, retraining, switch"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import threading
@@ -39,13 +38,6 @@ LIBRARIES = (
     "duckdb", "dbt-core", "dbt-duckdb", "dagster", "great-expectations", "scikit-learn",
     "evidently", "bentoml", "pandas", "numpy",
 )
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now, on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

@@ -50,9 +50,9 @@ import numpy as np
 import psutil
 import uvloop
 
-from benchmarks.harness import Bench, Section, Target, free_port, markdown_table
+from benchmarks.harness import Bench, Section, Target, markdown_table
 from orchestration.lib.pii import luhn_valid
-from orchestration.lib.serve import ScoringServer, service_env, start_scoring_service
+from orchestration.lib.serve import ScoringServer, free_port, service_env, start_scoring_service
 from orchestration.lib.serving_snapshot import current_snapshot
 from orchestration.settings import PROJECT_ROOT, Settings, get_settings
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT, Settings, get_settings
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, on 127.0.0.1 (for a local server)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 SERVICE = "bentos.fraud_scorer.service:FraudScorer"
 """The service's import path from the repository root (as in its bentofile)."""

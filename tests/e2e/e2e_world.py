@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,12 +88,6 @@ def warehouse(home: Path, sql: str) -> list[tuple]:
 
 def faults(home: Path) -> list[dict]:
     return json.loads((home / "simulator" / "faults.json").read_text())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def graphql(port: int, query: str) -> dict:

@@ -11,12 +11,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from orchestration.lib.serve import free_port
 from tests.e2e.e2e_world import (
     DAYS,
     START,
     copy_world,
     faults,
-    free_port,
     graphql,
     instance,
 )

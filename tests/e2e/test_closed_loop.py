@@ -32,8 +32,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 from blueprint_cli import closed_loop
 from blueprint_cli.closed_loop import FIRST_BREACH_WITHIN, SERVING, breached
 from orchestration.lib import monitoring, registry
+from orchestration.lib.serve import free_port
 from tests import browser
-from tests.e2e.e2e_world import free_port, instance
+from tests.e2e.e2e_world import instance
 from tests.support import run_blueprint
 
 pytestmark = [pytest.mark.slow, pytest.mark.loop]

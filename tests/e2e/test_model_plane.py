@@ -12,13 +12,13 @@ import duckdb
 import pandas as pd
 import pytest
 
+from orchestration.lib.serve import free_port
 from orchestration.settings import PROJECT_ROOT
 from tests.e2e.e2e_world import (
     DAYS,
     SHORT_WINDOWS,
     START,
     copy_world,
-    free_port,
     instance,
     read_parquet,
     warehouse,

@@ -4,7 +4,6 @@ trained on it and registered, and an HTTP client of a real ``bentoml serve``."""
 from __future__ import annotations
 
 import math
-import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -62,12 +61,6 @@ def register_model(
         reference_means=rows[features].astype(float).mean().to_dict(),
     )
     return registry.save_model(pipeline, facts, settings=settings)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def new_pan(n: int) -> str:

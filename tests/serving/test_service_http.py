@@ -23,7 +23,7 @@ from orchestration.lib import registry
 from orchestration.lib.feature_definitions import load_feature_definitions
 from orchestration.lib.prediction_log import CLOSED_DIR, OPEN_DIR, read_all_logs, read_closed_logs
 from orchestration.lib.scoring import load_scoring_model
-from orchestration.lib.serve import ScoringServer, readiness, start_scoring_service
+from orchestration.lib.serve import ScoringServer, free_port, readiness, start_scoring_service
 from orchestration.settings import PSEUDONYMIZATION_KEY_ENV, Settings, get_settings
 from simulator.config import WorldConfig
 from tests.serving.service_world import (
@@ -32,7 +32,6 @@ from tests.serving.service_world import (
     as_json,
     day_start,
     feature_mismatches,
-    free_port,
     new_pan,
     register_model,
     training_rows,
