@@ -46,6 +46,9 @@ class Settings:
     """BLUEPRINT_QUARANTINE_WARN_RATE (default 0.001): quarantined share that warns."""
     quarantine_fail_rate: float
     """BLUEPRINT_QUARANTINE_FAIL_RATE (default 0.05): quarantined share that fails the check."""
+    ingest_workers: int
+    """BLUEPRINT_INGEST_WORKERS (default: the machine's cores): partitions of one source a raw
+    asset ingests at once (threads in its run)."""
     dagster_port: int
     """BLUEPRINT_DAGSTER_PORT (default 3000): port of the Dagster UI started by ``make demo``."""
     env: str
@@ -229,6 +232,7 @@ def get_settings() -> Settings:
         partitions_start=date.fromisoformat(_env("BLUEPRINT_PARTITIONS_START", "2018-04-01")),
         quarantine_warn_rate=float(_env("BLUEPRINT_QUARANTINE_WARN_RATE", "0.001")),
         quarantine_fail_rate=float(_env("BLUEPRINT_QUARANTINE_FAIL_RATE", "0.05")),
+        ingest_workers=max(1, int(_env("BLUEPRINT_INGEST_WORKERS", str(os.cpu_count() or 1)))),
         dagster_port=int(_env("BLUEPRINT_DAGSTER_PORT", "3000")),
         env=_env("BLUEPRINT_ENV", "local"),
         train_days=int(_env("BLUEPRINT_TRAIN_DAYS", "7")),

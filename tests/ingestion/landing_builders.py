@@ -77,6 +77,12 @@ def csv_text(header: list[str], rows: list[list[str]]) -> str:
     return "".join(",".join(field(v) for v in row) + "\n" for row in [header, *rows])
 
 
+def gzipped(text: str) -> bytes:
+    """``text`` gzipped with no time stamp: the same text always gives the same file (and
+    fingerprint)."""
+    return gzip.compress(text.encode(), mtime=0)
+
+
 def delivery_id(day: date, hour: int = 2) -> str:
     return f"d{(day + timedelta(days=1)).strftime('%Y%m%d')}T{hour:02d}0000"
 
@@ -112,7 +118,7 @@ class Zones:
         self, rows: list[list[str]], day: date = DAY, hour: int = 2, header: list[str] | None = None
     ) -> Path:
         text = csv_text(header or TRANSACTION_HEADER, rows)
-        return self.deliver("transactions", day, "csv.gz", gzip.compress(text.encode()), hour)
+        return self.deliver("transactions", day, "csv.gz", gzipped(text), hour)
 
     def deliver_fraud_reports(self, rows: list[list[str]], day: date = DAY, hour: int = 2) -> Path:
         text = csv_text(FRAUD_REPORT_HEADER, rows)
@@ -120,7 +126,7 @@ class Zones:
 
     def deliver_customers(self, records: list[dict], day: date = DAY, hour: int = 2) -> Path:
         text = "".join(json.dumps(r) + "\n" for r in records)
-        return self.deliver("customers", day, "jsonl.gz", gzip.compress(text.encode()), hour)
+        return self.deliver("customers", day, "jsonl.gz", gzipped(text), hour)
 
     def ingest(self, contract: SourceContract, day: date = DAY) -> IngestResult:
         return ingest_partition(contract, day, self.landing, self.raw, self.quarantine, now=NOW)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime
 
@@ -22,6 +24,7 @@ from landing_builders import (
     transaction_rows,
 )
 
+from orchestration.lib import ingest
 from orchestration.lib.contracts import CUSTOMERS, FRAUD_REPORTS, TRANSACTIONS
 from orchestration.lib.ingest import (
     FINGERPRINT_KEY,
@@ -504,3 +507,118 @@ def test_a_days_landing_files_are_found_without_reading_the_other_days(zones):
         assert [f.path for f in one[day]] == [f.path for f in everything[day]]
         assert [f.delivery_id[-6:] for f in one[day]] == ["020000", "050000"]
     assert landing_files(TRANSACTIONS, zones.landing, DAY + timedelta(days=9)) == {}
+
+
+def _customer_lines(count: int = 6) -> list[str]:
+    return [json.dumps(r) for r in customer_records(DAY, count)]
+
+
+def _edited(edit) -> str:
+    lines = _customer_lines()
+    edit(lines)
+    return "".join(line + "\n" for line in lines)
+
+
+def _set(index: int, key: str, value) -> Callable[[list[str]], None]:
+    def edit(lines: list[str]) -> None:
+        record = json.loads(lines[index])
+        record[key] = value
+        lines[index] = json.dumps(record)
+
+    return edit
+
+
+JSON_LINES_FILES = {
+    "clean": _edited(lambda lines: None),
+    "crlf line ends, escapes, non-ASCII": _edited(
+        lambda lines: [
+            _set(1, "name", "Zoë \"Q\" \\ Müller\t")(lines),
+            lines.__setitem__(slice(None), [line + "\r" for line in lines]),
+        ]
+    ),
+    "blank line": _edited(lambda lines: lines.insert(2, "")),
+    "whitespace-only line": _edited(lambda lines: lines.insert(2, "  \t")),
+    "two objects on a line": _edited(lambda lines: lines.__setitem__(1, lines[1] + lines[2])),
+    "null value": _edited(_set(2, "email", None)),
+    "number value": _edited(_set(2, "phone", 5551234)),
+    "nested value": _edited(_set(2, "address", {"street": "Main"})),
+    "repeated key": _edited(lambda lines: lines.__setitem__(2, lines[2][:-1] + ', "name": "B"}')),
+    "not JSON": _edited(lambda lines: lines.__setitem__(3, lines[3][:-5])),
+    "not an object": _edited(lambda lines: lines.__setitem__(3, "[1, 2]")),
+    "missing key": _edited(
+        lambda lines: lines.__setitem__(1, json.dumps(
+            {k: v for k, v in json.loads(lines[1]).items() if k != "phone"}
+        ))
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(JSON_LINES_FILES))
+def test_arrow_json_reader_gives_what_the_line_by_line_path_gives(tmp_path, kind, monkeypatch):
+    """JSON lines are read by Arrow's JSON reader when every line is one object of strings with
+    the contract's keys, line by line otherwise: both paths must write the same snapshot and
+    quarantine, or stop with the same error. Arrow must take the clean files."""
+    text = JSON_LINES_FILES[kind]
+    arrow = ingest._jsonl_columns_arrow(CUSTOMERS, text.encode(), ingest._split_lines(text))
+    assert (arrow is not None) == (kind in ("clean", "crlf line ends, escapes, non-ASCII"))
+
+    def outcome(home) -> object:
+        other = Zones(home)
+        other.deliver("customers", DAY, "jsonl.gz", gzip.compress(text.encode(), mtime=0))
+        try:
+            result = other.ingest(CUSTOMERS)
+        except SchemaChangeError as error:
+            return str(error)
+        return (
+            replace(result, path=None),
+            pq.read_table(result.path),
+            records_of(other, CUSTOMERS),
+            raw_rows_of(other, CUSTOMERS),
+        )
+
+    fast = outcome(tmp_path / "fast")
+    monkeypatch.setattr(ingest, "_jsonl_columns_arrow", lambda *args: None)
+    slow = outcome(tmp_path / "slow")
+    if isinstance(slow, str):
+        assert fast == slow
+        return
+    assert fast[0] == slow[0]
+    for ours, theirs in zip(fast[1:], slow[1:], strict=True):
+        assert ours.equals(theirs, check_metadata=True)
+    assert fast[0].rows_in == len(ingest._split_lines(text))
+
+
+def test_partitions_ingested_in_parallel_match_one_at_a_time(tmp_path):
+    """`ingest_partitions` with threads writes what `ingest_partition` writes day by day, yields
+    in the order asked, and yields a partition's `IngestionError` in its place."""
+    from datetime import timedelta
+
+    days = [DAY + timedelta(days=i) for i in range(6)]
+    missing = DAY + timedelta(days=30)
+
+    def build(home) -> Zones:
+        zones = Zones(home)
+        for i, day in enumerate(days):
+            rows = transaction_rows(day, 40 + i, first_id=1000 * i)
+            rows[3][4] = "-1.00"  # one quarantined row a day
+            zones.deliver_transactions(rows, day=day)
+        return zones
+
+    serial = build(tmp_path / "serial")
+    expected = [serial.ingest(TRANSACTIONS, day) for day in days]
+    parallel = build(tmp_path / "parallel")
+    outcomes = list(
+        ingest.ingest_partitions(
+            TRANSACTIONS, [*days[:3], missing, *days[3:]], parallel.landing, parallel.raw,
+            parallel.quarantine, now=NOW, workers=3,
+        )
+    )
+
+    assert [day for day, _ in outcomes] == [*days[:3], missing, *days[3:]]
+    error = outcomes.pop(3)[1]
+    assert isinstance(error, PartitionNotReadyError) and missing.isoformat() in str(error)
+    for (day, result), want in zip(outcomes, expected, strict=True):
+        assert replace(result, path=None) == replace(want, path=None)
+        assert result.quarantined_rows == 1
+        assert pq.read_table(result.path).equals(pq.read_table(want.path), check_metadata=True)
+        assert records_of(parallel, day=day).equals(records_of(serial, day=day))

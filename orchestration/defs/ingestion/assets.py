@@ -6,6 +6,7 @@ write the partition's Parquet snapshot atomically, and report what happened.
 """
 
 
+from contextlib import closing
 from datetime import date
 
 import dagster as dg
@@ -15,7 +16,7 @@ from orchestration.lib.contracts import CONTRACTS, SourceContract
 from orchestration.lib.ingest import (
     IngestResult,
     SchemaChangeError,
-    ingest_partition,
+    ingest_partitions,
     partition_status,
 )
 from orchestration.settings import get_settings
@@ -95,6 +96,7 @@ def build_raw_asset(contract: SourceContract) -> dg.AssetsDefinition:
         status = partition_status(contract, settings.landing_dir, settings.raw_dir)
         results: list[IngestResult] = []
         waiting: list[str] = []
+        days = []
         for partition_key in context.partition_keys:
             day = date.fromisoformat(partition_key)
             if day not in status:
@@ -102,39 +104,45 @@ def build_raw_asset(contract: SourceContract) -> dg.AssetsDefinition:
                 continue
             if not status[day].ready:
                 waiting.append(f"{partition_key}: no readable file yet (waiting for re-delivery)")
-            try:
-                result = ingest_partition(
-                    contract,
-                    day,
-                    landing_dir=settings.landing_dir,
-                    raw_dir=settings.raw_dir,
-                    quarantine_dir=settings.quarantine_dir,
-                )
-            except SchemaChangeError as error:
-                raise dg.Failure(
-                    description=f"Schema change in source {contract.name!r}: {error}",
-                    metadata={"partition": partition_key},
-                ) from error
-            except Exception as error:
-                if not status[day].ready:
-                    context.log.warning(f"{partition_key}: {error}")
-                    continue
-                raise
-            results.append(result)
-            context.log_event(
-                dg.AssetObservation(
-                    asset_key=key,
-                    partition=partition_key,
-                    metadata={
-                        "rows": result.rows_written,
-                        "quarantined_rows": result.quarantined_rows,
-                        "quarantined_files": result.quarantined_files,
-                        "duplicates": result.duplicates,
-                        "rewritten": result.written,
-                        "input_fingerprint": result.fingerprint,
-                    },
-                )
+            days.append(day)
+        # closing: a failure below cancels the partitions not started yet
+        with closing(
+            ingest_partitions(
+                contract,
+                days,
+                landing_dir=settings.landing_dir,
+                raw_dir=settings.raw_dir,
+                quarantine_dir=settings.quarantine_dir,
+                workers=settings.ingest_workers,
             )
+        ) as outcomes:
+            for day, result in outcomes:
+                partition_key = day.isoformat()
+                if isinstance(result, SchemaChangeError):
+                    raise dg.Failure(
+                        description=f"Schema change in source {contract.name!r}: {result}",
+                        metadata={"partition": partition_key},
+                    ) from result
+                if isinstance(result, Exception):
+                    if not status[day].ready:
+                        context.log.warning(f"{partition_key}: {result}")
+                        continue
+                    raise result
+                results.append(result)
+                context.log_event(
+                    dg.AssetObservation(
+                        asset_key=key,
+                        partition=partition_key,
+                        metadata={
+                            "rows": result.rows_written,
+                            "quarantined_rows": result.quarantined_rows,
+                            "quarantined_files": result.quarantined_files,
+                            "duplicates": result.duplicates,
+                            "rewritten": result.written,
+                            "input_fingerprint": result.fingerprint,
+                        },
+                    )
+                )
         for note in waiting:
             context.log.warning(note)
         return dg.MaterializeResult(
