@@ -168,9 +168,11 @@ def score_days(
     queues' reason codes; a day without rows gets empty frames."""
     scores = model.score(rows) if len(rows) else np.empty(0)
     scored = _scored(model, rows, scores)
-    day = pd.to_datetime(rows["tx_date"]).dt.date.to_numpy()
+    day = np.asarray(rows["tx_date"].to_numpy(), dtype="datetime64[D]")
+    candidates = _queue_candidates(day, rows["card_key"].to_numpy(), scores, top_k)
     best = (
-        scored.assign(_row=range(len(scored)), _day=day)
+        scored.iloc[candidates]
+        .assign(_row=candidates, _day=day[candidates])
         .sort_values(["_day", "fraud_probability", "transaction_id"],
                      ascending=[True, False, True])
         .drop_duplicates(["_day", "card_key"])
@@ -181,13 +183,45 @@ def score_days(
     best_day = best["_day"].to_numpy()
     result = {}
     for value in days:
-        in_day = best_day == value
+        wanted = np.datetime64(value, "D")
+        in_day = best_day == wanted
         result[value] = (
-            scored.loc[day == value].reset_index(drop=True),
+            scored.loc[day == wanted].reset_index(drop=True),
             _queue(best.loc[in_day].drop(columns="_day"),
                    [r for r, keep in zip(reasons, in_day, strict=True) if keep]),
         )
     return result
+
+
+def _queue_candidates(
+    day: np.ndarray, cards: np.ndarray, scores: np.ndarray, top_k: int
+) -> np.ndarray:
+    """Positions (ascending) of the only rows that can reach their day's queue: by day, those
+    scoring at least as high as the row where the ``top_k``-th distinct card first appears in
+    descending score order (all of the day's rows when it has fewer cards).
+
+    A card ranks by its best row, so a card whose best row scores below that row's score is
+    outranked by ``top_k`` others; rows tied with it stay, for the tie-break on
+    ``transaction_id``. Sorting these few rows instead of all of them (strings included) gives
+    the same queue."""
+    if not len(day):
+        return np.empty(0, dtype=np.int64)
+    order = np.lexsort((-scores, day))
+    sorted_day = day[order]
+    bounds = np.flatnonzero(np.r_[True, sorted_day[1:] != sorted_day[:-1], True])
+    keep = []
+    for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        seen: set = set()
+        cut = end
+        for i in range(start, end):
+            seen.add(cards[order[i]])
+            if len(seen) == top_k:
+                cut = i + 1
+                while cut < end and scores[order[cut]] == scores[order[i]]:
+                    cut += 1
+                break
+        keep.append(order[start:cut])
+    return np.sort(np.concatenate(keep))
 
 
 def _scored(model: ScoringModel, rows: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:

@@ -88,3 +88,40 @@ def test_scoring_many_days_at_once_gives_each_days_scores_and_queue(
             check_exact=False, rtol=0, atol=1e-12,
         )
         assert list(queue["reasons"]) == list(alone_queue["reasons"])
+
+
+@pytest.mark.parametrize("top_k", [1, 5, 10, 39, 40, 200])
+def test_each_days_queue_is_its_best_cards_by_their_best_payment(
+    frame: pd.DataFrame, make_facts, top_k: int
+):
+    """The queue sorts only the rows that can reach it; it must hold what sorting every row
+    gives: each card's best payment (highest score, then smallest transaction id), the top_k
+    cards by it. A shallow forest of few trees gives many tied scores to break."""
+    from orchestration.lib.scoring import score_days
+
+    pipeline = build_pipeline("random_forest", {"n_estimators": 3, "max_depth": 2})
+    pipeline.fit(frame[FEATURES], frame["is_fraud"])
+    version = registry.save_model(
+        pipeline, make_facts(pipeline, reference_means=frame[FEATURES].mean().to_dict())
+    )
+    model = load_scoring_model(version)
+    n = len(frame)
+    days = pd.to_datetime("2018-05-01") + pd.to_timedelta(np.arange(n) % 2, unit="D")
+    rng = np.random.default_rng(7)
+    rows = frame[FEATURES].assign(
+        transaction_id=[f"t{i:05d}" for i in rng.permutation(n)],
+        tx_datetime=days, tx_date=days,
+        card_key=[f"c{i % 40}" for i in range(n)],
+        terminal_id="1", amount=frame["amount"],
+    )
+    result = score_days(model, rows, sorted({d.date() for d in days}), top_k=top_k)
+    assert len(result) == 2
+    for scored, queue in result.values():
+        assert scored["fraud_probability"].duplicated().any()  # ties exist
+        expected = (
+            scored.sort_values(["fraud_probability", "transaction_id"], ascending=[False, True])
+            .drop_duplicates("card_key")
+            .head(top_k)
+        )
+        assert list(queue["transaction_id"]) == list(expected["transaction_id"])
+        assert list(queue["rank"]) == list(range(1, len(expected) + 1))
