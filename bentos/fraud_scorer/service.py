@@ -17,7 +17,6 @@ BentoML's OpenAPI page at ``/`` (``/docs.json``).
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -380,7 +379,6 @@ class FraudScorer:
             "ready": False,
             "model_version": model.version if model else None,
             "snapshot_version": store.snapshot_version if store else None,
-            "gc_frozen_objects": gc.get_freeze_count(),
         }
         if self._problems:
             state["problems"] = dict(self._problems)
@@ -413,7 +411,6 @@ class FraudScorer:
                 self._rotation_seen = token
                 self._log.rotate()
                 self._report_log.rotate()
-            loaded = (self._model, self._store)
             followers = (("model", self._follow_champion), ("snapshot", self._follow_snapshot))
             for name, follow in followers:
                 try:
@@ -423,10 +420,6 @@ class FraudScorer:
                     if self._problems.get(name) != str(problem):
                         logger.warning("cannot follow the %s: %s", name, problem)
                     self._problems[name] = str(problem)
-            if any(now is not before for now, before in zip(
-                (self._model, self._store), loaded, strict=True
-            )):
-                _settle_heap()
             if self._stop.wait(SETTINGS.serving_poll_seconds):
                 return
 
@@ -483,23 +476,6 @@ class FraudScorer:
         )
         _prepare(store)
         return store
-
-
-def _settle_heap() -> None:
-    """Keep what the service loaded out of the cyclic garbage collector's way.
-
-    The imports, the model and the online store (about 290,000 objects on the default world)
-    live for hours. Each full collection walks all of them and holds the GIL meanwhile: about
-    170 ms in which no request moves, which at 50 requests a second is a p99 of 120 to 180 ms
-    instead of 17. After each load (the start, a new champion, a new snapshot) the follower
-    collects once and freezes what is left (`gc.freeze`), so later collections walk only what
-    requests allocated since (a full one: under 1 ms). What was frozen before is unfrozen first,
-    so a replaced store's cycles are collected: one pause per load, not every few thousand
-    requests. Refcounting frees frozen objects as usual.
-    """
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
 
 
 def _prepare(store: OnlineFeatureStore) -> None:
