@@ -17,6 +17,7 @@ BentoML's OpenAPI page at ``/`` (``/docs.json``).
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -240,6 +241,8 @@ class FraudScorer:
         self._store: OnlineFeatureStore | None = None
         self._problems: dict[str, str] = {}
         """What keeps the model or the store from (re)loading: shown by /readyz."""
+        self._frozen_objects = 0
+        """Objects `gc.freeze` set aside after the last load (see `_settle_heap`)."""
         self._features_lock = threading.Lock()
         """Held while a request adds payments to the store, and to swap the store."""
         self._journal: list[dict[str, Any]] | None = None
@@ -379,6 +382,7 @@ class FraudScorer:
             "ready": False,
             "model_version": model.version if model else None,
             "snapshot_version": store.snapshot_version if store else None,
+            "gc_frozen_objects": self._frozen_objects,
         }
         if self._problems:
             state["problems"] = dict(self._problems)
@@ -411,6 +415,7 @@ class FraudScorer:
                 self._rotation_seen = token
                 self._log.rotate()
                 self._report_log.rotate()
+            loaded = (self._model, self._store)
             followers = (("model", self._follow_champion), ("snapshot", self._follow_snapshot))
             for name, follow in followers:
                 try:
@@ -420,6 +425,10 @@ class FraudScorer:
                     if self._problems.get(name) != str(problem):
                         logger.warning("cannot follow the %s: %s", name, problem)
                     self._problems[name] = str(problem)
+            if any(now is not before for now, before in zip(
+                (self._model, self._store), loaded, strict=True
+            )):
+                self._frozen_objects = _settle_heap()
             if self._stop.wait(SETTINGS.serving_poll_seconds):
                 return
 
@@ -476,6 +485,28 @@ class FraudScorer:
         )
         _prepare(store)
         return store
+
+
+def _settle_heap() -> int:
+    """Keep what the service loaded out of the cyclic garbage collector's way.
+
+    The imports, the model and the online store (about 290,000 objects on the default world)
+    live for hours. Each full collection walks all of them and holds the GIL meanwhile: about
+    170 ms in which no request moves, which at 50 requests a second is a p99 of 120 to 180 ms
+    instead of 17. After each load (the start, a new champion, a new snapshot) the follower
+    collects once and freezes what is left (`gc.freeze`), so later collections walk only what
+    requests allocated since (a full one: under 1 ms). What was frozen before is unfrozen first,
+    so a replaced store's cycles are collected: one pause per load, not every few thousand
+    requests. Refcounting frees frozen objects as usual.
+
+    Returns how many objects were frozen: counted here, once, because `gc.get_freeze_count`
+    walks the whole frozen list (about 20 ms for 290,000 objects), far too slow for a request's
+    readiness check.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def _prepare(store: OnlineFeatureStore) -> None:

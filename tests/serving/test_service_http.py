@@ -307,6 +307,9 @@ def test_service_is_not_ready_while_the_champion_needs_other_features(service: S
     settings, url = service.settings, service.server.url
     status, body = readiness(url)
     assert status == 200 and body["ready"] and body["model_version"] == service.champion
+    # what was loaded is frozen out of the cyclic collector (imports alone are ~100k objects),
+    # by the follower, just after it made the service ready
+    assert wait_for(lambda: readiness(url)[1]["gc_frozen_objects"] > 50_000)
 
     registry.promote(service.mismatched, reason="wrong features", actor="test", settings=settings)
     try:
