@@ -3,7 +3,11 @@
 For each payment the service computes the ``transaction_features`` row with the online feature
 store (dbt's compiled SQL over the recent history, the card number replaced by its ``card_key``
 on entry), scores it with the registry's champion (:class:`ScoringModel`, the code batch scoring
-uses), writes the prediction log row, and only then answers.
+uses), writes the prediction log row, and only then answers. Requests that arrive while others
+are being scored wait together and are scored in one call (:class:`Coalescer`): the features'
+and the model's fixed cost per call is then shared, so the cost per request falls as the load
+rises (a request alone is scored at once, with no batching delay), and each request still gets
+its own answer or its own error.
 
 It follows the pipeline without restarting: a background thread polls the registry's champion
 and the serving snapshot's ``CURRENT`` pointer every ``BLUEPRINT_SERVING_POLL_SECONDS``, loads
@@ -38,6 +42,7 @@ from starlette.responses import JSONResponse
 from threadpoolctl import threadpool_limits
 
 from orchestration.lib import registry
+from orchestration.lib.coalesce import Coalescer
 from orchestration.lib.ingest import _PAN_LENGTH as PAN_LENGTH
 from orchestration.lib.online_features import (
     OnlineFeatureStore,
@@ -61,9 +66,12 @@ from orchestration.settings import get_settings, pseudonymization_key
 SETTINGS = get_settings()
 TOP_REASONS = 3
 """Reason codes returned with each score."""
-API_THREADS = 4
-"""Requests handled at once: they share one feature store (serialized inside) but overlap
-while scoring and while waiting for the prediction log's group commit."""
+API_THREADS = 16
+"""Requests handled at once. Those waiting for the feature store together are scored together
+(`Coalescer`); they overlap while waiting for the prediction log's group commit."""
+GROUP_MAX_PAYMENTS = 64
+"""The most payments scored in one joint call of waiting requests (a larger batch runs alone):
+past a few dozen, a joint call saves little per payment and makes its first request wait."""
 IDENTITY_COLUMNS = ("transaction_id", "tx_datetime", "tx_date", "card_key", "terminal_id")
 """Columns of a ``transaction_features`` row that identify the payment; the others are features."""
 
@@ -245,6 +253,8 @@ class FraudScorer:
         """Objects `gc.freeze` set aside after the last load (see `_settle_heap`)."""
         self._features_lock = threading.Lock()
         """Held while a request adds payments to the store, and to swap the store."""
+        self._scorer = Coalescer(self._score_payments, max_items=GROUP_MAX_PAYMENTS)
+        """Scores the payments of the requests waiting together in one call (see `_score`)."""
         self._journal: list[dict[str, Any]] | None = None
         """While a new snapshot loads: the rows and reports added to the old store meanwhile."""
         self._log = PredictionLog(
@@ -321,40 +331,16 @@ class FraudScorer:
 
     def _score(self, transactions: Sequence[Transaction]) -> list[Score] | JSONResponse:
         request_id = new_request_id()
-        payments = [t.model_dump() for t in transactions]
         try:
-            model = self._ready_model()
-            with self._features_lock:
-                store = self._store
-                assert store is not None  # _ready_model checked it
-                if store.definitions_hash != model.feature_definitions_hash:
-                    raise NotReady("the online state changed while the request waited")
-                rows = store.features_batch(payments)
-                if self._journal is not None:
-                    self._journal.append({"transactions": rows})
+            scored = self._scorer([t.model_dump() for t in transactions])
         except NotReady as reason:
             return _error(503, f"not ready: {reason}")
         except TransactionConflictError as conflict:
             return _error(409, str(conflict))
         except ValueError as invalid:  # what the schema cannot see (never echoes the card)
             return _error(400, str(invalid))
-        probabilities, explanations = model.score_and_explain(pd.DataFrame(rows), TOP_REASONS)
-        alerts = model.alerts(probabilities)
-        scores = [
-            Score(
-                transaction_id=row["transaction_id"],
-                fraud_probability=float(probability),
-                alert=bool(alert),
-                model_version=model.version,
-                reasons=[
-                    Reason(feature=r.feature, value=_finite(r.value), contribution=r.contribution)
-                    for r in reasons
-                ],
-            )
-            for row, probability, alert, reasons in zip(
-                rows, probabilities, alerts, explanations, strict=True
-            )
-        ]
+        rows = [row for row, _ in scored]
+        scores = [score for _, score in scored]
         logged_at = datetime.now(UTC)
         try:
             self._log.write(
@@ -367,6 +353,44 @@ class FraudScorer:
             logger.error("prediction log write failed: %s", failure)
             return _error(503, "the prediction could not be logged; retry the request")
         return scores
+
+    def _score_payments(
+        self, payments: list[dict[str, Any]]
+    ) -> list[tuple[dict[str, Any], Score]]:
+        """Features, score and reason codes of payments, of one or several requests at once
+        (``self._scorer`` groups the requests that wait together): each payment's
+        ``transaction_features`` row with its answer."""
+        model = self._ready_model()
+        with self._features_lock:
+            store = self._store
+            assert store is not None  # _ready_model checked it
+            if store.definitions_hash != model.feature_definitions_hash:
+                raise NotReady("the online state changed while the request waited")
+            rows = store.features_batch(payments)
+            if self._journal is not None:
+                self._journal.append({"transactions": rows})
+        probabilities, explanations = model.score_and_explain(pd.DataFrame(rows), TOP_REASONS)
+        alerts = model.alerts(probabilities)
+        return [
+            (
+                row,
+                Score(
+                    transaction_id=row["transaction_id"],
+                    fraud_probability=float(probability),
+                    alert=bool(alert),
+                    model_version=model.version,
+                    reasons=[
+                        Reason(
+                            feature=r.feature, value=_finite(r.value), contribution=r.contribution
+                        )
+                        for r in reasons
+                    ],
+                ),
+            )
+            for row, probability, alert, reasons in zip(
+                rows, probabilities, alerts, explanations, strict=True
+            )
+        ]
 
     def _ready_model(self) -> ScoringModel:
         ready, state = self.readiness()

@@ -12,6 +12,7 @@ import json
 import secrets
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -213,6 +214,29 @@ def test_service_retry_is_a_second_request_with_the_same_features(service: Servi
 
     conflict = client.post("/score", {**first, "amount": 43.0})
     assert conflict.status_code == 409 and "test-20" in conflict.json()["error"]
+
+
+def test_service_scores_requests_sent_together_each_as_if_alone(service: Service) -> None:
+    """Requests that wait together are scored in one call (`Coalescer`): each still gets its
+    own answer, and a conflicting one its own 409, not its neighbours'."""
+    client = service.client
+    known = payment(service, 59, card=59, terminal="900059")
+    assert client.post("/score", known).status_code == 200
+    payments = [payment(service, n, card=n, terminal=f"9000{n}") for n in range(60, 84)]
+    conflict = {**known, "amount": 43.0}
+    bodies = [*payments[:12], conflict, *payments[12:]]
+    for body in bodies:
+        service.traffic.pans.add(body["card_number"])
+    with ThreadPoolExecutor(len(bodies)) as pool:  # the service handles 16 at once
+        responses = list(pool.map(lambda body: client.http.post("/score", json=body), bodies))
+    statuses = [r.status_code for r in responses]
+    service.traffic.acknowledged += statuses.count(200)
+    assert statuses == [200] * 12 + [409] + [200] * 12
+    assert "test-59" in responses[12].json()["error"]
+    answers = [r.json() for r in responses if r.status_code == 200]
+    assert [a["transaction_id"] for a in answers] == [p["transaction_id"] for p in payments]
+    # sent again one at a time, each is a retry: the same features, so the same answer
+    assert [client.post("/score", p).json() for p in payments] == answers
 
 
 def test_service_refuses_bad_input_with_a_4xx_naming_the_field(service: Service) -> None:
