@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -205,6 +206,63 @@ class _KeyHistory:
 _NO_HISTORY = _KeyHistory()
 
 
+class _Columns:
+    """Staged rows kept as Arrow columns, gathered by id: what the SQL stages read.
+
+    Handing DuckDB a card's or a terminal's history as Python tuples means building Arrow arrays
+    from Python objects on every request (64 ms for the 28,000 rows of a batch of 500 on the
+    default world); a gather from columns built once is a copy in C. The rows added since the
+    last compaction stay tuples (converted when gathered) until :data:`COMPACT_ROWS` of them
+    are merged into the columns at once.
+    """
+
+    COMPACT_ROWS = 4096
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self._columns = schema.empty_table()
+        self._recent: list[tuple] = []
+        self._position: dict[str, int] = {}
+        """Each id's row: in the columns below their length, in ``_recent`` from it."""
+
+    def extend(self, table: pa.Table) -> None:
+        """Add the rows of ``table`` (ids the columns do not have yet)."""
+        self._compact()
+        start = self._columns.num_rows
+        ids = table.column("transaction_id").to_pylist()
+        self._position.update(zip(ids, range(start, start + len(ids)), strict=True))
+        self._columns = pa.concat_tables([self._columns, table.select(self.schema.names)])
+        self._columns = self._columns.combine_chunks()
+
+    def append(self, transaction_id: str, row: tuple) -> None:
+        self._position[transaction_id] = self._columns.num_rows + len(self._recent)
+        self._recent.append(row)
+        if len(self._recent) >= self.COMPACT_ROWS:
+            self._compact()
+
+    def take(self, ids: Iterable[str]) -> pa.Table:
+        """The rows of ``ids``, in that order."""
+        positions = np.fromiter(map(self._position.__getitem__, ids), dtype=np.int64)
+        stored = self._columns.num_rows
+        recent = positions >= stored
+        if not recent.any():
+            return self._columns.take(positions)
+        parts = pa.concat_tables([
+            self._columns.take(positions[~recent]),
+            _table([self._recent[p - stored] for p in positions[recent]], self.schema),
+        ])
+        # back into the order asked: the stored rows came first, then the recent ones
+        order = np.concatenate([np.flatnonzero(~recent), np.flatnonzero(recent)])
+        return parts.take(np.argsort(order, kind="stable"))
+
+    def _compact(self) -> None:
+        if self._recent:
+            self._columns = pa.concat_tables(
+                [self._columns, _table(self._recent, self.schema)]
+            ).combine_chunks()
+            self._recent = []
+
+
 class _SqlStage:
     """An in-memory DuckDB where compiled models run over per-request Arrow tables.
 
@@ -242,11 +300,13 @@ class _SqlStage:
             self._conn.execute(f"create view {model.relation.sql} as\n{model.compiled_sql}")
 
     def query(
-        self, inputs: Mapping[str, list[tuple]], sql: str, params: Sequence[Any]
+        self, inputs: Mapping[str, list[tuple] | pa.Table], sql: str, params: Sequence[Any]
     ) -> tuple[list[str], list[tuple]]:
-        """Run ``sql`` with each table's rows (tuples in schema order); columns and rows."""
+        """Run ``sql`` with each table's rows (an Arrow table, or tuples in schema order);
+        columns and rows."""
         for name, rows in inputs.items():
-            self._conn.register(REQUEST_TABLE_PREFIX + name, _table(rows, self._schemas[name]))
+            table = rows if isinstance(rows, pa.Table) else _table(rows, self._schemas[name])
+            self._conn.register(REQUEST_TABLE_PREFIX + name, table)
         cursor = self._conn.execute(sql, params)
         return [d[0] for d in cursor.description], cursor.fetchall()
 
@@ -291,6 +351,8 @@ class OnlineFeatureStore:
         self._lock = threading.Lock()
 
         self._transactions: dict[str, tuple] = {}
+        self._history = _Columns(transactions.schema)
+        """The same payments as Arrow columns, for handing the SQL many rows at once."""
         self._reports: dict[str, tuple] = {}
         self._cards: dict[str, _KeyHistory] = {}
         self._terminals: dict[str, _KeyHistory] = {}
@@ -322,8 +384,9 @@ class OnlineFeatureStore:
             f"select * from {output.relation.sql} "
             "where list_contains(?::varchar[], transaction_id)"
         )
+        self._history.extend(transactions)
         for row in _rows(transactions):
-            self._insert(row)
+            self._insert(row, columns=False)
         for row in _rows(fraud_reports):
             self._add_report(row)
 
@@ -468,10 +531,13 @@ class OnlineFeatureStore:
             )
         return True
 
-    def _insert(self, row: tuple) -> None:
-        """Add a staged payment the history does not have."""
+    def _insert(self, row: tuple, columns: bool = True) -> None:
+        """Add a staged payment the history does not have (``columns``: to `_history` too;
+        the snapshot's rows are added there as a whole)."""
         transaction_id = self._value(TRANSACTIONS, row, "transaction_id")
         self._transactions[transaction_id] = row
+        if columns:
+            self._history.append(transaction_id, row)
         when = self._value(TRANSACTIONS, row, "tx_datetime")
         card = self._value(TRANSACTIONS, row, "card_key")
         terminal = self._value(TRANSACTIONS, row, "terminal_id")
@@ -545,7 +611,7 @@ class OnlineFeatureStore:
             history.update(dict.fromkeys(card.between(self._card_start(when), when)))
         columns, rows = self._stage_features.query(
             {
-                TRANSACTIONS: [self._transactions[i] for i in history],
+                TRANSACTIONS: self._history.take(history),
                 TERMINAL_DAYS: [self._terminal_days[t][d] for t, d in sorted(wanted)],
             },
             self._select_features,
@@ -584,7 +650,9 @@ class OnlineFeatureStore:
             return
         columns, rows = self._stage_terminal_days.query(
             {
-                TRANSACTIONS: [self._transactions[i] for i in history] + probes,
+                TRANSACTIONS: pa.concat_tables(
+                    [self._history.take(history), _table(probes, self._history.schema)]
+                ),
                 FRAUD_REPORTS: [self._reports[i] for i in history if i in self._reports],
             },
             self._select_terminal_days,

@@ -241,3 +241,37 @@ def test_serving_prepared_day_gives_the_same_rows(
     card, terminal = tiny_world.transactions[["card_number", "terminal_id"]].iloc[1]
     request = payment("prepared", when, card, terminal)
     assert store.features(request) == unprepared.features(request)
+
+
+def test_history_columns_gather_any_ids_in_the_order_asked_across_compactions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Arrow columns the SQL reads the history from (``_Columns``): rows from the snapshot,
+    rows added since (still tuples) and rows merged in by a compaction, gathered by id in any
+    order, are the rows that were added."""
+    from orchestration.lib.online_features import _Columns, _rows
+
+    monkeypatch.setattr(_Columns, "COMPACT_ROWS", 5)
+    schema = pa.schema([("transaction_id", pa.string()), ("tx_datetime", pa.timestamp("us")),
+                        ("amount", pa.float64())])
+    start = datetime(2018, 4, 1, 8)
+
+    def row(i: int) -> tuple:
+        return (f"t{i}", start + timedelta(minutes=i), None if i % 7 == 0 else i * 1.5)
+
+    columns = _Columns(schema)
+    snapshot = [row(i) for i in range(6)]
+    columns.extend(pa.Table.from_pylist(
+        [dict(zip(schema.names, r, strict=True)) for r in snapshot], schema=schema
+    ))
+    rows = dict(zip((r[0] for r in snapshot), snapshot, strict=True))
+    orders = (["t3", "t0", "t5"], [], ["t5", "t4", "t3", "t2", "t1", "t0"])
+    for i in range(6, 20):  # compacts after t10 and t15: t16 to t19 stay recent
+        rows[f"t{i}"] = row(i)
+        columns.append(f"t{i}", row(i))
+        ids = [f"t{i}", "t2", f"t{i - 1}", "t0", f"t{i // 2}"]
+        for asked in (ids, *orders):
+            table = columns.take(asked)
+            assert table.schema == schema
+            assert _rows(table) == [rows[a] for a in asked]
+    assert len(columns._recent) == 4
