@@ -17,6 +17,7 @@ again gets the same row).
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -40,7 +41,7 @@ class Coalescer(Generic[T, R]):
     ``run`` maps a list of items to a list of results of the same length, in order, and each
     item's result must not depend on the items beside it. ``max_items``: the most items one
     joint call takes (a call with more runs alone); calls join in the order they arrived.
-    Thread-safe; ``run`` never runs twice at once.
+    Thread-safe; ``run`` never runs twice at once, and never holds the lock callers queue on.
     """
 
     def __init__(self, run: Callable[[list[T]], list[R]], max_items: int = 64) -> None:
@@ -48,39 +49,52 @@ class Coalescer(Generic[T, R]):
             raise ValueError(f"max_items must be at least 1, got {max_items}")
         self._run = run
         self._max_items = max_items
-        self._turn = threading.Lock()
-        """Held by the caller running a group."""
-        self._queue_lock = threading.Lock()
+        self._changed = threading.Condition()
+        """Guards the queue and ``_running``; notified when a group is done."""
         self._queue: list[_Call[T, R]] = []
+        self._running = False
+        """Whether a caller is running a group now."""
         self.calls = 0
         """Calls of ``run`` so far (joint and alone), for metrics and tests."""
-        self.groups: list[int] = []
-        """Requests per joint call, the most recent last (at most 1,000 kept)."""
+        self.groups: deque[int] = deque(maxlen=1000)
+        """Requests per group, the most recent last (the last 1,000)."""
 
     def __call__(self, items: Sequence[T]) -> list[R]:
         call: _Call[T, R] = _Call(items)
-        with self._queue_lock:
+        with self._changed:
             self._queue.append(call)
-        while not call.done:
-            with self._turn:
-                if not call.done:
-                    self._run_group(self._take_group())
+        while True:
+            with self._changed:
+                # a caller whose call is done returns as soon as it is woken, never behind
+                # the next group
+                while self._running and not call.done:
+                    self._changed.wait()
+                if call.done:
+                    break
+                self._running = True
+                group = self._take_group()
+            try:
+                self._run_group(group)
+            finally:
+                with self._changed:
+                    self._running = False
+                    self._changed.notify_all()
         if call.error is not None:
             raise call.error
         assert call.results is not None
         return call.results
 
     def _take_group(self) -> list[_Call[T, R]]:
-        """The queue's first calls, up to ``max_items`` items (at least one call)."""
-        with self._queue_lock:
-            size, end = 0, 0
-            for call in self._queue:
-                if end and size + len(call.items) > self._max_items:
-                    break
-                size += len(call.items)
-                end += 1
-            group, self._queue = self._queue[:end], self._queue[end:]
-        self.groups = [*self.groups[-999:], len(group)]
+        """The queue's first calls, up to ``max_items`` items (at least one call); the caller
+        holds ``_changed``."""
+        size, end = 0, 0
+        for call in self._queue:
+            if end and size + len(call.items) > self._max_items:
+                break
+            size += len(call.items)
+            end += 1
+        group, self._queue = self._queue[:end], self._queue[end:]
+        self.groups.append(len(group))
         return group
 
     def _run_group(self, group: list[_Call[T, R]]) -> None:

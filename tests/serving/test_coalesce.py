@@ -57,7 +57,7 @@ def test_callers_waiting_together_share_one_call_and_get_their_own_results() -> 
     assert [f.result() for f in futures] == [[10], [20, 30], [40], [50, 60, 70]]
     # the first ran alone (nobody waited yet); the three behind it in one call, in order
     assert gate.calls == [[1], [2, 3, 4, 5, 6, 7]]
-    assert coalescer.calls == 2 and coalescer.groups == [1, 3]
+    assert coalescer.calls == 2 and list(coalescer.groups) == [1, 3]
 
 
 def test_a_group_takes_at_most_max_items_and_a_larger_call_runs_alone() -> None:
@@ -86,7 +86,7 @@ def test_a_failing_caller_gets_its_error_and_the_others_their_results() -> None:
 def test_a_caller_alone_runs_at_once_and_a_wrong_result_count_is_an_error() -> None:
     coalescer = Coalescer(lambda items: [item + 1 for item in items])
     assert coalescer([1, 2]) == [2, 3]
-    assert coalescer.groups == [1]
+    assert list(coalescer.groups) == [1]
     short = Coalescer(lambda items: items[:-1])
     with pytest.raises(RuntimeError, match="returned 1 results for 2 items"):
         short([1, 2])
@@ -101,3 +101,38 @@ def test_many_threads_each_get_exactly_their_own_results() -> None:
         answers = list(pool.map(coalescer, requests))
     assert answers == [[(item, item * item) for item in items] for items in requests]
     assert sum(coalescer.groups) == len(requests)
+
+
+def test_a_caller_whose_call_is_done_returns_while_the_next_group_runs() -> None:
+    held = {item: threading.Event() for item in (0, 1, 99)}
+    running: list[list[int]] = []
+
+    def run(items: list[int]) -> list[int]:
+        running.append(items)
+        for item in items:
+            if item in held:
+                assert held[item].wait(WAIT_S)
+        return [item * 10 for item in items]
+
+    coalescer = Coalescer(run)
+    pool = ThreadPoolExecutor(4)
+    first = pool.submit(coalescer, [0])  # holds the run: the next two queue behind it
+    while not running:
+        threading.Event().wait(0.01)
+    together = [pool.submit(coalescer, [1]), pool.submit(coalescer, [2])]
+    while len(coalescer._queue) < 2:
+        threading.Event().wait(0.01)
+    held[0].set()
+    while len(running) < 2:  # [1, 2] runs, held by 1
+        threading.Event().wait(0.01)
+    later = pool.submit(coalescer, [99])
+    while len(coalescer._queue) < 1:
+        threading.Event().wait(0.01)
+    held[1].set()  # [1, 2] is done; [99] runs next and is held
+    assert [f.result(timeout=WAIT_S) for f in (first, *together)] == [[0], [10], [20]]
+    while len(running) < 3:
+        threading.Event().wait(0.01)
+    assert not later.done() and running == [[0], [1, 2], [99]]
+    held[99].set()
+    assert later.result(timeout=WAIT_S) == [990]
+    pool.shutdown()
