@@ -3,8 +3,9 @@
 What a user would write instead of the BentoML service, doing the same work per request: the
 service's request and response models (imported, so validation and response fields are
 identical), the same online features from the same serving snapshot, the champion's score and
-reason codes, and the prediction log row made durable before the answer. It lacks what is not
-per-request work: following the registry and the snapshots, readiness checks, fraud reports.
+reason codes (the service's `answers`), and the prediction log row made durable before the
+answer. It lacks what is not per-request work: following the registry and the snapshots,
+readiness checks, fraud reports.
 
     BLUEPRINT_HOME=... .venv/bin/python -m uvicorn benchmarks.fastapi_peer:app --port 3011
 """
@@ -16,19 +17,17 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pandas as pd
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from bentos.fraud_scorer.service import (
     IDENTITY_COLUMNS,
-    TOP_REASONS,
-    Reason,
     Score,
     Scores,
     Transaction,
     TransactionBatch,
+    answers,
 )
 from orchestration.lib.online_features import OnlineFeatureStore, TransactionConflictError
 from orchestration.lib.prediction_log import PredictionLog, new_request_id
@@ -92,26 +91,7 @@ def _score(kind: type[Transaction | TransactionBatch], body: bytes) -> list[Scor
         raise HTTPException(409, str(conflict)) from conflict
     except ValueError as invalid:
         raise HTTPException(400, str(invalid)) from invalid
-    probabilities, explanations = model.score_and_explain(pd.DataFrame(rows), TOP_REASONS)
-    scores = [
-        Score(
-            transaction_id=row["transaction_id"],
-            fraud_probability=float(probability),
-            alert=bool(alert),
-            model_version=model.version,
-            reasons=[
-                Reason(
-                    feature=r.feature,
-                    value=r.value if r.value == r.value else None,  # NaN: no history, null
-                    contribution=r.contribution,
-                )
-                for r in reasons
-            ],
-        )
-        for row, probability, alert, reasons in zip(
-            rows, probabilities, model.alerts(probabilities), explanations, strict=True
-        )
-    ]
+    scores = answers(model, rows)  # the service's answer-building, as a user would import it
     request_id, logged_at = new_request_id(), datetime.now(UTC)
     _loaded["log"].write(
         [
