@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.tree import DecisionTreeClassifier
 from threadpoolctl import ThreadpoolController
@@ -71,7 +72,17 @@ class ScoringModel:
 
     def _proba1(self, X: pd.DataFrame) -> np.ndarray:
         """``predict_proba(X)[:, 1]``; a few rows of a forest through :class:`FlatForest`
-        (the same numbers without scikit-learn's per-tree overhead)."""
+        (the same numbers without scikit-learn's per-tree overhead).
+
+        A row's probability never depends on the rows beside it, to the last bit: the service
+        scores a request alone or with the requests that waited with it, and a retry must get
+        the same answer. A linear model's log-odds are therefore summed row by row
+        (``predict_proba``'s matrix product rounds a row differently with the number of rows)."""
+        model = self.pipeline[-1]
+        if hasattr(model, "coef_"):
+            transformed = np.ascontiguousarray(self.pipeline[:-1].transform(X), dtype=float)
+            log_odds = (transformed * model.coef_[0]).sum(axis=1) + model.intercept_[0]
+            return expit(log_odds)  # as predict_proba's
         if self._flat_forest is not None and len(X) <= FLAT_MAX_ROWS:
             transformed = np.asarray(self.pipeline[:-1].transform(X), dtype=float)
             if not np.isnan(transformed).any():
@@ -107,7 +118,7 @@ class ScoringModel:
                 both = pd.DataFrame(np.vstack([X, reference]), columns=names)
                 transformed = np.asarray(self.pipeline[:-1].transform(both), dtype=float)
                 contributions = model.coef_[0] * (transformed[:-1] - transformed[-1])
-                scores = self.pipeline.predict_proba(pd.DataFrame(X, columns=names))[:, 1]
+                scores = self._proba1(pd.DataFrame(X, columns=names))
             else:
                 batch = np.repeat(X, n_features + 1, axis=0).reshape(
                     n_rows, n_features + 1, n_features

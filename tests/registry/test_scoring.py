@@ -8,7 +8,7 @@ import pytest
 
 from orchestration.lib import registry
 from orchestration.lib.model_selection import build_pipeline, reason_codes
-from orchestration.lib.scoring import load_scoring_model
+from orchestration.lib.scoring import ScoringModel, load_scoring_model
 from tests.registry.conftest import FEATURES
 
 
@@ -125,3 +125,25 @@ def test_each_days_queue_is_its_best_cards_by_their_best_payment(
         )
         assert list(queue["transaction_id"]) == list(expected["transaction_id"])
         assert list(queue["rank"]) == list(range(1, len(expected) + 1))
+
+
+def test_a_linear_models_score_is_the_same_to_the_last_bit_alone_or_in_a_group() -> None:
+    """``predict_proba``'s matrix product rounds a row differently with the rows beside it
+    (with 23 features, most groups below have a row that differs in its last bit); the service
+    scores a request alone or with the requests that waited with it, and a retry must get the
+    same answer."""
+    rng = np.random.default_rng(1)
+    names = [f"f{i}" for i in range(23)]
+    frame = pd.DataFrame(rng.gamma(2, 30, size=(400, 23)), columns=names)
+    y = (rng.random(400) < 0.2).astype(int)
+    pipeline = build_pipeline("logistic_regression", {"C": 1.0}).fit(frame, y)
+    facts = type("Facts", (), {"features": names, "reference_means": {}})()
+    model = ScoringModel(version="v", pipeline=pipeline, facts=facts, alert_threshold=0.5)
+    records = frame.to_dict("records")  # the service's rows: dicts, as the store returns them
+    alone = [model.score_and_explain(pd.DataFrame([r]))[0][0] for r in records]
+    for size in (2, 7, 25, 64):
+        for start in range(0, len(records), size):
+            scores, _ = model.score_and_explain(pd.DataFrame(records[start : start + size]))
+            assert list(scores) == alone[start : start + size], (size, start)
+    np.testing.assert_array_equal(model.score(frame), alone)
+    np.testing.assert_allclose(alone, pipeline.predict_proba(frame)[:, 1], rtol=0, atol=1e-15)
