@@ -76,7 +76,7 @@ def _materialize(days: list) -> None:
 def _phases(model, warehouse: Path, days: list, scratch: Path) -> list[tuple[str, float]]:
     """The asset's work, phase by phase, in this process (one pass, seconds each)."""
     from orchestration.defs.serving.assets import BATCH_SCORING_CHUNK_DAYS
-    from orchestration.lib.scoring import SCORE_COLUMNS, score_days
+    from orchestration.lib.serving.scoring import SCORE_COLUMNS, score_days
 
     columns = ", ".join(dict.fromkeys([*SCORE_COLUMNS, *model.features]))
     chunks = [days[i:i + BATCH_SCORING_CHUNK_DAYS]
@@ -116,7 +116,7 @@ def _phases(model, warehouse: Path, days: list, scratch: Path) -> list[tuple[str
 
 
 def run(bench: Bench) -> Section:
-    from orchestration.lib.scoring import (
+    from orchestration.lib.serving.scoring import (
         _THREADPOOLS,  # noqa: PLC2701 - the asset's own limit
         load_champion,
     )

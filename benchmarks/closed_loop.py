@@ -25,7 +25,7 @@ from benchmarks.harness import (
     markdown_table,
 )
 from blueprint_cli import closed_loop
-from orchestration.lib.serve import free_port
+from orchestration.lib.serving.process import free_port
 
 NUMBER = 8
 TITLE = "Closed loop: drift, retraining, switch"

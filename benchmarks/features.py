@@ -54,7 +54,11 @@ from benchmarks.harness import (
     markdown_table,
     run_measured,
 )
-from orchestration.lib.feature_definitions import OUTPUT_MODEL, FeatureWindows, dbt_window_vars
+from orchestration.lib.features.feature_definitions import (
+    OUTPUT_MODEL,
+    FeatureWindows,
+    dbt_window_vars,
+)
 from orchestration.settings import DBT_PROJECT_DIR, PROJECT_ROOT
 
 NUMBER = 2

@@ -297,7 +297,7 @@ def write_page(
     path: Path, sections: Sequence[Section], bench: Bench, started: datetime, seconds: float
 ) -> None:
     """The results page, written atomically."""
-    from orchestration.lib.atomic import atomic_write_bytes
+    from orchestration.lib.core.atomic import atomic_write_bytes
 
     kind = "`make bench-quick` (small world: the harness works; not for claims)" if bench.quick \
         else "`make bench` (the default world)"

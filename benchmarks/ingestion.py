@@ -1,7 +1,8 @@
 """Ingestion: landing files to validated raw snapshots, against DuckDB merely reading them.
 
-Ours is what the ``raw_<source>`` assets run, :func:`orchestration.lib.ingest.ingest_partitions`
-with the assets' default workers (one thread per core), called in process for every business
+Ours is what the ``raw_<source>`` assets run,
+:func:`orchestration.lib.ingestion.ingest.ingest_partitions` with the assets' default workers (one
+thread per core), called in process for every business
 date of every source found in the world's landing zone; once more on one thread, to compare with
 DuckDB on one thread. Each partition: read and checksum the files, decompress, parse,
 check the schema contract, quarantine what breaks it (with reasons), de-duplicate on the
@@ -41,9 +42,10 @@ import duckdb
 import pyarrow.parquet as pq
 
 from benchmarks.harness import Bench, Section, Target, Timing, fmt_seconds, markdown_table
-from orchestration.lib import atomic, ingest
-from orchestration.lib.contracts import CONTRACTS, SourceContract
-from orchestration.lib.ingest import (
+from orchestration.lib.core import atomic
+from orchestration.lib.ingestion import ingest
+from orchestration.lib.ingestion.contracts import CONTRACTS, SourceContract
+from orchestration.lib.ingestion.ingest import (
     IngestionError,
     IngestResult,
     ingest_partition,
@@ -368,8 +370,9 @@ def run(bench: Bench) -> Section:
     )
     parts = [
         f"Every landing file of the world ({sum(len(s.files) for s in sources):,} files, "
-        f"{total_rows:,} rows) ingested by `orchestration.lib.ingest.ingest_partitions`, what "
-        f"the `raw_<source>` assets run, with their default {workers} workers (threads, one "
+        f"{total_rows:,} rows) ingested by "
+        f"`orchestration.lib.ingestion.ingest.ingest_partitions`, what the `raw_<source>` assets "
+        f"run, with their default {workers} workers (threads, one "
         "partition each; `BLUEPRINT_INGEST_WORKERS`), in process and into a "
         "temporary folder emptied before each run (so every partition is really written), "
         "against DuckDB reading the same files into an Arrow table with the contract's columns "

@@ -32,8 +32,8 @@ import duckdb
 import pandas as pd
 
 from benchmarks.harness import Bench, Section, Target, fmt_seconds, markdown_table
-from orchestration.lib.metrics import METRICS, Performance
-from orchestration.lib.model_selection import (
+from orchestration.lib.training.metrics import METRICS, Performance
+from orchestration.lib.training.model_selection import (
     BASELINE_FEATURES,
     DECISION_TREE,
     DEFAULT_GRIDS,
@@ -49,7 +49,7 @@ from orchestration.lib.model_selection import (
     fit_final,
     prequential_search,
 )
-from orchestration.lib.validation import (
+from orchestration.lib.training.validation import (
     LABEL,
     Protocol,
     Windows,
@@ -393,7 +393,7 @@ def _overridden_features(settings: Settings) -> str:
 
 def _champion_note(settings: Settings, deployed: Row, windows: Windows) -> str:
     """Whether the registry's champion in this world is the deployed row's candidate."""
-    from orchestration.lib import registry
+    from orchestration.lib.registry import registry
 
     try:
         version = registry.champion_version(settings)

@@ -28,9 +28,9 @@ import duckdb
 import pandas as pd
 
 from benchmarks.harness import Bench, MiB, PeakRss, Section, Timing, fmt_bytes, markdown_table
-from orchestration.lib import monitoring
-from orchestration.lib.scoring import load_champion
-from orchestration.lib.training import reference_rows
+from orchestration.lib.monitoring import reports as monitoring
+from orchestration.lib.serving.scoring import load_champion
+from orchestration.lib.training.lineage import reference_rows
 from orchestration.settings import get_settings
 
 NUMBER = 6

@@ -4,7 +4,7 @@ and a FastAPI peer.
 Three ways of scoring the same payments with the same champion on the same online features:
 
 - the BentoML service (``bentos/fraud_scorer``), started as ``blueprint serve`` starts it
-  (:func:`orchestration.lib.serve.start_scoring_service`), with 1 and 2 workers;
+  (:func:`orchestration.lib.serving.process.start_scoring_service`), with 1 and 2 workers;
 - a minimal hand-written FastAPI app (:mod:`benchmarks.fastapi_peer`) under uvicorn, with 1 and
   2 workers: the peer a user would write instead;
 - the floor: the service's own class called in-process, no HTTP (:mod:`benchmarks.serving_floor`),
@@ -51,9 +51,14 @@ import psutil
 import uvloop
 
 from benchmarks.harness import Bench, Section, Target, markdown_table
-from orchestration.lib.pii import luhn_valid
-from orchestration.lib.serve import ScoringServer, free_port, service_env, start_scoring_service
-from orchestration.lib.serving_snapshot import current_snapshot
+from orchestration.lib.quality.pii import luhn_valid
+from orchestration.lib.serving.process import (
+    ScoringServer,
+    free_port,
+    service_env,
+    start_scoring_service,
+)
+from orchestration.lib.serving.snapshot import current_snapshot
 from orchestration.settings import PROJECT_ROOT, Settings, get_settings
 
 NUMBER = 4

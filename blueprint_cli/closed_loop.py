@@ -88,8 +88,8 @@ class Scenario:
     @property
     def fire_day(self) -> date:
         """The first day after which the sensor can fire: the newest mature training window
-        (:func:`orchestration.lib.retraining.newest_training_window`) then holds the required
-        days from the drift day on."""
+        (:func:`orchestration.lib.monitoring.retraining.newest_training_window`) then holds the
+        required days from the drift day on."""
         lag = (
             self.setting("BLUEPRINT_RETRAIN_MIN_POST_DRIFT_DAYS", 3)
             + self.max_report_delay
@@ -259,8 +259,8 @@ def run_loop(scenario: Scenario, log=lambda message: None) -> LoopRun:
     """Run the scenario in the home the environment names (see :func:`scenario_environment`:
     the caller sets it, and keeps it while it reads the results)."""
     from blueprint_cli.replay import day_payments
-    from orchestration.lib import registry
-    from orchestration.lib.serve import start_scoring_service
+    from orchestration.lib.registry import registry
+    from orchestration.lib.serving.process import start_scoring_service
     from orchestration.settings import get_settings
 
     settings = get_settings()
@@ -341,7 +341,7 @@ def step_outputs(output: str) -> list[tuple[str, float, str]]:
 
 def report_numbers(run: LoopRun) -> dict[tuple[date, str], dict]:
     """(day, report kind) -> the report's headline numbers, from the reports' index."""
-    from orchestration.lib import monitoring
+    from orchestration.lib.monitoring import reports as monitoring
 
     return {(e.day, e.kind): e.numbers for e in monitoring.read_index(run.settings.reports_dir)}
 
@@ -375,7 +375,7 @@ def ap_after_switch(run: LoopRun) -> tuple[float, float, int, int]:
     import duckdb
     from sklearn.metrics import average_precision_score
 
-    from orchestration.lib.scoring import load_scoring_model
+    from orchestration.lib.serving.scoring import load_scoring_model
 
     after_switch = run.scenario.steps()[run.scenario.switch_step + 1][0]
     with duckdb.connect(str(run.home / "warehouse.duckdb"), read_only=True) as con:

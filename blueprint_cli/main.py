@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from blueprint_cli.models import models_app
-from orchestration.lib.instance import ensure_instance
+from orchestration.lib.core.instance import ensure_instance
 from orchestration.settings import PROJECT_ROOT, Settings, export_to_subprocesses, get_settings
 
 app = typer.Typer(help="Blueprint: a production-shaped ML system for card-fraud detection.")
@@ -152,8 +152,8 @@ def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
     from orchestration.definitions import defs
     from orchestration.defs.ingestion.predictions import PENDING_INPUT
     from orchestration.defs.monitoring.assets import READY_UNTIL
-    from orchestration.lib.contracts import CONTRACTS
-    from orchestration.lib.planning import plan_ingestion
+    from orchestration.lib.ingestion.contracts import CONTRACTS
+    from orchestration.lib.ingestion.planning import plan_ingestion
 
     settings = get_settings()
     graph = defs.resolve_asset_graph()
@@ -391,7 +391,7 @@ REPORTS_SERVER_STOP_S = 5.0
 
 
 def _stop_reports_server(settings: Settings) -> bool:
-    from orchestration.lib.serve import stop_process_group
+    from orchestration.lib.serving.process import stop_process_group
 
     pid_file = _reports_pid_file(settings)
     try:
@@ -418,12 +418,12 @@ def serve(
 
     It serves the registry's champion and follows promotions and rollbacks without a restart.
     """
-    from orchestration.lib.serve import (
+    from orchestration.lib.serving.process import (
         ServingStartError,
         running_scoring_service,
         start_scoring_service,
     )
-    from orchestration.lib.serving_snapshot import current_snapshot
+    from orchestration.lib.serving.snapshot import current_snapshot
 
     settings = _prepare()
     url = f"http://127.0.0.1:{port or settings.serving_port}"
@@ -448,7 +448,7 @@ def serve(
 @app.command()
 def stop() -> None:
     """Stop what `blueprint ui`, `blueprint serve` and `make demo` started."""
-    from orchestration.lib.serve import stop_scoring_service
+    from orchestration.lib.serving.process import stop_scoring_service
 
     settings = get_settings()
     if stop_scoring_service(settings):
@@ -537,7 +537,7 @@ def replay(
         replay_step,
         retrain_if_due,
     )
-    from orchestration.lib.serve import running_service_url
+    from orchestration.lib.serving.process import running_service_url
     from simulator import held_days
 
     settings = _prepare()
@@ -621,7 +621,7 @@ def scan_pii(
     ] = False,
 ) -> None:
     """Scan every table and file outside the raw zone for personal data; exit 1 on a finding."""
-    from orchestration.lib.pii import scan_outside_raw_zone
+    from orchestration.lib.quality.pii import scan_outside_raw_zone
 
     report, _ = scan_outside_raw_zone(_prepare(), incremental=not full)
     for finding in report.findings:

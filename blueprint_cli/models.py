@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from orchestration.lib import registry
+from orchestration.lib.registry import registry
 
 models_app = typer.Typer(
     help="The model registry: which versions exist, which one is champion, and why.",
@@ -127,7 +127,7 @@ def rollback(reason: Annotated[str, typer.Option("--reason", help=REASON_HELP)])
 @models_app.command("reproduce")
 def reproduce(version: Annotated[str, typer.Argument(help="The version to retrain.")]) -> None:
     """Retrain a version from its recorded lineage and compare the test metrics."""
-    from orchestration.lib.training import reproduce as retrain
+    from orchestration.lib.training.lineage import reproduce as retrain
 
     try:
         result = retrain(version)

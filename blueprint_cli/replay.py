@@ -213,8 +213,8 @@ def replay_step(
     on_stage: Callable[[str], None] = lambda stage: None,
 ) -> StepResult:
     """Live ``days`` (consecutive) through the system; see the module's docstring."""
-    from orchestration.lib import registry
-    from orchestration.lib.prediction_log import request_rotation, wait_for_rotation
+    from orchestration.lib.registry import registry
+    from orchestration.lib.serving.prediction_log import request_rotation, wait_for_rotation
     from simulator import deliver
 
     result = StepResult(first=days[0], last=days[-1])
@@ -254,7 +254,7 @@ def retrain_if_due(
     import dagster as dg
 
     from orchestration.defs.monitoring.automation import retraining_decision, retraining_request
-    from orchestration.lib import registry
+    from orchestration.lib.registry import registry
 
     instance = dg.DagsterInstance.get()
     result.champion_before = result.champion_before or registry.champion_version(settings)

@@ -191,7 +191,7 @@ class Settings:
     @property
     def pii_scan_cache_path(self) -> Path:
         """The files the PII scan found clean, so the next scan skips them while unchanged
-        (:class:`orchestration.lib.pii.ScanCache`)."""
+        (:class:`orchestration.lib.quality.pii.ScanCache`)."""
         return self.home / "quality" / "pii-scan-cache.json"
 
     @property

@@ -41,16 +41,17 @@ from pydantic import (
 from starlette.responses import JSONResponse
 from threadpoolctl import threadpool_limits
 
-from orchestration.lib import registry
-from orchestration.lib.coalesce import Coalescer
-from orchestration.lib.ingest import _PAN_LENGTH as PAN_LENGTH
-from orchestration.lib.online_features import (
+from orchestration.lib.features.pseudonymize import key_fingerprint
+from orchestration.lib.ingestion.ingest import _PAN_LENGTH as PAN_LENGTH
+from orchestration.lib.quality.pii import luhn_valid
+from orchestration.lib.registry import registry
+from orchestration.lib.serving.coalesce import Coalescer
+from orchestration.lib.serving.online_features import (
     OnlineFeatureStore,
     TransactionConflictError,
     stage_fraud_report,
 )
-from orchestration.lib.pii import luhn_valid
-from orchestration.lib.prediction_log import (
+from orchestration.lib.serving.prediction_log import (
     REPORT_COLUMNS,
     PredictionLog,
     PredictionLogError,
@@ -58,9 +59,8 @@ from orchestration.lib.prediction_log import (
     new_request_id,
     rotation_token,
 )
-from orchestration.lib.pseudonymize import key_fingerprint
-from orchestration.lib.scoring import ScoringModel, load_scoring_model
-from orchestration.lib.serving_snapshot import current_snapshot
+from orchestration.lib.serving.scoring import ScoringModel, load_scoring_model
+from orchestration.lib.serving.snapshot import current_snapshot
 from orchestration.settings import get_settings, pseudonymization_key
 
 SETTINGS = get_settings()

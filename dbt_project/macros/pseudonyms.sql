@@ -1,6 +1,6 @@
 {#- One row per distinct non-null value of `column` in `relation` with its pseudonym
     (HMAC-SHA256 hex, computed by the Python function `pseudonymize` that
-    orchestration.lib.dbt_udfs registers). Hashing each distinct value once and joining back
+    orchestration.lib.features.dbt_udfs registers). Hashing each distinct value once and joining back
     is much cheaper than calling Python for every row: 5 000 cards instead of 1.75 M payments. -#}
 {% macro pseudonyms(relation, column) -%}
     select

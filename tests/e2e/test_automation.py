@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from orchestration.lib.serve import free_port
+from orchestration.lib.serving.process import free_port
 from tests.e2e.e2e_world import (
     DAYS,
     START,

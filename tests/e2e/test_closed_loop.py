@@ -31,8 +31,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from blueprint_cli import closed_loop
 from blueprint_cli.closed_loop import FIRST_BREACH_WITHIN, SERVING, breached
-from orchestration.lib import monitoring, registry
-from orchestration.lib.serve import free_port
+from orchestration.lib.monitoring import reports as monitoring
+from orchestration.lib.registry import registry
+from orchestration.lib.serving.process import free_port
 from tests import browser
 from tests.e2e.e2e_world import instance
 from tests.support import run_blueprint

@@ -12,7 +12,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from orchestration.lib.serve import free_port
+from orchestration.lib.serving.process import free_port
 from orchestration.settings import PROJECT_ROOT
 from tests.e2e.e2e_world import (
     DAYS,
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def registry_of(monkeypatch: pytest.MonkeyPatch):
     """The registry module reading a given home."""
-    from orchestration.lib import registry
+    from orchestration.lib.registry import registry
 
     def use(home: Path):
         monkeypatch.setenv("BLUEPRINT_HOME", str(home))
@@ -59,8 +59,8 @@ def test_materialize_trains_registers_and_promotes_a_champion_with_its_lineage(
     facts = registry.model_facts(version)
 
     published = json.loads((world / "serving" / "feature_definitions.json").read_text())
-    from orchestration.lib.feature_definitions import FeatureDefinitions
-    from orchestration.lib.pseudonymize import key_fingerprint
+    from orchestration.lib.features.feature_definitions import FeatureDefinitions
+    from orchestration.lib.features.pseudonymize import key_fingerprint
 
     assert facts.feature_definitions_hash == FeatureDefinitions.from_dict(published).hash
     key = (world / "secrets" / "pseudonymization.key").read_text().strip().encode()
@@ -125,7 +125,7 @@ def test_the_gate_refuses_a_weakened_challenger_and_records_why(
 
 
 def test_batch_scoring_scores_every_day_with_the_champion(world: Path, registry_of):
-    from orchestration.lib.scoring import load_champion
+    from orchestration.lib.serving.scoring import load_champion
 
     registry_of(world)
     model = load_champion()

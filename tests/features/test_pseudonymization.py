@@ -10,8 +10,13 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from orchestration.lib.dbt_udfs import CachedPseudonymizer
-from orchestration.lib.pseudonymize import card_key, card_keys, key_fingerprint, pseudonymize
+from orchestration.lib.features.dbt_udfs import CachedPseudonymizer
+from orchestration.lib.features.pseudonymize import (
+    card_key,
+    card_keys,
+    key_fingerprint,
+    pseudonymize,
+)
 from tests.features.raw_world import DbtRun, World, read_table, warehouse_tables
 
 KEY = b"a test key, not a secret"

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from orchestration.lib.contracts import SourceContract
-from orchestration.lib.ingest import IngestResult, ingest_partition
+from orchestration.lib.ingestion.contracts import SourceContract
+from orchestration.lib.ingestion.ingest import IngestResult, ingest_partition
 
 DAY = date(2018, 4, 1)
 TRANSACTION_HEADER = ["transaction_id", "tx_datetime", "card_number", "terminal_id", "amount"]

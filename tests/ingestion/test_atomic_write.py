@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from landing_builders import DAY, transaction_rows
 
-from orchestration.lib import ingest
-from orchestration.lib.atomic import atomic_output, atomic_write_bytes
-from orchestration.lib.contracts import TRANSACTIONS
+from orchestration.lib.core.atomic import atomic_output, atomic_write_bytes
+from orchestration.lib.ingestion import ingest
+from orchestration.lib.ingestion.contracts import TRANSACTIONS
 from orchestration.settings import PROJECT_ROOT
 
 
@@ -48,7 +48,7 @@ def test_killed_writer_leaves_previous_version_and_next_write_cleans_up(tmp_path
         f"""
         import sys, time
         from pathlib import Path
-        from orchestration.lib.atomic import atomic_output
+        from orchestration.lib.core.atomic import atomic_output
         with atomic_output(Path({str(target)!r})) as temp:
             with open(temp, "wb") as out:
                 out.write(b"part of the new vers")

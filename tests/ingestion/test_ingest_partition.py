@@ -24,9 +24,9 @@ from landing_builders import (
     transaction_rows,
 )
 
-from orchestration.lib import ingest
-from orchestration.lib.contracts import CUSTOMERS, FRAUD_REPORTS, TRANSACTIONS
-from orchestration.lib.ingest import (
+from orchestration.lib.ingestion import ingest
+from orchestration.lib.ingestion.contracts import CUSTOMERS, FRAUD_REPORTS, TRANSACTIONS
+from orchestration.lib.ingestion.ingest import (
     FINGERPRINT_KEY,
     QUARANTINE_RECORDS_SCHEMA,
     RAW_QUARANTINE_ROWS_SCHEMA,
@@ -489,7 +489,7 @@ def test_a_days_landing_files_are_found_without_reading_the_other_days(zones):
     listing has them; names of other days, other sources and partial uploads are skipped."""
     from datetime import timedelta
 
-    from orchestration.lib.ingest import landing_files
+    from orchestration.lib.ingestion.ingest import landing_files
 
     days = [DAY + timedelta(days=i) for i in range(3)]
     for day in days:

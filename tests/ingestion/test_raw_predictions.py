@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from orchestration.defs.ingestion.predictions import raw_predictions
-from orchestration.lib.prediction_log import PredictionLog
+from orchestration.lib.serving.prediction_log import PredictionLog
 from orchestration.settings import get_settings
 from tests.serving.test_service_prediction_log import row
 

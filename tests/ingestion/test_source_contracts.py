@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from landing_builders import DAY, csv_text
 
-from orchestration.lib.contracts import (
+from orchestration.lib.ingestion.contracts import (
     CONTRACTS,
     CUSTOMERS,
     FRAUD_REPORTS,

@@ -14,8 +14,7 @@ import pytest
 from evidently.core.report import Snapshot
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from orchestration.lib.metrics import card_precision_top_k
-from orchestration.lib.monitoring import (
+from orchestration.lib.monitoring.reports import (
     INDEX_HTML,
     INDEX_JSON,
     INDEX_TITLE,
@@ -30,6 +29,7 @@ from orchestration.lib.monitoring import (
     sample_for_report,
     write_index_html,
 )
+from orchestration.lib.training.metrics import card_precision_top_k
 
 FEATURES = [f"feature_{i}" for i in range(6)]
 SHIFTED = ["feature_1", "feature_4"]

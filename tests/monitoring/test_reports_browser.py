@@ -24,7 +24,7 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from orchestration.lib.monitoring import (
+from orchestration.lib.monitoring.reports import (
     INDEX_HTML,
     INDEX_TITLE,
     REPORT_KINDS,

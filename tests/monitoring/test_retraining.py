@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from orchestration.lib.retraining import (
+from orchestration.lib.monitoring.retraining import (
     Thresholds,
     decide,
     find_breaches,
     newest_training_window,
 )
-from orchestration.lib.validation import Protocol
+from orchestration.lib.training.validation import Protocol
 
 THRESHOLDS = Thresholds(drift_share=0.5, ap_drop=0.1, prediction_drift=True, min_post_drift_days=3)
 D = date(2018, 6, 1)

@@ -8,7 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestration.lib.traffic import compare_features, label_maturity, load_scored_traffic
+from orchestration.lib.monitoring.traffic import (
+    compare_features,
+    label_maturity,
+    load_scored_traffic,
+)
 
 
 def _logged(rows: list[dict]) -> pd.DataFrame:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestration.lib.expectations import SuiteError, read_suite, validate_frame
+from orchestration.lib.quality.expectations import SuiteError, read_suite, validate_frame
 from orchestration.settings import EXPECTATIONS_DIR
 
 

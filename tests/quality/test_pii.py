@@ -7,7 +7,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from orchestration.lib.pii import (
+from orchestration.lib.quality.pii import (
     CrmIdentifiers,
     ScanCache,
     crm_snapshots,
@@ -215,7 +215,7 @@ def test_files_that_mention_no_new_identifier_as_a_word_are_not_read_again(home)
      ("ADA@EXAMPLE.ORG", True), ("Hällo hall", True)],
 )
 def test_mentions_any_is_a_word_level_superset_of_what_the_scan_finds(text, mentioned):
-    from orchestration.lib.pii import mentions_any
+    from orchestration.lib.quality.pii import mentions_any
 
     crm = CrmIdentifiers(
         name_keys=frozenset({name_key(HALL["name"])}), phones=frozenset({HALL["phone"]}),

@@ -15,8 +15,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from orchestration.lib import registry
-from orchestration.lib.pseudonymize import key_fingerprint
+from orchestration.lib.features.pseudonymize import key_fingerprint
+from orchestration.lib.registry import registry
 
 FEATURES = ["amount", "tx_during_night", "customer_nb_tx_1day"]
 

@@ -8,9 +8,9 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.tree import DecisionTreeClassifier
 
-from orchestration.lib.flat_forest import FLAT_MAX_ROWS, FlatForest
-from orchestration.lib.model_selection import build_pipeline
-from orchestration.lib.scoring import ScoringModel
+from orchestration.lib.serving.flat_forest import FLAT_MAX_ROWS, FlatForest
+from orchestration.lib.serving.scoring import ScoringModel
+from orchestration.lib.training.model_selection import build_pipeline
 
 
 def _data(n: int = 2000, features: int = 6, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from blueprint_cli.main import app
 from blueprint_cli.models import models_app
-from orchestration.lib import registry
+from orchestration.lib.registry import registry
 
 runner = CliRunner()
 

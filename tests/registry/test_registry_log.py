@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.lib import registry
+from orchestration.lib.registry import registry
 from orchestration.settings import get_settings
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestration.lib import registry
+from orchestration.lib.registry import registry
 from orchestration.settings import PROJECT_ROOT, get_settings
 
 REQUIRED_FACTS = {
@@ -133,7 +133,7 @@ SAVE_AND_LOAD = """
 from datetime import date
 import numpy as np
 from sklearn.dummy import DummyClassifier
-from orchestration.lib import registry
+from orchestration.lib.registry import registry
 model = DummyClassifier(strategy="prior").fit(np.zeros((4, 1)), [0, 1, 0, 0])
 window = registry.DataWindow(date(2018, 4, 1), date(2018, 4, 2), 4, "f" * 64)
 facts = registry.ModelFacts(

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestration.lib import registry
-from orchestration.lib.model_selection import build_pipeline, reason_codes
-from orchestration.lib.scoring import ScoringModel, load_scoring_model
+from orchestration.lib.registry import registry
+from orchestration.lib.serving.scoring import ScoringModel, load_scoring_model
+from orchestration.lib.training.model_selection import build_pipeline, reason_codes
 from tests.registry.conftest import FEATURES
 
 
@@ -56,7 +56,7 @@ def test_scores_and_reasons_are_the_same_one_row_at_a_time_or_in_batch(
 def test_scoring_many_days_at_once_gives_each_days_scores_and_queue(
     frame: pd.DataFrame, make_facts, family: str, params: dict
 ):
-    from orchestration.lib.scoring import score_days
+    from orchestration.lib.serving.scoring import score_days
 
     pipeline = build_pipeline(family, params).fit(frame[FEATURES], frame["is_fraud"])
     version = registry.save_model(
@@ -97,7 +97,7 @@ def test_each_days_queue_is_its_best_cards_by_their_best_payment(
     """The queue sorts only the rows that can reach it; it must hold what sorting every row
     gives: each card's best payment (highest score, then smallest transaction id), the top_k
     cards by it. A shallow forest of few trees gives many tied scores to break."""
-    from orchestration.lib.scoring import score_days
+    from orchestration.lib.serving.scoring import score_days
 
     pipeline = build_pipeline("random_forest", {"n_estimators": 3, "max_depth": 2})
     pipeline.fit(frame[FEATURES], frame["is_fraud"])

@@ -6,7 +6,10 @@ import secrets
 
 import pytest
 
-from orchestration.lib.feature_definitions import FeatureDefinitions, load_feature_definitions
+from orchestration.lib.features.feature_definitions import (
+    FeatureDefinitions,
+    load_feature_definitions,
+)
 from tests.features.raw_world import DbtRun, World, dbt_build, make_world, write_raw_zone
 
 

@@ -14,10 +14,14 @@ import duckdb
 import httpx
 import pandas as pd
 
-from orchestration.lib import registry
-from orchestration.lib.model_selection import BASELINE_FEATURES, LOGISTIC_REGRESSION, build_pipeline
-from orchestration.lib.pseudonymize import key_fingerprint
-from orchestration.lib.training import ID_COLUMNS
+from orchestration.lib.features.pseudonymize import key_fingerprint
+from orchestration.lib.registry import registry
+from orchestration.lib.training.lineage import ID_COLUMNS
+from orchestration.lib.training.model_selection import (
+    BASELINE_FEATURES,
+    LOGISTIC_REGRESSION,
+    build_pipeline,
+)
 from orchestration.settings import Settings
 from tests.features.raw_world import luhn_complete
 from tests.serving.serving_world import ServingWorld

@@ -1,8 +1,8 @@
 """Helpers of the serving tests: worlds built by the real pipeline code, publishing, replaying.
 
 ``build_serving_world`` simulates a world once and runs ingestion
-(``orchestration.lib.ingest.ingest_partition``) and ``dbt build`` in two homes: ``as_of`` holds
-only the partitions up to a cutoff day (what the pipeline had then: the state a serving
+(``orchestration.lib.ingestion.ingest.ingest_partition``) and ``dbt build`` in two homes: ``as_of``
+holds only the partitions up to a cutoff day (what the pipeline had then: the state a serving
 snapshot is published from), ``full`` holds every day (the offline truth the online features
 must equal).
 """
@@ -21,12 +21,12 @@ import duckdb
 import pandas as pd
 import pytest
 
-from orchestration.lib.contracts import CONTRACTS
-from orchestration.lib.feature_definitions import FeatureDefinitions
-from orchestration.lib.ingest import ingest_partition, landing_files
-from orchestration.lib.online_features import OnlineFeatureStore
-from orchestration.lib.pseudonymize import key_fingerprint
-from orchestration.lib.serving_snapshot import ServingSnapshot, publish_serving_snapshot
+from orchestration.lib.features.feature_definitions import FeatureDefinitions
+from orchestration.lib.features.pseudonymize import key_fingerprint
+from orchestration.lib.ingestion.contracts import CONTRACTS
+from orchestration.lib.ingestion.ingest import ingest_partition, landing_files
+from orchestration.lib.serving.online_features import OnlineFeatureStore
+from orchestration.lib.serving.snapshot import ServingSnapshot, publish_serving_snapshot
 from orchestration.settings import DBT_PROJECT_DIR, PROJECT_ROOT, PSEUDONYMIZATION_KEY_ENV
 from simulator import simulate
 from simulator.config import WorldConfig

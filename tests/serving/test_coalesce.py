@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from orchestration.lib.coalesce import Coalescer
+from orchestration.lib.serving.coalesce import Coalescer
 
 WAIT_S = 10.0
 

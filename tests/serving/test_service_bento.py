@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestration.lib.serve import SERVICE
+from orchestration.lib.serving.process import SERVICE
 from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT
 
 BENTOFILE = PROJECT_ROOT / "bentos" / "fraud_scorer" / "bentofile.yaml"
@@ -41,4 +41,4 @@ def test_bento_builds_offline_with_the_service_and_the_code_it_imports(tmp_path:
     name, version = tag.split(":")
     src = tmp_path / "bentoml" / "bentos" / name / version / "src"
     assert (src / "bentos" / "fraud_scorer" / "service.py").is_file()
-    assert (src / "orchestration" / "lib" / "online_features.py").is_file()
+    assert (src / "orchestration" / "lib" / "serving" / "online_features.py").is_file()

@@ -20,11 +20,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestration.lib import registry
-from orchestration.lib.feature_definitions import load_feature_definitions
-from orchestration.lib.prediction_log import CLOSED_DIR, OPEN_DIR, read_all_logs, read_closed_logs
-from orchestration.lib.scoring import load_scoring_model
-from orchestration.lib.serve import ScoringServer, free_port, readiness, start_scoring_service
+from orchestration.lib.features.feature_definitions import load_feature_definitions
+from orchestration.lib.registry import registry
+from orchestration.lib.serving.prediction_log import (
+    CLOSED_DIR,
+    OPEN_DIR,
+    read_all_logs,
+    read_closed_logs,
+)
+from orchestration.lib.serving.process import (
+    ScoringServer,
+    free_port,
+    readiness,
+    start_scoring_service,
+)
+from orchestration.lib.serving.scoring import load_scoring_model
 from orchestration.settings import PSEUDONYMIZATION_KEY_ENV, Settings, get_settings
 from simulator.config import WorldConfig
 from tests.serving.service_world import (

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.lib import prediction_log
-from orchestration.lib.prediction_log import (
+from orchestration.lib.serving import prediction_log
+from orchestration.lib.serving.prediction_log import (
     CLOSED_DIR,
     OPEN_DIR,
     PredictionLog,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.lib.feature_definitions import (
+from orchestration.lib.features.feature_definitions import (
     FeatureDefinitions,
     FeatureDefinitionsError,
     dbt_window_vars,

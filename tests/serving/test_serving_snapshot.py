@@ -13,9 +13,12 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from orchestration.lib.feature_definitions import FeatureDefinitions, FeatureDefinitionsError
-from orchestration.lib.online_features import OnlineFeatureStore
-from orchestration.lib.serving_snapshot import (
+from orchestration.lib.features.feature_definitions import (
+    FeatureDefinitions,
+    FeatureDefinitionsError,
+)
+from orchestration.lib.serving.online_features import OnlineFeatureStore
+from orchestration.lib.serving.snapshot import (
     CURRENT_POINTER,
     KEEP_VERSIONS,
     SnapshotError,

@@ -11,12 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from orchestration.lib.feature_definitions import FeatureDefinitions
-from orchestration.lib.online_features import (
+from orchestration.lib.features.feature_definitions import FeatureDefinitions
+from orchestration.lib.serving.online_features import (
     OnlineFeatureStore,
     TransactionConflictError,
 )
-from orchestration.lib.serving_snapshot import ServingSnapshot, SnapshotError
+from orchestration.lib.serving.snapshot import ServingSnapshot, SnapshotError
 from tests.features.raw_world import DbtRun, World
 from tests.serving.serving_world import TOLERANCE, mismatches, offline_features, publish, requests
 
@@ -249,7 +249,7 @@ def test_history_columns_gather_any_ids_in_the_order_asked_across_compactions(
     """The Arrow columns the SQL reads the history from (``_Columns``): rows from the snapshot,
     rows added since (still tuples) and rows merged in by a compaction, gathered by id in any
     order, are the rows that were added."""
-    from orchestration.lib.online_features import _Columns, _rows
+    from orchestration.lib.serving.online_features import _Columns, _rows
 
     monkeypatch.setattr(_Columns, "COMPACT_ROWS", 5)
     schema = pa.schema([("transaction_id", pa.string()), ("tx_datetime", pa.timestamp("us")),

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from orchestration.lib.serve import stop_process_group
+from orchestration.lib.serving.process import stop_process_group
 
 IGNORES_SIGTERM = (
     "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "

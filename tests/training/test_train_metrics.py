@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from orchestration.lib.metrics import (
+from orchestration.lib.training.metrics import (
     alert_threshold_for_budget,
     card_precision_top_k,
     card_scores_by_day,

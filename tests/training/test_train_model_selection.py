@@ -8,8 +8,8 @@ import pytest
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from orchestration.lib.metrics import performance
-from orchestration.lib.model_selection import (
+from orchestration.lib.training.metrics import performance
+from orchestration.lib.training.model_selection import (
     DECISION_TREE,
     DEFAULT_GRIDS,
     GRADIENT_BOOSTING,
@@ -25,7 +25,7 @@ from orchestration.lib.model_selection import (
     prequential_search,
     reason_codes,
 )
-from orchestration.lib.validation import LABEL, Protocol, split_windows, train_test_frames
+from orchestration.lib.training.validation import LABEL, Protocol, split_windows, train_test_frames
 from tests.training.train_synthetic import FEATURES, day, synthetic_frame
 
 PROTOCOL = Protocol(n_folds=3)

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from orchestration.lib.metrics import Performance
-from orchestration.lib.promotion import GatePolicy, decide
+from orchestration.lib.training.metrics import Performance
+from orchestration.lib.training.promotion import GatePolicy, decide
 
 POLICY = GatePolicy(ap_margin=0.01, cp_tolerance=0.02, ap_floor=0.3)
 

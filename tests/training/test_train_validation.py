@@ -7,7 +7,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from orchestration.lib.validation import (
+from orchestration.lib.training.validation import (
     LABEL,
     Protocol,
     Windows,

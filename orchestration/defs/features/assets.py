@@ -23,8 +23,8 @@ from dagster_dbt import (
 
 from orchestration.defs.features.project import dbt_project
 from orchestration.defs.partitions import WAREHOUSE_POOL, single_run
-from orchestration.lib.atomic import atomic_output, atomic_write_bytes
-from orchestration.lib.feature_definitions import (
+from orchestration.lib.core.atomic import atomic_output, atomic_write_bytes
+from orchestration.lib.features.feature_definitions import (
     OUTPUT_MODEL,
     FeatureDefinitionsError,
     load_feature_definitions,

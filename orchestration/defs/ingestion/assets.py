@@ -1,7 +1,8 @@
 """Raw snapshots: one daily-partitioned asset per source contract.
 
-A new source is a new contract in ``orchestration/lib/contracts.py``; this factory turns every
-contract into an asset ``raw_<source>`` with the same behaviour: validate, quarantine, de-duplicate,
+A new source is a new contract in ``orchestration/lib/ingestion/contracts.py``; this factory
+turns every contract into an asset ``raw_<source>`` with the same behaviour: validate, quarantine,
+de-duplicate,
 write the partition's Parquet snapshot atomically, and report what happened.
 """
 
@@ -12,8 +13,8 @@ from datetime import date
 import dagster as dg
 
 from orchestration.defs.partitions import daily_partitions, single_run
-from orchestration.lib.contracts import CONTRACTS, SourceContract
-from orchestration.lib.ingest import (
+from orchestration.lib.ingestion.contracts import CONTRACTS, SourceContract
+from orchestration.lib.ingestion.ingest import (
     IngestResult,
     SchemaChangeError,
     ingest_partitions,

@@ -4,8 +4,8 @@
 import dagster as dg
 
 from orchestration.defs.partitions import daily_partitions
-from orchestration.lib.contracts import CONTRACTS
-from orchestration.lib.planning import IngestionPlan, plan_ingestion
+from orchestration.lib.ingestion.contracts import CONTRACTS
+from orchestration.lib.ingestion.planning import IngestionPlan, plan_ingestion
 from orchestration.settings import get_settings
 
 data_job = dg.define_asset_job(

@@ -12,8 +12,8 @@ from pathlib import Path
 import dagster as dg
 
 from orchestration.defs.partitions import single_run
-from orchestration.lib.atomic import atomic_output
-from orchestration.lib.prediction_log import (
+from orchestration.lib.core.atomic import atomic_output
+from orchestration.lib.serving.prediction_log import (
     CLOSED_DIR,
     FILE_PREFIX,
     FILE_SUFFIX,

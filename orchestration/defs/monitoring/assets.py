@@ -32,18 +32,19 @@ from orchestration.defs.partitions import (
     partition_days,
     single_run,
 )
-from orchestration.lib import monitoring, registry
-from orchestration.lib.atomic import atomic_output, atomic_write_bytes
-from orchestration.lib.metrics import DEFAULT_TOP_K
-from orchestration.lib.scoring import ScoringModel, load_scoring_model
-from orchestration.lib.traffic import (
+from orchestration.lib.core.atomic import atomic_output, atomic_write_bytes
+from orchestration.lib.monitoring import reports as monitoring
+from orchestration.lib.monitoring.traffic import (
     ONLINE_PREFIX,
     compare_features,
     label_maturity,
     load_scored_traffic,
     online_feature_names,
 )
-from orchestration.lib.training import reference_rows
+from orchestration.lib.registry import registry
+from orchestration.lib.serving.scoring import ScoringModel, load_scoring_model
+from orchestration.lib.training.lineage import reference_rows
+from orchestration.lib.training.metrics import DEFAULT_TOP_K
 from orchestration.settings import Settings, get_settings
 
 MONITORING_GROUP = "monitoring"

@@ -2,8 +2,8 @@
 
 ``retraining_sensor`` reads the reports' headline numbers (``reports/index.json``) and launches
 ``training_job`` when a threshold was breached and the newest mature training window holds
-enough days after the first breach (:mod:`orchestration.lib.retraining`); the run's tags say
-which threshold fired and by how much. The gate in that job still decides: a promoted
+enough days after the first breach (:mod:`orchestration.lib.monitoring.retraining`); the run's tags
+say which threshold fired and by how much. The gate in that job still decides: a promoted
 challenger reaches the running service through the registry. ``weekly_retraining_schedule``
 retrains every Sunday whatever the drift. ``failed_run_sensor`` writes every failed run to
 ``logs/failed_runs.jsonl`` (and its tick to the Dagster UI).
@@ -17,16 +17,17 @@ import dagster as dg
 from orchestration.defs.monitoring.assets import max_report_date
 from orchestration.defs.partitions import daily_partitions, newest_partition
 from orchestration.defs.training.automation import training_job
-from orchestration.lib import monitoring, registry
-from orchestration.lib.atomic import append_line
-from orchestration.lib.retraining import (
+from orchestration.lib.core.atomic import append_line
+from orchestration.lib.monitoring import reports as monitoring
+from orchestration.lib.monitoring.retraining import (
     Decision,
     Thresholds,
     decide,
     find_breaches,
     newest_training_window,
 )
-from orchestration.lib.validation import protocol_from
+from orchestration.lib.registry import registry
+from orchestration.lib.training.validation import protocol_from
 from orchestration.settings import Settings, get_settings
 
 RETRAIN_KEY_TAG = "blueprint/retrain_key"

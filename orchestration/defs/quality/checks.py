@@ -9,8 +9,8 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.partitions import WAREHOUSE_POOL
-from orchestration.lib.expectations import validate_frame
-from orchestration.lib.pii import scan_outside_raw_zone
+from orchestration.lib.quality.expectations import validate_frame
+from orchestration.lib.quality.pii import scan_outside_raw_zone
 from orchestration.settings import EXPECTATIONS_DIR, get_settings
 
 PII_CHECKED_ASSETS = ("training_set",)

@@ -3,7 +3,7 @@
 The service never opens ``warehouse.duckdb`` (DuckDB refuses even a read-only open while a run
 writes it): ``serving_snapshot`` exports the recent staged history it bootstraps its online
 state from, replaced atomically. ``batch_scores`` scores each day's payments with the champion
-(the same :class:`orchestration.lib.scoring.ScoringModel` the service uses) and writes the
+(the same :class:`orchestration.lib.serving.scoring.ScoringModel` the service uses) and writes the
 day's investigation queue.
 """
 
@@ -26,11 +26,11 @@ from orchestration.defs.partitions import (
     single_run,
 )
 from orchestration.defs.training.assets import load_published_definitions
-from orchestration.lib import registry
-from orchestration.lib.atomic import atomic_output
-from orchestration.lib.metrics import DEFAULT_TOP_K
-from orchestration.lib.scoring import SCORE_COLUMNS, load_champion, score_days
-from orchestration.lib.serving_snapshot import publish_serving_snapshot
+from orchestration.lib.core.atomic import atomic_output
+from orchestration.lib.registry import registry
+from orchestration.lib.serving.scoring import SCORE_COLUMNS, load_champion, score_days
+from orchestration.lib.serving.snapshot import publish_serving_snapshot
+from orchestration.lib.training.metrics import DEFAULT_TOP_K
 from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT, Settings, get_settings
 
 SERVING_GROUP = "serving"

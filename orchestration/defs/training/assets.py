@@ -19,27 +19,27 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.partitions import WAREHOUSE_POOL, newest_partition, single_run
-from orchestration.lib import registry
-from orchestration.lib.atomic import atomic_output
-from orchestration.lib.feature_definitions import FeatureDefinitions
-from orchestration.lib.metrics import (
+from orchestration.lib.core.atomic import atomic_output
+from orchestration.lib.features.feature_definitions import FeatureDefinitions
+from orchestration.lib.features.pseudonymize import key_fingerprint
+from orchestration.lib.registry import registry
+from orchestration.lib.serving.scoring import load_scoring_model
+from orchestration.lib.training.lineage import ID_COLUMNS, TRAINING_DATA_FILE, window_facts
+from orchestration.lib.training.metrics import (
     alert_threshold_for_budget,
     importance_figure,
     performance,
     roc_pr_figure,
 )
-from orchestration.lib.model_selection import (
+from orchestration.lib.training.model_selection import (
     DEFAULT_GRIDS,
     PRODUCTION_FEATURES,
     feature_importances,
     fit_final,
     prequential_search,
 )
-from orchestration.lib.promotion import GatePolicy, decide
-from orchestration.lib.pseudonymize import key_fingerprint
-from orchestration.lib.scoring import load_scoring_model
-from orchestration.lib.training import ID_COLUMNS, TRAINING_DATA_FILE, window_facts
-from orchestration.lib.validation import (
+from orchestration.lib.training.promotion import GatePolicy, decide
+from orchestration.lib.training.validation import (
     LABEL,
     data_span,
     latest_test_start,

@@ -300,9 +300,10 @@ class ModelFacts:
     """Feature columns, in the order the pipeline expects them."""
     feature_definitions_hash: str
     """Hash of dbt's compiled SQL of the feature models (``FeatureDefinitions.hash`` of
-    ``orchestration.lib.feature_definitions``)."""
+    ``orchestration.lib.features.feature_definitions``)."""
     pseudonymization_key_fingerprint: str
-    """``orchestration.lib.pseudonymize.key_fingerprint`` of the key behind ``card_key``."""
+    """``orchestration.lib.features.pseudonymize.key_fingerprint`` of the key behind
+    ``card_key``."""
     fold_metrics: list[dict[str, Any]]
     """Metrics per validation fold (each may carry its own window)."""
     test_metrics: dict[str, float]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestration.lib.atomic import atomic_write_bytes
+from orchestration.lib.core.atomic import atomic_write_bytes
 
 INSTANCE_YAML = """\
-# Written by Blueprint (orchestration/lib/instance.py); edit the code, not this file.
+# Written by Blueprint (orchestration/lib/core/instance.py); edit the code, not this file.
 # Every pool holds one step at a time: warehouse.duckdb accepts a single writer.
 concurrency:
   pools:

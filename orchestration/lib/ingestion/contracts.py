@@ -1,8 +1,9 @@
 """Schema contracts of the landing sources: one declaration per source, no code per source.
 
 A contract says how a source names and encodes its files, which columns it delivers, their
-types, nullability and value rules, and which column identifies a row. `orchestration.lib.ingest`
-enforces any contract generically, so adding a source means adding a `SourceContract` to
+types, nullability and value rules, and which column identifies a row.
+`orchestration.lib.ingestion.ingest` enforces any contract generically, so adding a source means
+adding a `SourceContract` to
 `CONTRACTS`. Bump `version` whenever a contract changes: the version is part of every raw
 snapshot's input fingerprint, so a new version re-ingests every partition.
 """

@@ -1,8 +1,8 @@
 """Keyed pseudonymization of identifiers (card numbers, customer ids) with HMAC-SHA256.
 
 The one implementation shared by the warehouse (registered as a DuckDB function by
-``orchestration.lib.dbt_udfs``) and the serving layer, so a card seen online maps to the same
-``card_key`` as in the training data. Without the key a ``card_key`` cannot be linked back to a
+``orchestration.lib.features.dbt_udfs``) and the serving layer, so a card seen online maps to the
+same ``card_key`` as in the training data. Without the key a ``card_key`` cannot be linked back to a
 card number; with the key it is reproducible, which is what joins across sources need.
 """
 

@@ -28,8 +28,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 from threadpoolctl import threadpool_limits
 
-from orchestration.lib.metrics import DEFAULT_TOP_K, METRICS, Performance, performance
-from orchestration.lib.validation import (
+from orchestration.lib.training.metrics import DEFAULT_TOP_K, METRICS, Performance, performance
+from orchestration.lib.training.validation import (
     LABEL,
     Protocol,
     Windows,

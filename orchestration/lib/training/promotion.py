@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from orchestration.lib.metrics import Performance
+from orchestration.lib.training.metrics import Performance
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Both load the version the registry names champion (never the newest model), score
 ``transaction_features`` rows with its pipeline, raise an alert at the threshold the promotion
-gate chose for it, and explain a score with :func:`orchestration.lib.model_selection.reason_codes`.
+gate chose for it, and explain a score with
+:func:`orchestration.lib.training.model_selection.reason_codes`.
 Batch scores equal the service's because both call :meth:`ScoringModel.score` on the same
 feature values.
 """
@@ -22,10 +23,10 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.tree import DecisionTreeClassifier
 from threadpoolctl import ThreadpoolController
 
-from orchestration.lib import registry
-from orchestration.lib.flat_forest import FLAT_MAX_ROWS, FlatForest
-from orchestration.lib.metrics import DEFAULT_TOP_K
-from orchestration.lib.model_selection import ReasonCode
+from orchestration.lib.registry import registry
+from orchestration.lib.serving.flat_forest import FLAT_MAX_ROWS, FlatForest
+from orchestration.lib.training.metrics import DEFAULT_TOP_K
+from orchestration.lib.training.model_selection import ReasonCode
 from orchestration.settings import Settings
 
 _THREADPOOLS = ThreadpoolController()
@@ -102,7 +103,7 @@ class ScoringModel:
         """:meth:`score` of many rows and the ``top_n`` features that pushed each score up the
         most, in one ``predict_proba`` call.
 
-        Same method as :func:`orchestration.lib.model_selection.reason_codes`: logistic
+        Same method as :func:`orchestration.lib.training.model_selection.reason_codes`: logistic
         regression splits its log-odds exactly; other models measure the drop in probability
         when one feature at a time is replaced by its training mean, and the unchanged rows of
         that batch are the scores (a row's probability does not depend on the rows beside it).

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from orchestration.lib.validation import Protocol, Windows, split_windows
+from orchestration.lib.training.validation import Protocol, Windows, split_windows
 
 DATA_DRIFT, PREDICTION_DRIFT, PERFORMANCE = "data_drift", "prediction_drift", "performance"
 
@@ -124,7 +124,7 @@ def newest_training_window(
     protocol: Protocol, max_report_date: date, last_day: date
 ) -> Windows:
     """The split the training pipeline would use now: its test window is the newest whose
-    labels are all mature (as :func:`orchestration.lib.validation.latest_test_start`)."""
+    labels are all mature (as :func:`orchestration.lib.training.validation.latest_test_start`)."""
     last_mature = min(last_day, max_report_date - timedelta(days=protocol.max_report_delay_days))
     return split_windows(protocol, last_mature - timedelta(days=protocol.test_days - 1))
 

@@ -18,8 +18,8 @@ is its compiled SQL. The chain runs in two stages:
 Each stage hands the SQL only the history that can count (:func:`history_starts`), so a request
 costs the same however long the store has run. The only Python mirror of dbt is the staging of
 one incoming row (the casts of ``stg_transactions``/``stg_fraud_reports`` and the card
-pseudonymization, shared with dbt through ``orchestration.lib.pseudonymize``); the store refuses
-a snapshot whose staged columns or model chain differ from what it knows how to run.
+pseudonymization, shared with dbt through ``orchestration.lib.features.pseudonymize``); the store
+refuses a snapshot whose staged columns or model chain differ from what it knows how to run.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestration.lib.feature_definitions import (
+from orchestration.lib.features.feature_definitions import (
     INPUT_MODELS,
     OUTPUT_MODEL,
     FeatureDefinitions,
@@ -45,8 +45,8 @@ from orchestration.lib.feature_definitions import (
     ModelSql,
     quote_identifier,
 )
-from orchestration.lib.pseudonymize import card_key, key_fingerprint
-from orchestration.lib.serving_snapshot import SnapshotError, current_snapshot
+from orchestration.lib.features.pseudonymize import card_key, key_fingerprint
+from orchestration.lib.serving.snapshot import SnapshotError, current_snapshot
 from orchestration.settings import pseudonymization_key
 
 TRANSACTIONS, FRAUD_REPORTS = INPUT_MODELS
@@ -171,7 +171,7 @@ def _feature_models(definitions: FeatureDefinitions) -> tuple[ModelSql, ModelSql
     if names != [TERMINAL_DAYS, OUTPUT_MODEL]:
         raise SnapshotError(
             f"the feature models are {names}; online features know how to run "
-            f"{[TERMINAL_DAYS, OUTPUT_MODEL]}: update orchestration.lib.online_features"
+            f"{[TERMINAL_DAYS, OUTPUT_MODEL]}: update orchestration.lib.serving.online_features"
         )
     terminal_days, output = definitions.models
     if not set(terminal_days.depends_on) <= set(INPUT_MODELS) or set(output.depends_on) != {
@@ -180,7 +180,7 @@ def _feature_models(definitions: FeatureDefinitions) -> tuple[ModelSql, ModelSql
     }:
         raise SnapshotError(
             f"{TERMINAL_DAYS} reads {terminal_days.depends_on} and {OUTPUT_MODEL} reads "
-            f"{output.depends_on}: update orchestration.lib.online_features"
+            f"{output.depends_on}: update orchestration.lib.serving.online_features"
         )
     return terminal_days, output
 
@@ -334,7 +334,8 @@ class OnlineFeatureStore:
             if sorted(table.schema.names) != sorted(STAGED_COLUMNS[name]):
                 raise SnapshotError(
                     f"{name} has columns {table.schema.names} but online staging produces "
-                    f"{list(STAGED_COLUMNS[name])}: update orchestration.lib.online_features"
+                    f"{list(STAGED_COLUMNS[name])}: update "
+                    "orchestration.lib.serving.online_features"
                 )
         terminal_days, output = _feature_models(definitions)
         self.definitions = definitions

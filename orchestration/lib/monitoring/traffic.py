@@ -19,7 +19,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from orchestration.lib.prediction_log import FEATURES
+from orchestration.lib.serving.prediction_log import FEATURES
 
 SKEW_TOLERANCE = 1e-9
 """Largest absolute difference allowed between a feature served online and its offline value."""

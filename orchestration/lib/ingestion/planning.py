@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from orchestration.lib.contracts import SourceContract
-from orchestration.lib.ingest import partition_status
+from orchestration.lib.ingestion.contracts import SourceContract
+from orchestration.lib.ingestion.ingest import partition_status
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 
-from orchestration.lib.atomic import atomic_write_bytes, fsync_directory, process_alive
-from orchestration.lib.feature_definitions import FeatureDefinitions, quote_identifier
-from orchestration.lib.pseudonymize import key_fingerprint
+from orchestration.lib.core.atomic import atomic_write_bytes, fsync_directory, process_alive
+from orchestration.lib.features.feature_definitions import FeatureDefinitions, quote_identifier
+from orchestration.lib.features.pseudonymize import key_fingerprint
 from orchestration.settings import pseudonymization_key
 
 SNAPSHOT_FORMAT = "blueprint.serving_snapshot/1"

@@ -35,7 +35,7 @@ from typing import IO, Any
 
 import pandas as pd
 
-from orchestration.lib.atomic import atomic_write_bytes, fsync_directory, process_alive
+from orchestration.lib.core.atomic import atomic_write_bytes, fsync_directory, process_alive
 
 OPEN_DIR, CLOSED_DIR = "open", "closed"
 FILE_PREFIX, FILE_SUFFIX = "predictions-", ".jsonl"

@@ -1,6 +1,7 @@
 """dbt-duckdb plugin that registers Blueprint's Python functions on every warehouse connection.
 
-Declared in ``dbt_project/profiles.yml`` (``plugins: [{module: orchestration.lib.dbt_udfs}]``).
+Declared in ``dbt_project/profiles.yml``
+(``plugins: [{module: orchestration.lib.features.dbt_udfs}]``).
 It gives the SQL a one-argument ``pseudonymize(value)``: the key is held by the function, so it
 never appears in compiled SQL, in dbt's logs or in the manifest.
 """
@@ -15,7 +16,7 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from duckdb import DuckDBPyConnection
 from duckdb.sqltypes import VARCHAR
 
-from orchestration.lib.pseudonymize import pseudonymize_many
+from orchestration.lib.features.pseudonymize import pseudonymize_many
 from orchestration.settings import pseudonymization_key
 
 PSEUDONYMIZE_FUNCTION = "pseudonymize"

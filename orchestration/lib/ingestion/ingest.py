@@ -37,8 +37,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from orchestration.lib.atomic import atomic_output, atomic_write_bytes
-from orchestration.lib.contracts import (
+from orchestration.lib.core.atomic import atomic_output, atomic_write_bytes
+from orchestration.lib.ingestion.contracts import (
     DATE_FORMAT,
     TIMESTAMP_FORMAT,
     Column,

@@ -480,7 +480,7 @@ class ScanCache:
             }
 
     def save(self) -> None:
-        from orchestration.lib.atomic import atomic_write_bytes
+        from orchestration.lib.core.atomic import atomic_write_bytes
 
         data = {
             "version": self.VERSION,

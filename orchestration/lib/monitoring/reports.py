@@ -6,7 +6,7 @@ Three kinds of report are written per day, each to ``reports/<day>/<kind>.html``
   reference (the model's training rows);
 - ``prediction_drift``: Evidently's ``ValueDrift`` of the fraud score against a reference;
 - ``performance``: Evidently's ``ClassificationPreset`` of the score against the labels, with
-  the handbook's metrics (:mod:`orchestration.lib.metrics`) computed on every row.
+  the handbook's metrics (:mod:`orchestration.lib.training.metrics`) computed on every row.
 
 A report's charts are drawn from at most ``max_rows`` rows (:func:`sample_for_report`); the
 drift numbers are Evidently's own results on those rows, the performance numbers use all rows.
@@ -34,8 +34,8 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from orchestration.lib import metrics
-from orchestration.lib.atomic import atomic_output, atomic_write_bytes
+from orchestration.lib.core.atomic import atomic_output, atomic_write_bytes
+from orchestration.lib.training import metrics
 
 REPORT_KINDS = ("data_drift", "prediction_drift", "performance")
 """The kinds of daily report, in the order the index shows them."""
@@ -200,8 +200,8 @@ def performance_report(
     optionally ``tx_date`` (all rows are one day without it). The HTML (``ClassificationPreset``
     at ``alert_threshold``, on a sample keeping every fraud) replaces ``html_path`` atomically.
     The numbers use every row: Average Precision, AUC ROC and Card Precision@``top_k`` from
-    :func:`orchestration.lib.metrics.performance`, and the precision of the alerts raised. A
-    metric undefined on the day (a single class, no alert) is ``None``. When the sample holds
+    :func:`orchestration.lib.training.metrics.performance`, and the precision of the alerts raised.
+    A metric undefined on the day (a single class, no alert) is ``None``. When the sample holds
     a single class, Evidently cannot draw its per-class and curve sections: the HTML then has
     the confusion-matrix quality and the score's statistics, and ``note`` says why.
     """

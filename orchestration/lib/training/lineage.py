@@ -9,10 +9,10 @@ from datetime import date, timedelta
 
 import pandas as pd
 
-from orchestration.lib import registry
-from orchestration.lib.metrics import Performance
-from orchestration.lib.model_selection import Candidate, fit_final
-from orchestration.lib.validation import LABEL, Windows, train_test_frames
+from orchestration.lib.registry import registry
+from orchestration.lib.training.metrics import Performance
+from orchestration.lib.training.model_selection import Candidate, fit_final
+from orchestration.lib.training.validation import LABEL, Windows, train_test_frames
 from orchestration.settings import Settings, get_settings
 
 ID_COLUMNS = ("transaction_id", "tx_datetime", "tx_date", "card_key", "terminal_id")

@@ -1,0 +1,1 @@
+"""What every stage uses: atomic file writes and the persistent Dagster instance's location."""

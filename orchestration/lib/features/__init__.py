@@ -1,0 +1,1 @@
+"""Pseudonymization, the DuckDB functions dbt calls, and the feature definitions serving runs."""

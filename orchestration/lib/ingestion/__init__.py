@@ -1,0 +1,1 @@
+"""Landing files to raw snapshots: source contracts, their enforcement, what needs ingesting."""

@@ -1,0 +1,1 @@
+"""Scored traffic, monitoring reports and the retraining decision."""

@@ -1,0 +1,1 @@
+"""Scoring with the champion, online features, the serving snapshot, the prediction log."""

@@ -1,0 +1,1 @@
+"""The validation protocol, model selection, metrics, the promotion gate and model lineage."""
