@@ -227,12 +227,12 @@ DEFAULT_WORLD = World(customers=5000, terminals=10000, days=183)
 QUICK_WORLD = World(
     customers=400, terminals=800, days=40, seed=7,
     env={
-        "BLUEPRINT_TRAIN_DAYS": "5",
-        "BLUEPRINT_DELAY_DAYS": "3",
-        "BLUEPRINT_TEST_DAYS": "5",
-        "BLUEPRINT_N_FOLDS": "2",
-        "BLUEPRINT_FOLD_STEP_DAYS": "5",
-        "BLUEPRINT_PROMOTION_AP_FLOOR": "0.05",
+        "BLUEPRINT_FRAUD_PROTOCOL_TRAIN": "5",
+        "BLUEPRINT_FRAUD_PROTOCOL_DELAY": "3",
+        "BLUEPRINT_FRAUD_PROTOCOL_TEST": "5",
+        "BLUEPRINT_FRAUD_PROTOCOL_FOLDS": "2",
+        "BLUEPRINT_FRAUD_PROTOCOL_FOLD_STEP": "5",
+        "BLUEPRINT_FRAUD_GATE_PRIMARY_FLOOR": "0.05",
     },
 )
 """`make bench-quick`: the e2e tests' world, so that the harness never rots (not for claims)."""

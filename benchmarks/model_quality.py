@@ -32,20 +32,17 @@ import duckdb
 import pandas as pd
 
 from benchmarks.harness import Bench, Section, Target, fmt_seconds, markdown_table
+from orchestration.lib.core.usecase import load_usecase
+from orchestration.lib.training.families import (
+    FamilySpec,
+    Grids,
+    candidates,
+    declared_families,
+)
 from orchestration.lib.training.metrics import METRICS, Performance
 from orchestration.lib.training.model_selection import (
-    BASELINE_FEATURES,
-    DECISION_TREE,
-    DEFAULT_GRIDS,
-    GRADIENT_BOOSTING,
-    HANDBOOK_GRIDS,
-    LOGISTIC_REGRESSION,
-    PRODUCTION_FEATURES,
-    RANDOM_FOREST,
     FinalModel,
-    Grids,
     SearchResult,
-    candidates,
     fit_final,
     prequential_search,
 )
@@ -61,10 +58,37 @@ from orchestration.lib.training.validation import (
     train_test_frames,
     validation_test_start,
 )
-from orchestration.settings import Settings, get_settings
+from orchestration.settings import USECASES_DIR, Settings, get_settings
 
 NUMBER = 1
 TITLE = "Model quality, handbook protocol"
+
+DECLARED = load_usecase("fraud", USECASES_DIR, environ={})
+"""The fraud use case as declared (no environment overrides): what the pipeline deploys."""
+LOGISTIC_REGRESSION = "logistic_regression"
+DECISION_TREE = "decision_tree"
+RANDOM_FOREST = "random_forest"
+GRADIENT_BOOSTING = "gradient_boosting"
+_DEPLOYED_FAMILIES, DEFAULT_GRIDS = declared_families(DECLARED)
+FAMILY_SPECS = {
+    **_DEPLOYED_FAMILIES,
+    DECISION_TREE: FamilySpec("sklearn.tree.DecisionTreeClassifier"),
+}
+"""The declared families plus the handbook's decision tree."""
+HANDBOOK_GRIDS: Grids = {
+    DECISION_TREE: {"max_depth": [2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 50]},
+    LOGISTIC_REGRESSION: {"C": [0.1, 1.0, 10.0, 100.0]},
+    RANDOM_FOREST: {"n_estimators": [25, 50, 100], "max_depth": [5, 10, 20, 50]},
+    GRADIENT_BOOSTING: {
+        "max_iter": [25, 50, 100],
+        "max_depth": [3, 6, 9],
+        "learning_rate": [0.1, 0.3],
+    },
+}
+"""The handbook's chapter-5 grids (XGBoost's grid is run with HistGradientBoosting:
+``n_estimators`` becomes ``max_iter``)."""
+BASELINE_FEATURES = tuple(DECLARED.features.baseline)
+PRODUCTION_FEATURES = tuple(DECLARED.features.train_on)
 
 BASELINE = "baseline"
 PRODUCTION = "production"
@@ -240,6 +264,7 @@ def measure(
     def search_over(pool: Grids) -> SearchResult:
         return prequential_search(
             study.frame, features, study.protocol, validation_start, grids=pool,
+            families=FAMILY_SPECS,
             random_state=random_state, n_threads=n_threads,
             log=(lambda line: log(f"{name}: {line}")) if log is not None else None,
         )
@@ -266,7 +291,7 @@ def measure(
     order = sorted(best.index, key=lambda candidate: FAMILIES.index(best.loc[candidate, "family"]))
     rows = [row(search, candidate) for candidate in order]
     if deployed_grids is not None:
-        pool = [candidate.name for candidate in candidates(deployed_grids)]
+        pool = [candidate.name for candidate in candidates(deployed_grids, FAMILY_SPECS)]
         found = search if set(pool) <= set(search.candidates) else search_over(deployed_grids)
         # the summary is sorted by mean AP, as the pipeline's search.best
         choice = found.summary.index[found.summary.index.isin(pool)][0]
@@ -383,11 +408,12 @@ def _margin_target(metric: str, ours: Row, baselines: Sequence[Row]) -> Target:
 
 
 def _overridden_features(settings: Settings) -> str:
-    if settings.training_features in (None, PRODUCTION_FEATURES):
+    trained_on = tuple(settings.usecase.features.train_on)
+    if trained_on == PRODUCTION_FEATURES:
         return ""
     return (
-        "**`BLUEPRINT_TRAINING_FEATURES` is set**: this world's pipeline trains on "
-        f"{len(settings.training_features)} other features; the row uses the production list. "
+        "**`BLUEPRINT_FRAUD_FEATURES_TRAIN_ON` is set**: this world's pipeline trains on "
+        f"{len(trained_on)} other features; the row uses the production list. "
     )
 
 
@@ -419,20 +445,21 @@ def _champion_note(settings: Settings, deployed: Row, windows: Windows) -> str:
 def run(bench: Bench) -> Section:
     """Section 1 of the page: the handbook's baseline and production, selected side by side."""
     settings = get_settings()
-    protocol = protocol_from(settings)
+    protocol = protocol_from(settings.usecase)
     grids = QUICK_GRIDS if bench.quick else HANDBOOK_GRIDS
     columns = sorted({c for features in FEATURE_SETS.values() for c in features})
     study = Study.load(settings.warehouse_path, protocol, columns)
     windows = study.test_windows
     bench.log(
         f"model quality: {len(study.frame):,} rows, test window {windows}, "
-        f"{len(candidates(grids))} candidates x {protocol.n_folds} folds per feature set"
+        f"{len(candidates(grids, FAMILY_SPECS))} candidates x {protocol.n_folds} folds per "
+        "feature set"
     )
     log = None if bench.quick else bench.log
     measured = [
-        measure(study, BASELINE, grids, random_state=settings.seed, log=log),
+        measure(study, BASELINE, grids, random_state=settings.usecase.models.seed, log=log),
         measure(study, PRODUCTION, grids, deployed_grids=DEFAULT_GRIDS,
-                random_state=settings.seed, log=log),
+                random_state=settings.usecase.models.seed, log=log),
     ]
     rows = [row for result in measured for row in result.rows]
     for result in measured:
@@ -442,7 +469,7 @@ def run(bench: Bench) -> Section:
     path = plot(rows, bench.plot_path("model-quality"))
 
     train, test = _sizes(study)
-    n_candidates = len(candidates(grids))
+    n_candidates = len(candidates(grids, FAMILY_SPECS))
     grids_name = "`QUICK_GRIDS` (reduced)" if bench.quick else "`HANDBOOK_GRIDS` (the handbook's)"
     best_ap_family, best_ap = best_published("average_precision")
     best_cp_family, best_cp = best_published("card_precision_top_k")
@@ -465,7 +492,8 @@ def run(bench: Bench) -> Section:
            "The handbook's XGBoost is run as scikit-learn's HistGradientBoosting "
            "(`n_estimators` becomes `max_iter`, with XGBoost's L2 penalty of 1)."),
         f"The **deployed** row is what the training pipeline ships: `model_candidate` searches "
-        f"`DEFAULT_GRIDS` ({len(candidates(DEFAULT_GRIDS))} candidates, no decision tree) on "
+        f"the declared grids ({len(candidates(DEFAULT_GRIDS, FAMILY_SPECS))} candidates, no "
+        "decision tree) on "
         f"the production features and keeps the best mean validation AP; the row is that "
         f"choice, made here on the same folds. "
         + _overridden_features(settings)
@@ -518,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     settings = get_settings()
     warehouse = args.warehouse or settings.warehouse_path
-    protocol = protocol_from(settings)
+    protocol = protocol_from(settings.usecase)
     grids = QUICK_GRIDS if args.quick else HANDBOOK_GRIDS
     columns = sorted({c for name in args.sets for c in FEATURE_SETS[name]})
     study = Study.load(warehouse, protocol, columns)
@@ -531,7 +559,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name in args.sets:
         result = measure(
             study, name, grids, deployed_grids=DEFAULT_GRIDS if name == PRODUCTION else None,
-            random_state=settings.seed, n_threads=args.threads,
+            random_state=settings.usecase.models.seed, n_threads=args.threads,
             log=(lambda line: print(line, flush=True)) if args.verbose else None,
         )
         print(

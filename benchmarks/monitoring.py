@@ -70,12 +70,12 @@ def run_one(kind: str, n: int, out: Path) -> dict:
     ran (after the inputs are loaded), and the process's peak over its whole life."""
     settings = get_settings()
     model = load_champion(settings)
-    rows = _rows(n, settings.seed, model.features)
+    rows = _rows(n, settings.usecase.models.seed, model.features)
     world_rows = int(rows["transaction_id"].nunique())
     scores = model.score(rows)
     train, test = reference_rows(model.facts, settings)
     reference_scores = model.score(test) if kind == "prediction_drift" else None
-    options = {"max_rows": settings.report_max_rows, "seed": settings.seed}
+    options = {"max_rows": settings.report_max_rows, "seed": settings.usecase.models.seed}
     path = out / f"{kind}.html"
     gc.collect()
     started = time.perf_counter()

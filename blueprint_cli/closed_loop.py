@@ -83,7 +83,7 @@ class Scenario:
 
     @property
     def max_report_delay(self) -> int:
-        return self.setting("BLUEPRINT_MAX_REPORT_DELAY_DAYS", 7)
+        return self.setting("BLUEPRINT_FRAUD_LABEL_MATURITY", 7)
 
     @property
     def fire_day(self) -> date:
@@ -91,10 +91,10 @@ class Scenario:
         (:func:`orchestration.lib.monitoring.retraining.newest_training_window`) then holds the
         required days from the drift day on."""
         lag = (
-            self.setting("BLUEPRINT_RETRAIN_MIN_POST_DRIFT_DAYS", 3)
+            self.setting("BLUEPRINT_FRAUD_MONITORING_MIN_POST_DRIFT_DAYS", 3)
             + self.max_report_delay
-            + self.setting("BLUEPRINT_TEST_DAYS", 7) - 1
-            + self.setting("BLUEPRINT_DELAY_DAYS", 7)
+            + self.setting("BLUEPRINT_FRAUD_PROTOCOL_TEST", 7) - 1
+            + self.setting("BLUEPRINT_FRAUD_PROTOCOL_DELAY", 7)
         )
         return self.drift_day + timedelta(days=lag)
 
@@ -139,15 +139,15 @@ class Scenario:
 TINY = Scenario(
     name="tiny", customers=1000, terminals=2000, days=28, hold=12, drift=17, step_days=1,
     env={
-        "BLUEPRINT_TRAIN_DAYS": "4",
-        "BLUEPRINT_DELAY_DAYS": "1",
-        "BLUEPRINT_TEST_DAYS": "3",
-        "BLUEPRINT_N_FOLDS": "1",
-        "BLUEPRINT_FOLD_STEP_DAYS": "3",
-        "BLUEPRINT_PROMOTION_AP_FLOOR": "0.05",
-        "BLUEPRINT_MAX_REPORT_DELAY_DAYS": "2",
-        "BLUEPRINT_RETRAIN_MIN_POST_DRIFT_DAYS": "2",
-        "BLUEPRINT_ALERTS_PER_DAY": "20",
+        "BLUEPRINT_FRAUD_PROTOCOL_TRAIN": "4",
+        "BLUEPRINT_FRAUD_PROTOCOL_DELAY": "1",
+        "BLUEPRINT_FRAUD_PROTOCOL_TEST": "3",
+        "BLUEPRINT_FRAUD_PROTOCOL_FOLDS": "1",
+        "BLUEPRINT_FRAUD_PROTOCOL_FOLD_STEP": "3",
+        "BLUEPRINT_FRAUD_GATE_PRIMARY_FLOOR": "0.05",
+        "BLUEPRINT_FRAUD_LABEL_MATURITY": "2",
+        "BLUEPRINT_FRAUD_MONITORING_MIN_POST_DRIFT_DAYS": "2",
+        "BLUEPRINT_FRAUD_DECISION_BUDGET_PER_DAY": "20",
         "BLUEPRINT_SERVING_POLL_SECONDS": "0.2",
     },
 )

@@ -12,11 +12,16 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from orchestration.lib.core.usecase import UseCase, load_usecase
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """The repository root: the one helper that knows where the project lives."""
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+USECASES_DIR = PROJECT_ROOT / "orchestration" / "usecases"
+"""One declaration per use case: ``<name>.yaml`` (:mod:`orchestration.lib.core.usecase`)."""
+DEFAULT_USECASE = "fraud"
 
 PSEUDONYMIZATION_KEY_ENV = "BLUEPRINT_PSEUDONYMIZATION_KEY"
 
@@ -53,30 +58,6 @@ class Settings:
     """BLUEPRINT_DAGSTER_PORT (default 3000): port of the Dagster UI started by ``make demo``."""
     env: str
     """BLUEPRINT_ENV (default ``local``): which set of resources to use (local | production)."""
-    train_days: int
-    """BLUEPRINT_TRAIN_DAYS (default 7): days of the training window (handbook protocol)."""
-    delay_days: int
-    """BLUEPRINT_DELAY_DAYS (default 7): gap between training and test windows."""
-    test_days: int
-    """BLUEPRINT_TEST_DAYS (default 7): days of the test window."""
-    n_folds: int
-    """BLUEPRINT_N_FOLDS (default 4): prequential validation folds."""
-    fold_step_days: int
-    """BLUEPRINT_FOLD_STEP_DAYS (default 7): how far each fold is shifted back."""
-    seed: int
-    """BLUEPRINT_SEED (default 0): random state of every model."""
-    promotion_ap_margin: float
-    """BLUEPRINT_PROMOTION_AP_MARGIN (default 0.005): Average Precision a challenger must gain
-    over the champion, on the same test window, to be promoted."""
-    promotion_cp_tolerance: float
-    """BLUEPRINT_PROMOTION_CP_TOLERANCE (default 0.01): Card Precision@100 it may lose."""
-    promotion_ap_floor: float
-    """BLUEPRINT_PROMOTION_AP_FLOOR (default 0.3): Average Precision the first champion needs."""
-    alerts_per_day: float
-    """BLUEPRINT_ALERTS_PER_DAY (default 100): alert budget the champion's threshold meets."""
-    training_features: tuple[str, ...] | None
-    """BLUEPRINT_TRAINING_FEATURES (default: the production feature list): comma-separated
-    ``training_set`` columns a model is trained on."""
     reports_port: int
     """BLUEPRINT_REPORTS_PORT (default 3002): port on which ``blueprint ui`` serves the
     monitoring reports, so a report opens in one click from the Dagster UI."""
@@ -97,9 +78,6 @@ class Settings:
     serving_start_timeout_seconds: float
     """BLUEPRINT_SERVING_START_TIMEOUT_SECONDS (default 120): how long ``blueprint serve``
     waits for the service's ``/readyz`` before giving up."""
-    max_report_delay_days: int
-    """BLUEPRINT_MAX_REPORT_DELAY_DAYS (default 7): a fraud is reported at most this many days
-    after the payment, so a day's labels are final (mature) that many days later."""
     report_keep_days: int
     """BLUEPRINT_REPORT_KEEP_DAYS (default 30): days of monitoring reports kept as HTML; older
     ones are deleted while their numbers stay in ``reports/index.html``."""
@@ -107,18 +85,14 @@ class Settings:
     """BLUEPRINT_REPORT_MAX_ROWS (default 50000): rows a report's charts are drawn from; a larger
     day is sampled (every fraud kept, the rest a seeded uniform sample). Its numbers use all
     rows."""
-    drift_share_threshold: float
-    """BLUEPRINT_DRIFT_SHARE_THRESHOLD (default 0.5): share of drifted features that calls for
-    retraining."""
-    ap_drop_threshold: float
-    """BLUEPRINT_AP_DROP_THRESHOLD (default 0.1): fall of a day's realized Average Precision
-    below the champion's test Average Precision that calls for retraining."""
-    retrain_on_prediction_drift: bool
-    """BLUEPRINT_RETRAIN_ON_PREDICTION_DRIFT (default true): whether drift of the score
-    distribution alone calls for retraining."""
-    retrain_min_post_drift_days: int
-    """BLUEPRINT_RETRAIN_MIN_POST_DRIFT_DAYS (default 3): days since the first breach the newest
-    mature training window must hold before a drift-triggered retraining starts."""
+    usecase_name: str
+    """BLUEPRINT_USECASE (default ``fraud``): the use case this process runs; its protocol, gate,
+    budget and thresholds are fields of its declaration (:attr:`usecase`)."""
+
+    @property
+    def usecase(self) -> UseCase:
+        """The declaration of :attr:`usecase_name`, with the environment's overrides."""
+        return load_usecase(self.usecase_name, USECASES_DIR)
 
     @property
     def landing_dir(self) -> Path:
@@ -235,20 +209,6 @@ def get_settings() -> Settings:
         ingest_workers=max(1, int(_env("BLUEPRINT_INGEST_WORKERS", str(os.cpu_count() or 1)))),
         dagster_port=int(_env("BLUEPRINT_DAGSTER_PORT", "3000")),
         env=_env("BLUEPRINT_ENV", "local"),
-        train_days=int(_env("BLUEPRINT_TRAIN_DAYS", "7")),
-        delay_days=int(_env("BLUEPRINT_DELAY_DAYS", "7")),
-        test_days=int(_env("BLUEPRINT_TEST_DAYS", "7")),
-        n_folds=int(_env("BLUEPRINT_N_FOLDS", "4")),
-        fold_step_days=int(_env("BLUEPRINT_FOLD_STEP_DAYS", "7")),
-        seed=int(_env("BLUEPRINT_SEED", "0")),
-        promotion_ap_margin=float(_env("BLUEPRINT_PROMOTION_AP_MARGIN", "0.005")),
-        promotion_cp_tolerance=float(_env("BLUEPRINT_PROMOTION_CP_TOLERANCE", "0.01")),
-        promotion_ap_floor=float(_env("BLUEPRINT_PROMOTION_AP_FLOOR", "0.3")),
-        alerts_per_day=float(_env("BLUEPRINT_ALERTS_PER_DAY", "100")),
-        training_features=tuple(
-            name.strip() for name in _env("BLUEPRINT_TRAINING_FEATURES", "").split(",")
-            if name.strip()
-        ) or None,
         reports_port=int(_env("BLUEPRINT_REPORTS_PORT", "3002")),
         serving_port=int(_env("BLUEPRINT_SERVING_PORT", "3001")),
         prediction_log_rotate_rows=int(_env("BLUEPRINT_PREDICTION_LOG_ROTATE_ROWS", "100000")),
@@ -260,15 +220,9 @@ def get_settings() -> Settings:
         serving_start_timeout_seconds=float(
             _env("BLUEPRINT_SERVING_START_TIMEOUT_SECONDS", "120")
         ),
-        max_report_delay_days=int(_env("BLUEPRINT_MAX_REPORT_DELAY_DAYS", "7")),
         report_keep_days=int(_env("BLUEPRINT_REPORT_KEEP_DAYS", "30")),
         report_max_rows=int(_env("BLUEPRINT_REPORT_MAX_ROWS", "50000")),
-        drift_share_threshold=float(_env("BLUEPRINT_DRIFT_SHARE_THRESHOLD", "0.5")),
-        ap_drop_threshold=float(_env("BLUEPRINT_AP_DROP_THRESHOLD", "0.1")),
-        retrain_on_prediction_drift=_env(
-            "BLUEPRINT_RETRAIN_ON_PREDICTION_DRIFT", "true"
-        ).strip().lower() in ("1", "true", "yes"),
-        retrain_min_post_drift_days=int(_env("BLUEPRINT_RETRAIN_MIN_POST_DRIFT_DAYS", "3")),
+        usecase_name=_env("BLUEPRINT_USECASE", DEFAULT_USECASE),
     )
 
 

@@ -129,7 +129,7 @@ def test_the_sensor_fired_with_its_reason_and_the_challenger_was_promoted(loop):
     first_breach = date.fromisoformat(tags["blueprint/first_breach"])
     assert DRIFT_DAY <= first_breach <= DRIFT_DAY + FIRST_BREACH_WITHIN
     assert int(tags["blueprint/post_drift_training_days"]) >= SCENARIO.setting(
-        "BLUEPRINT_RETRAIN_MIN_POST_DRIFT_DAYS", 3
+        "BLUEPRINT_FRAUD_MONITORING_MIN_POST_DRIFT_DAYS", 3
     )
     assert tags["blueprint/thresholds"]
 

@@ -70,7 +70,7 @@ def test_materialize_trains_registers_and_promotes_a_champion_with_its_lineage(
     ).stdout.strip()
     assert facts.code.commit == head
     assert facts.library_versions["scikit-learn"]
-    assert len(facts.fold_metrics) == int(SHORT_WINDOWS["BLUEPRINT_N_FOLDS"])
+    assert len(facts.fold_metrics) == int(SHORT_WINDOWS["BLUEPRINT_FRAUD_PROTOCOL_FOLDS"])
     assert set(facts.test_metrics) == {"auc_roc", "average_precision", "card_precision_at_100"}
     data = facts.training_data
     assert (data.train.end - data.train.start).days + 1 == 5
@@ -109,13 +109,13 @@ def test_the_gate_refuses_a_weakened_challenger_and_records_why(
     registry = registry_of(home)
     champion = registry.champion_version()
     # a model that sees only the hour and the weekday cannot find fraud
-    monkeypatch.setenv("BLUEPRINT_TRAINING_FEATURES", "tx_during_weekend,tx_during_night")
+    monkeypatch.setenv("BLUEPRINT_FRAUD_FEATURES_TRAIN_ON", "tx_during_weekend,tx_during_night")
     run_blueprint(home, "train")
 
     assert registry.champion_version() == champion
     [weak] = [v.version for v in registry.versions() if v.version != champion]
     [rejected] = [e for e in registry.history(weak) if e.event == "rejected"]
-    assert rejected.actor == "promotion_gate" and "AP gain" in rejected.reason
+    assert rejected.actor == "promotion_gate" and "average_precision gain" in rejected.reason
     numbers = rejected.details["numbers"]
     assert numbers["challenger_average_precision"] < numbers["champion_average_precision"]
     assert numbers["champion_version"] == champion

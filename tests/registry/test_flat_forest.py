@@ -10,7 +10,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from orchestration.lib.serving.flat_forest import FLAT_MAX_ROWS, FlatForest
 from orchestration.lib.serving.scoring import ScoringModel
-from orchestration.lib.training.model_selection import build_pipeline
+from tests.training.families import build_pipeline
 
 
 def _data(n: int = 2000, features: int = 6, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:

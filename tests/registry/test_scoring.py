@@ -8,8 +8,9 @@ import pytest
 
 from orchestration.lib.registry import registry
 from orchestration.lib.serving.scoring import ScoringModel, load_scoring_model
-from orchestration.lib.training.model_selection import build_pipeline, reason_codes
+from orchestration.lib.training.model_selection import reason_codes
 from tests.registry.conftest import FEATURES
+from tests.training.families import build_pipeline
 
 
 @pytest.mark.parametrize(

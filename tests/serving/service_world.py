@@ -17,14 +17,10 @@ import pandas as pd
 from orchestration.lib.features.pseudonymize import key_fingerprint
 from orchestration.lib.registry import registry
 from orchestration.lib.training.lineage import ID_COLUMNS
-from orchestration.lib.training.model_selection import (
-    BASELINE_FEATURES,
-    LOGISTIC_REGRESSION,
-    build_pipeline,
-)
-from orchestration.settings import Settings
+from orchestration.settings import Settings, get_settings
 from tests.features.raw_world import luhn_complete
 from tests.serving.serving_world import ServingWorld
+from tests.training.families import LOGISTIC_REGRESSION, build_pipeline
 
 LABEL = "is_fraud"
 """The ``training_set`` column the test models learn (their quality is not under test)."""
@@ -44,7 +40,7 @@ def register_model(
     c: float = 1.0,
 ) -> str:
     """Fit a small logistic regression on ``rows`` and save it with complete facts."""
-    features = list(BASELINE_FEATURES)
+    features = list(get_settings().usecase.features.baseline)
     pipeline = build_pipeline(LOGISTIC_REGRESSION, {"C": c}).fit(rows[features], rows[LABEL])
     days = pd.to_datetime(rows["tx_date"]).dt.date
     window = registry.DataWindow(

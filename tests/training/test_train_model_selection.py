@@ -8,24 +8,27 @@ import pytest
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from benchmarks.model_quality import HANDBOOK_GRIDS
+from orchestration.lib.training.families import Candidate
 from orchestration.lib.training.metrics import performance
 from orchestration.lib.training.model_selection import (
-    DECISION_TREE,
-    DEFAULT_GRIDS,
-    GRADIENT_BOOSTING,
-    HANDBOOK_GRIDS,
-    LOGISTIC_REGRESSION,
-    RANDOM_FOREST,
     SCORE,
-    Candidate,
-    build_pipeline,
-    candidates,
     feature_importances,
     fit_final,
     prequential_search,
     reason_codes,
 )
 from orchestration.lib.training.validation import LABEL, Protocol, split_windows, train_test_frames
+from tests.training.families import (
+    DECISION_TREE,
+    DEFAULT_GRIDS,
+    FAMILIES,
+    GRADIENT_BOOSTING,
+    LOGISTIC_REGRESSION,
+    RANDOM_FOREST,
+    build_pipeline,
+    candidates,
+)
 from tests.training.train_synthetic import FEATURES, day, synthetic_frame
 
 PROTOCOL = Protocol(n_folds=3)
@@ -74,14 +77,15 @@ def test_preprocessing_travels_with_the_model():
     rows = pd.DataFrame({"x_a": [0.1, np.nan, 0.5, -0.2], "x_b": [1.0, 2.0, np.nan, 0.3]})
     linear.fit(rows, [0, 1, 0, 1])
     assert np.isfinite(linear.predict_proba(rows)).all()
-    with pytest.raises(ValueError, match="unknown model family"):
-        build_pipeline("svm", {})
+    with pytest.raises(ValueError, match="unknown model families"):
+        candidates({"svm": {"C": [1.0]}})
 
 
 def test_search_picks_the_model_that_is_clearly_better(frame):
     lines = []
     result = prequential_search(
-        frame, FEATURES, PROTOCOL, LAST_TEST_START, grids=SMALL_GRIDS, log=lines.append
+        frame, FEATURES, PROTOCOL, LAST_TEST_START, grids=SMALL_GRIDS, families=FAMILIES,
+        log=lines.append
     )
 
     assert result.best.family == GRADIENT_BOOSTING
@@ -103,11 +107,13 @@ def test_search_picks_the_model_that_is_clearly_better(frame):
 
 def test_each_fold_is_scored_on_its_own_test_window(frame):
     result = prequential_search(
-        frame, FEATURES, PROTOCOL, LAST_TEST_START, grids={LOGISTIC_REGRESSION: {"C": [1.0]}}
+        frame, FEATURES, PROTOCOL, LAST_TEST_START, grids={LOGISTIC_REGRESSION: {"C": [1.0]}},
+        families=FAMILIES,
     )
     fold = result.folds[1]
     train, test = train_test_frames(frame, fold)
-    pipeline = Candidate(LOGISTIC_REGRESSION, (("C", 1.0),)).pipeline()
+    linear = Candidate(LOGISTIC_REGRESSION, (("C", 1.0),), FAMILIES[LOGISTIC_REGRESSION])
+    pipeline = linear.pipeline()
     pipeline.fit(train[FEATURES], train[LABEL])
     expected = performance(test, pipeline.predict_proba(test[FEATURES])[:, 1])
     row = result.scores.iloc[1]
@@ -119,8 +125,10 @@ def test_each_fold_is_scored_on_its_own_test_window(frame):
 def test_same_seed_gives_the_same_metrics(frame):
     grids = {RANDOM_FOREST: {"n_estimators": [10], "max_depth": [4]}, **SMALL_GRIDS}
     metrics = ["candidate", "fold", "auc_roc", "average_precision", "card_precision_top_k"]
-    first = prequential_search(frame, FEATURES, PROTOCOL, LAST_TEST_START, grids, random_state=3)
-    again = prequential_search(frame, FEATURES, PROTOCOL, LAST_TEST_START, grids, random_state=3)
+    first = prequential_search(frame, FEATURES, PROTOCOL, LAST_TEST_START, grids, FAMILIES,
+                               random_state=3)
+    again = prequential_search(frame, FEATURES, PROTOCOL, LAST_TEST_START, grids, FAMILIES,
+                               random_state=3)
     pd.testing.assert_frame_equal(first.scores[metrics], again.scores[metrics])
     assert first.best == again.best
 
@@ -128,7 +136,8 @@ def test_same_seed_gives_the_same_metrics(frame):
 def test_search_refuses_a_frame_that_does_not_cover_the_folds(frame):
     late = frame[frame["tx_date"] >= pd.Timestamp(day(10))]
     with pytest.raises(ValueError, match="the folds need"):
-        prequential_search(late, FEATURES, PROTOCOL, LAST_TEST_START, grids=SMALL_GRIDS)
+        prequential_search(late, FEATURES, PROTOCOL, LAST_TEST_START, grids=SMALL_GRIDS,
+                           families=FAMILIES)
 
 
 def test_final_model_trains_on_the_latest_window_and_tests_on_the_next(frame):

@@ -45,6 +45,7 @@ from orchestration.lib.registry import registry
 from orchestration.lib.serving.scoring import ScoringModel, load_scoring_model
 from orchestration.lib.training.lineage import reference_rows
 from orchestration.lib.training.metrics import DEFAULT_TOP_K
+from orchestration.lib.training.validation import protocol_from
 from orchestration.settings import Settings, get_settings
 
 MONITORING_GROUP = "monitoring"
@@ -290,7 +291,7 @@ def data_drift_report(context, settings: Settings, day: date, traffic: pd.DataFr
     numbers = monitoring.data_drift_report(
         reference, _served_features(traffic, model.features), model.features,
         monitoring.report_path(settings.reports_dir, day, "data_drift"),
-        max_rows=settings.report_max_rows, seed=settings.seed,
+        max_rows=settings.report_max_rows, seed=settings.usecase.models.seed,
     )
     return {**numbers, "model_version": model.version}
 
@@ -307,7 +308,7 @@ def prediction_drift_report(
     numbers = monitoring.prediction_drift_report(
         reference_scores, traffic["fraud_probability"].to_numpy(float),
         monitoring.report_path(settings.reports_dir, day, "prediction_drift"),
-        max_rows=settings.report_max_rows, seed=settings.seed,
+        max_rows=settings.report_max_rows, seed=settings.usecase.models.seed,
     )
     return {
         **numbers,
@@ -327,12 +328,13 @@ def prediction_drift_report(
 def performance_report(context, settings: Settings, day: date, traffic: pd.DataFrame) -> dict:
     newest = max_report_date(context.instance)
     maturity = label_maturity(
-        pd.to_datetime(traffic["tx_datetime"]), newest, settings.max_report_delay_days
+        pd.to_datetime(traffic["tx_datetime"]), newest,
+        protocol_from(settings.usecase).max_report_delay_days,
     )
     if maturity < 1:
         raise dg.Failure(
             f"the labels of {day} are not mature: fraud reports are loaded up to {newest}, "
-            f"they can come until {day + timedelta(days=settings.max_report_delay_days)}"
+            f"they can come until {day + settings.usecase.label.maturity}"
         )
     with context.resources.warehouse.get_connection() as con:
         con.register("traffic_ids", traffic[["transaction_id"]])
@@ -351,7 +353,7 @@ def performance_report(context, settings: Settings, day: date, traffic: pd.DataF
     numbers = monitoring.performance_report(
         frame, monitoring.report_path(settings.reports_dir, day, "performance"),
         alert_threshold=model.alert_threshold, top_k=DEFAULT_TOP_K,
-        max_rows=settings.report_max_rows, seed=settings.seed,
+        max_rows=settings.report_max_rows, seed=settings.usecase.models.seed,
     )
     test_ap = model.facts.test_metrics.get(registry.TEST_AVERAGE_PRECISION)
     return {
@@ -371,7 +373,7 @@ def performance_ready_until(
     """The newest day with mature labels once the partitions being ingested are loaded."""
     loaded = [d for d in (max_report_date(instance),) if d is not None]
     newest = max([*loaded, *ingesting.get("fraud_reports", [])], default=None)
-    return None if newest is None else newest - timedelta(days=settings.max_report_delay_days)
+    return None if newest is None else newest - settings.usecase.label.maturity
 
 
 READY_UNTIL = {performance_report.key: performance_ready_until}

@@ -35,11 +35,12 @@ FAILED_RUNS_FILE = "failed_runs.jsonl"
 
 
 def thresholds_from(settings: Settings) -> Thresholds:
+    monitoring_fields = settings.usecase.monitoring
     return Thresholds(
-        drift_share=settings.drift_share_threshold,
-        ap_drop=settings.ap_drop_threshold,
-        prediction_drift=settings.retrain_on_prediction_drift,
-        min_post_drift_days=settings.retrain_min_post_drift_days,
+        drift_share=monitoring_fields.drift_share_threshold,
+        ap_drop=monitoring_fields.decay.drop,
+        prediction_drift=monitoring_fields.retrain_on_prediction_drift,
+        min_post_drift_days=monitoring_fields.min_post_drift_days,
     )
 
 
@@ -64,7 +65,7 @@ def retraining_decision(instance: dg.DagsterInstance, settings: Settings) -> Dec
         champion_test_ap=facts.test_metrics.get(registry.TEST_AVERAGE_PRECISION),
         thresholds=thresholds,
     )
-    window = newest_training_window(protocol_from(settings), newest_report, last_day)
+    window = newest_training_window(protocol_from(settings.usecase), newest_report, last_day)
     return decide(
         breaches, champion_version=champion.version, window=window, thresholds=thresholds
     )
@@ -168,7 +169,7 @@ monitoring_job = dg.define_asset_job(
 def daily_monitoring_schedule(context: dg.ScheduleEvaluationContext):
     settings = get_settings()
     yesterday = context.scheduled_execution_time.date() - timedelta(days=1)
-    matured = yesterday - timedelta(days=settings.max_report_delay_days)
+    matured = yesterday - settings.usecase.label.maturity
     start = daily_partitions.start.date()
     newest_report = max_report_date(context.instance)
     requests = []

@@ -20,20 +20,20 @@ from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.partitions import WAREHOUSE_POOL, newest_partition, single_run
 from orchestration.lib.core.atomic import atomic_output
+from orchestration.lib.core.usecase import UseCase
 from orchestration.lib.features.feature_definitions import FeatureDefinitions
 from orchestration.lib.features.pseudonymize import key_fingerprint
 from orchestration.lib.registry import registry
 from orchestration.lib.serving.scoring import load_scoring_model
+from orchestration.lib.training.families import declared_families
 from orchestration.lib.training.lineage import ID_COLUMNS, TRAINING_DATA_FILE, window_facts
 from orchestration.lib.training.metrics import (
     alert_threshold_for_budget,
+    evaluate,
     importance_figure,
-    performance,
     roc_pr_figure,
 )
 from orchestration.lib.training.model_selection import (
-    DEFAULT_GRIDS,
-    PRODUCTION_FEATURES,
     feature_importances,
     fit_final,
     prequential_search,
@@ -53,14 +53,6 @@ from orchestration.settings import Settings, get_settings, pseudonymization_key
 
 TRAINING_GROUP = "training"
 
-CHECKED_INPUTS = (
-    ("transaction_features", "expectations_suite"),
-    ("training_set", "expectations_suite"),
-    ("training_set", "no_personal_data"),
-)
-"""The blocking checks whose latest evaluation must have passed for a model to be promoted."""
-
-LABEL_COLUMNS = ("is_fraud", "report_date")
 
 
 def load_published_definitions(settings: Settings) -> FeatureDefinitions:
@@ -73,7 +65,15 @@ def load_published_definitions(settings: Settings) -> FeatureDefinitions:
 
 
 def _training_features(settings: Settings) -> list[str]:
-    return list(settings.training_features or PRODUCTION_FEATURES)
+    return list(settings.usecase.features.train_on)
+
+
+def _exported_features(settings: Settings) -> list[str]:
+    """What the candidate trains on, and what the champion needs to be scored on the same
+    rows by the gate."""
+    current = registry.champion(settings)
+    champion_features = registry.model_facts(current.version, settings).features if current else []
+    return list(dict.fromkeys([*_training_features(settings), *champion_features]))
 
 
 @dataclass(frozen=True)
@@ -101,10 +101,12 @@ def _png_markdown(title: str, png: bytes) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"**{title}**\n\n![{title}](data:image/png;base64,{encoded})")
 
 
-def _max_report_date(instance: dg.DagsterInstance) -> date:
-    newest = newest_partition(instance, "raw_fraud_reports")
+def _max_report_date(instance: dg.DagsterInstance, settings: Settings) -> date:
+    source = settings.usecase.label.source
+    newest = newest_partition(instance, f"raw_{source}")
     if newest is None:
-        raise dg.Failure("no fraud-report partition is ingested: labels are unknown")
+        raise dg.Failure(f"no partition of {source} (the label source) is ingested: labels are "
+                         "unknown")
     return newest
 
 
@@ -122,10 +124,12 @@ def training_data(
     context: dg.AssetExecutionContext, warehouse: DuckDBResource
 ) -> dg.Output[TrainingDataRef]:
     settings = get_settings()
-    protocol = protocol_from(settings)
-    max_report = _max_report_date(context.instance)
-    features = list(dict.fromkeys([*PRODUCTION_FEATURES, *_training_features(settings)]))
-    columns = ", ".join([*ID_COLUMNS, *features, *LABEL_COLUMNS])
+    protocol = protocol_from(settings.usecase)
+    usecase = settings.usecase
+    max_report = _max_report_date(context.instance, settings)
+    features = _exported_features(settings)
+    label_columns = (usecase.label.column, usecase.label.known_at)
+    columns = ", ".join(dict.fromkeys([*ID_COLUMNS, *features, *label_columns]))
     with warehouse.get_connection() as con:
         (last_tx_day,) = con.execute("select max(tx_date) from training_set").fetchall()[0]
         if last_tx_day is None:
@@ -144,7 +148,7 @@ def training_data(
         raise dg.Failure(
             f"training needs the days {first}..{end - timedelta(days=1)} but training_set "
             f"starts later: simulate or ingest more history, or shorten the windows "
-            f"(BLUEPRINT_TRAIN_DAYS, BLUEPRINT_DELAY_DAYS, BLUEPRINT_TEST_DAYS, BLUEPRINT_N_FOLDS)"
+            f"({usecase.env_prefix}PROTOCOL_TRAIN, _DELAY, _TEST, _FOLDS)"
         )
     fingerprint = registry.frame_fingerprint(frame)
     path = settings.training_dir / f"training_data-{fingerprint[:16]}.parquet"
@@ -183,20 +187,24 @@ def model_candidate(
     context: dg.AssetExecutionContext, training_data: TrainingDataRef
 ) -> dg.Output[str]:
     settings = get_settings()
-    protocol = protocol_from(settings)
+    protocol = protocol_from(settings.usecase)
     started = time.perf_counter()
     frame = training_data.frame()
     definitions = load_published_definitions(settings)
     features = _training_features(settings)
+    usecase = settings.usecase
+    seed = usecase.models.seed
+    families, grids = declared_families(usecase)
     search = prequential_search(
         frame, features, protocol, validation_test_start(protocol, training_data.test_start),
-        grids=DEFAULT_GRIDS, random_state=settings.seed, log=context.log.info,
+        grids=grids, families=families, random_state=seed, log=context.log.info,
+        selection_metric=usecase.selection_metric,
     )
     windows = split_windows(protocol, training_data.test_start)
-    final = fit_final(search.best, frame, windows, features, random_state=settings.seed)
+    final = fit_final(search.best, frame, windows, features, random_state=seed)
     train, test = train_test_frames(frame, windows)
     importances = feature_importances(
-        final.pipeline, test[features], test[LABEL], random_state=settings.seed
+        final.pipeline, test[features], test[LABEL], random_state=seed
     )
     fold_metrics = [
         {**row, "test_start": row["test_start"].isoformat()}
@@ -207,12 +215,13 @@ def model_candidate(
     facts = registry.ModelFacts(
         params={
             "family": search.best.family,
+            "family_spec": search.best.spec.as_dict(),
             "hyperparameters": dict(search.best.params),
             "pipeline": registry.estimator_params(final.pipeline),
-            "random_state": settings.seed,
+            "random_state": seed,
             TRAINING_DATA_FILE: str(Path(training_data.path).relative_to(settings.home)),
             "protocol": asdict(protocol),
-            "grids": {k: {p: list(v) for p, v in g.items()} for k, g in DEFAULT_GRIDS.items()},
+            "grids": {k: {p: list(v) for p, v in g.items()} for k, g in grids.items()},
         },
         training_data=registry.TrainingData(
             train=window_facts(train, features, windows.train_start, windows.train_end),
@@ -237,11 +246,11 @@ def model_candidate(
             "model": search.best.name,
             "hyperparameters": dg.MetadataValue.json(dict(search.best.params)),
             **{f"test_{k}": v for k, v in final.performance.as_dict().items()},
-            "validation_average_precision_mean": float(
-                search.summary.loc[search.best.name, "average_precision_mean"]
+            f"validation_{usecase.selection_metric}_mean": float(
+                search.summary.loc[search.best.name, f"{usecase.selection_metric}_mean"]
             ),
-            "validation_average_precision_std": float(
-                search.summary.loc[search.best.name, "average_precision_std"]
+            f"validation_{usecase.selection_metric}_std": float(
+                search.summary.loc[search.best.name, f"{usecase.selection_metric}_std"]
             ),
             "test_window": str(windows),
             "train_rows": final.n_train,
@@ -260,8 +269,12 @@ def model_candidate(
     )
 
 
-def _inputs_checked(instance: dg.DagsterInstance) -> tuple[bool, dict[str, str]]:
-    keys = [dg.AssetCheckKey(dg.AssetKey(asset), name) for asset, name in CHECKED_INPUTS]
+def _inputs_checked(
+    instance: dg.DagsterInstance, settings: Settings
+) -> tuple[bool, dict[str, str]]:
+    """Whether the latest evaluation of every check the gate requires passed."""
+    required = [pair.split(":") for pair in settings.usecase.gate.required_checks]
+    keys = [dg.AssetCheckKey(dg.AssetKey(asset), name) for asset, name in required]
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
     states: dict[str, str] = {}
     for key in keys:
@@ -274,50 +287,47 @@ def _inputs_checked(instance: dg.DagsterInstance) -> tuple[bool, dict[str, str]]
     return all(state == "passed" for state in states.values()), states
 
 
-def gate_policy(settings: Settings) -> GatePolicy:
-    return GatePolicy(
-        ap_margin=settings.promotion_ap_margin,
-        cp_tolerance=settings.promotion_cp_tolerance,
-        ap_floor=settings.promotion_ap_floor,
-    )
-
-
 @dg.asset(
     group_name=TRAINING_GROUP,
     backfill_policy=single_run,
     description=(
         "The promotion gate: the candidate becomes champion only if its inputs passed their "
-        "checks and it beats the champion on the same latest test window (AP margin, CP@100 "
-        "tolerance); its alert threshold meets the daily alert budget on that window."
+        "checks and it beats the champion on the same latest test window (the use case's "
+        "primary metric by its margin, no guard metric worse than its tolerance); its "
+        "decision threshold meets the daily decision budget on that window."
     ),
 )
 def champion_model(
     context: dg.AssetExecutionContext, model_candidate: str, training_data: TrainingDataRef
 ) -> dg.MaterializeResult:
     settings = get_settings()
-    protocol = protocol_from(settings)
+    protocol = protocol_from(settings.usecase)
     windows = split_windows(protocol, training_data.test_start)
     _, test = train_test_frames(training_data.frame(), windows)
 
+    usecase = settings.usecase
     challenger = load_scoring_model(model_candidate, settings)
     challenger_scores = challenger.score(test)
-    challenger_perf = performance(test, challenger_scores)
+    challenger_metrics = _evaluate(test, challenger_scores, usecase)
     current = registry.champion(settings)
-    champion_perf = None
+    champion_metrics = None
     if current is not None:
         champion = load_scoring_model(current.version, settings)
-        champion_perf = performance(test, champion.score(test))
-    inputs_ok, check_states = _inputs_checked(context.instance)
-    decision = decide(challenger_perf, champion_perf, gate_policy(settings), inputs_ok)
-    threshold = alert_threshold_for_budget(
+        champion_metrics = _evaluate(test, champion.score(test), usecase)
+    inputs_ok, check_states = _inputs_checked(context.instance, settings)
+    decision = decide(
+        challenger_metrics, champion_metrics, GatePolicy.declared(usecase), inputs_ok
+    )
+    budget = usecase.decision_budget.per_day if usecase.decision_budget else None
+    threshold = None if budget is None else alert_threshold_for_budget(
         {day: group for day, group in pd.Series(challenger_scores).groupby(
-            test["tx_date"].to_numpy())},
-        settings.alerts_per_day,
+            test[usecase.data.partition_date].to_numpy())},
+        budget,
     )
     numbers = {
         **decision.numbers,
         registry.ALERT_THRESHOLD: threshold,
-        "alerts_per_day": settings.alerts_per_day,
+        "decisions_per_day": budget,
         "test_window": str(windows),
         "champion_version": current.version if current else None,
         "checks": check_states,
@@ -336,13 +346,9 @@ def champion_model(
             "candidate_version": model_candidate,
             "champion_version": serving or "none",
             "previous_champion": current.version if current else "none",
-            "candidate_average_precision": challenger_perf.average_precision,
-            "candidate_card_precision_at_100": challenger_perf.card_precision_top_k,
-            **(
-                {"champion_average_precision": champion_perf.average_precision}
-                if champion_perf else {}
-            ),
-            "alert_threshold": threshold,
+            **{f"candidate_{name}": value for name, value in challenger_metrics.items()},
+            **{f"champion_{name}": value for name, value in (champion_metrics or {}).items()},
+            **({"alert_threshold": threshold} if threshold is not None else {}),
             "inputs_checked": inputs_ok,
             "registry": dg.MetadataValue.md(_registry_markdown(settings)),
             "gate_numbers": dg.MetadataValue.json(
@@ -350,6 +356,11 @@ def champion_model(
             ),
         }
     )
+
+
+def _evaluate(test: pd.DataFrame, scores, usecase: UseCase) -> dict[str, float]:
+    return evaluate(test, scores, usecase.metrics, LABEL, usecase.data.partition_date,
+                    usecase.data.entities)
 
 
 def _registry_markdown(settings: Settings) -> str:

@@ -10,8 +10,9 @@ from datetime import date, timedelta
 import pandas as pd
 
 from orchestration.lib.registry import registry
+from orchestration.lib.training.families import Candidate, FamilySpec
 from orchestration.lib.training.metrics import Performance
-from orchestration.lib.training.model_selection import Candidate, fit_final
+from orchestration.lib.training.model_selection import fit_final
 from orchestration.lib.training.validation import LABEL, Windows, train_test_frames
 from orchestration.settings import Settings, get_settings
 
@@ -87,7 +88,10 @@ def reproduce(version: str, settings: Settings | None = None) -> Reproduction:
         and window_facts(test, facts.features, windows.test_start, windows.test_end)
         == facts.training_data.test
     )
-    candidate = Candidate(params["family"], tuple(sorted(params["hyperparameters"].items())))
+    candidate = Candidate(
+        params["family"], tuple(sorted(params["hyperparameters"].items())),
+        FamilySpec.from_dict(params["family_spec"]),
+    )
     final = fit_final(
         candidate, frame, windows, facts.features, random_state=params["random_state"]
     )

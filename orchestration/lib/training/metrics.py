@@ -11,6 +11,7 @@ import io
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,9 @@ from sklearn.metrics import (
     roc_auc_score,
     roc_curve,
 )
+
+if TYPE_CHECKING:
+    from orchestration.lib.core.usecase import Metric
 
 DEFAULT_TOP_K = 100
 """Cards investigators can check per day (the handbook's k)."""
@@ -125,6 +129,39 @@ def performance(
         ).mean,
         top_k=top_k,
     )
+
+
+def evaluate(
+    test: pd.DataFrame,
+    scores: ArrayLike,
+    metrics: Mapping[str, Metric],
+    label: str,
+    day_column: str,
+    entities: Mapping[str, str],
+) -> dict[str, float]:
+    """Each declared metric of ``scores`` on a test frame, by its declared name.
+
+    ``entities`` maps an entity name to its key column (``data.entities``); an
+    ``entity_precision_at_k`` metric ranks that entity each ``day_column`` day. A threshold-free
+    metric is NaN when the window holds a single class (it is undefined then).
+    """
+    y_true = test[label].to_numpy()
+    scores = np.asarray(scores, dtype=float)
+    both_classes = len(np.unique(y_true)) == 2
+    values: dict[str, float] = {}
+    for name, metric in metrics.items():
+        if metric.kind == "entity_precision_at_k":
+            values[name] = card_precision_top_k(
+                test[day_column], test[entities[metric.entity]], y_true, scores, top_k=metric.k
+            ).mean
+        elif not both_classes:
+            values[name] = math.nan
+        else:
+            values[name] = float(_THRESHOLD_FREE[metric.kind](y_true, scores))
+    return values
+
+
+_THRESHOLD_FREE = {"auc_roc": roc_auc_score, "average_precision": average_precision_score}
 
 
 def alert_threshold_for_budget(

@@ -1,33 +1,24 @@
-"""Candidate models, prequential model selection and per-prediction explanations.
+"""Prequential model selection and per-prediction explanations.
 
-Every candidate is a scikit-learn ``Pipeline`` whose preprocessing travels with the model:
-missing feature values become 0 (the ``transaction_features`` convention for a terminal with
-no history), logistic regression standardizes its inputs, trees need no scaling. Selection
-follows the Fraud Detection Handbook (ch. 5): each candidate is trained and tested on every
-prequential fold; the best is the one with the highest mean Average Precision.
+Candidates come from the use case's model families (:mod:`orchestration.lib.training.families`).
+Selection follows the Fraud Detection Handbook (ch. 5): each candidate is trained and tested on
+every prequential fold; the best is the one with the best mean of the selection metric.
 """
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import ClassifierMixin
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.impute import SimpleImputer
 from sklearn.inspection import permutation_importance
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.tree import DecisionTreeClassifier
 from threadpoolctl import threadpool_limits
 
+from orchestration.lib.training.families import Candidate, Families, Grids, candidates
 from orchestration.lib.training.metrics import DEFAULT_TOP_K, METRICS, Performance, performance
 from orchestration.lib.training.validation import (
     LABEL,
@@ -38,127 +29,8 @@ from orchestration.lib.training.validation import (
     train_test_frames,
 )
 
-BASELINE_FEATURES: tuple[str, ...] = (
-    "amount",
-    "tx_during_weekend",
-    "tx_during_night",
-    "card_nb_tx_1day",
-    "card_avg_amount_1day",
-    "card_nb_tx_7day",
-    "card_avg_amount_7day",
-    "card_nb_tx_30day",
-    "card_avg_amount_30day",
-    "terminal_nb_tx_1day",
-    "terminal_risk_1day",
-    "terminal_nb_tx_7day",
-    "terminal_risk_7day",
-    "terminal_nb_tx_30day",
-    "terminal_risk_30day",
-)
-"""The handbook's 15 baseline features, as columns of the ``training_set`` mart."""
-
-PRODUCTION_FEATURES: tuple[str, ...] = (
-    *BASELINE_FEATURES,
-    "card_amount_ratio_30day",
-    "card_seconds_since_last_tx",
-    "terminal_recent_nb_fraud_1day",
-    "terminal_recent_risk_1day",
-    "terminal_recent_nb_fraud_7day",
-    "terminal_recent_risk_7day",
-    "terminal_recent_nb_fraud_30day",
-    "terminal_recent_risk_30day",
-)
-"""The production model's features: the baseline plus the amount against the card's usual
-amount, the time since the card's previous payment, and the terminal's frauds counted as soon
-as they are reported (no delay window); see ``dbt_project/models/marts/_marts__models.yml``."""
-
-LOGISTIC_REGRESSION = "logistic_regression"
-DECISION_TREE = "decision_tree"
-RANDOM_FOREST = "random_forest"
-GRADIENT_BOOSTING = "gradient_boosting"
-
-Grids = Mapping[str, Mapping[str, Sequence[Any]]]
-"""Model family -> hyper-parameter -> values to try (every combination is a candidate)."""
-
-DEFAULT_GRIDS: Grids = {
-    LOGISTIC_REGRESSION: {"C": [0.1, 1.0, 10.0]},
-    RANDOM_FOREST: {"n_estimators": [100], "max_depth": [10, 20]},
-    GRADIENT_BOOSTING: {"max_iter": [50, 100], "max_depth": [3, 6], "learning_rate": [0.1]},
-}
-"""The grids of a routine retraining: 9 candidates, a few minutes on two cores."""
-
-HANDBOOK_GRIDS: Grids = {
-    DECISION_TREE: {"max_depth": [2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 50]},
-    LOGISTIC_REGRESSION: {"C": [0.1, 1.0, 10.0, 100.0]},
-    RANDOM_FOREST: {"n_estimators": [25, 50, 100], "max_depth": [5, 10, 20, 50]},
-    GRADIENT_BOOSTING: {
-        "max_iter": [25, 50, 100],
-        "max_depth": [3, 6, 9],
-        "learning_rate": [0.1, 0.3],
-    },
-}
-"""The handbook's chapter-5 grids, for benchmarks (XGBoost's grid is run with
-HistGradientBoosting: ``n_estimators`` becomes ``max_iter``)."""
-
 SCORE = "score"
-"""Column of :attr:`FinalModel.test_predictions` holding the predicted fraud probability."""
-
-_SELECTION_METRIC = "average_precision"
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One model family with one set of hyper-parameters."""
-
-    family: str
-    params: tuple[tuple[str, Any], ...]
-    """Sorted ``(name, value)`` pairs (a tuple, so candidates are hashable)."""
-
-    @property
-    def name(self) -> str:
-        """Readable and unique, e.g. ``random_forest(max_depth=20, n_estimators=100)``."""
-        return f"{self.family}({', '.join(f'{k}={v}' for k, v in self.params)})"
-
-    def pipeline(self, random_state: int = 0) -> Pipeline:
-        """A fresh, unfitted pipeline for this candidate."""
-        return build_pipeline(self.family, dict(self.params), random_state)
-
-
-def build_pipeline(family: str, params: Mapping[str, Any], random_state: int = 0) -> Pipeline:
-    """Imputation (+ scaling for logistic regression) followed by the classifier.
-
-    Everything random is seeded from ``random_state`` and runs on one job, so the same seed
-    gives the same model. Gradient boosting uses XGBoost's defaults that scikit-learn lacks:
-    an L2 penalty of 1 on leaf values (without it a learning rate of 0.3 diverges on the
-    handbook's data, whose amount rule makes some leaves pure) and no early stopping, so
-    ``max_iter`` means what the grid says.
-    """
-    impute = ("impute", SimpleImputer(strategy="constant", fill_value=0, keep_empty_features=True))
-    model: ClassifierMixin
-    if family == LOGISTIC_REGRESSION:
-        model = LogisticRegression(max_iter=1000, **params)
-        return Pipeline([impute, ("scale", StandardScaler()), ("model", model)])
-    if family == DECISION_TREE:
-        model = DecisionTreeClassifier(random_state=random_state, **params)
-    elif family == RANDOM_FOREST:
-        model = RandomForestClassifier(random_state=random_state, n_jobs=1, **params)
-    elif family == GRADIENT_BOOSTING:
-        model = HistGradientBoostingClassifier(
-            l2_regularization=1.0, early_stopping=False, random_state=random_state, **params
-        )
-    else:
-        raise ValueError(f"unknown model family {family!r}")
-    return Pipeline([impute, ("model", model)])
-
-
-def candidates(grids: Grids) -> list[Candidate]:
-    """Every combination of every family's grid, in a stable order."""
-    found = []
-    for family, grid in grids.items():
-        names = sorted(grid)
-        for values in itertools.product(*(grid[name] for name in names)):
-            found.append(Candidate(family, tuple(zip(names, values, strict=True))))
-    return found
+"""Column of :attr:`FinalModel.test_predictions` holding the predicted probability."""
 
 
 @dataclass(frozen=True)
@@ -171,14 +43,14 @@ class SearchResult:
     three metrics, ``fit_seconds`` and the fold's sizes."""
     summary: pd.DataFrame
     """One row per candidate (index ``candidate``): ``family``, mean and std (over folds, ddof 0
-    as in the handbook) of each metric, mean fit time; best mean Average Precision first."""
+    as in the handbook) of each metric, mean fit time; best mean of the selection metric first."""
     best: Candidate
-    """The candidate with the highest mean Average Precision."""
+    """The candidate with the best mean of the selection metric."""
     candidates: dict[str, Candidate] = field(repr=False)
     """Candidates by name."""
 
     def best_per_family(self) -> pd.DataFrame:
-        """The summary row of each family's best candidate (by mean Average Precision)."""
+        """The summary row of each family's best candidate (by the selection metric)."""
         return self.summary.groupby("family", sort=False).head(1)
 
 
@@ -187,13 +59,16 @@ def prequential_search(
     features: Sequence[str],
     protocol: Protocol,
     last_test_start: date,
-    grids: Grids = DEFAULT_GRIDS,
+    grids: Grids,
+    families: Families,
     random_state: int = 0,
     top_k: int = DEFAULT_TOP_K,
     n_threads: int = 1,
     log: Callable[[str], None] | None = None,
+    selection_metric: str = "average_precision",
 ) -> SearchResult:
-    """Train and test every candidate on every prequential fold; pick the best by mean AP.
+    """Train and test every candidate on every prequential fold; pick the best by its mean of
+    ``selection_metric`` over the folds.
 
     Fold 0 tests from ``last_test_start``. To choose a model that will be tested from day ``T``
     without peeking at its test window, pass ``validation_test_start(protocol, T)`` as the
@@ -205,7 +80,9 @@ def prequential_search(
     folds = prequential_folds(protocol, last_test_start)
     _check_coverage(frame, folds)
     features = list(features)
-    pool = candidates(grids)
+    if selection_metric not in METRICS:
+        raise ValueError(f"selection metric {selection_metric!r} is not one of {METRICS}")
+    pool = candidates(grids, families)
     if not pool:
         raise ValueError("the grids hold no candidate")
     rows = []
@@ -239,7 +116,7 @@ def prequential_search(
                 }
             )
     scores_table = pd.DataFrame(rows)
-    summary = _summarize(scores_table)
+    summary = _summarize(scores_table, selection_metric)
     by_name = {c.name: c for c in pool}
     return SearchResult(
         folds=folds,
@@ -274,7 +151,7 @@ def fit_final(
     best: Candidate,
     frame: pd.DataFrame,
     windows: Windows,
-    features: Sequence[str] = BASELINE_FEATURES,
+    features: Sequence[str],
     random_state: int = 0,
     top_k: int = DEFAULT_TOP_K,
     n_threads: int = 1,
@@ -406,7 +283,7 @@ def _fit(pipeline: Pipeline, train: pd.DataFrame, features: list[str]) -> tuple[
     return pipeline, time.perf_counter() - started
 
 
-def _summarize(scores: pd.DataFrame) -> pd.DataFrame:
+def _summarize(scores: pd.DataFrame, selection_metric: str) -> pd.DataFrame:
     metrics = list(METRICS)
     grouped = scores.groupby("candidate", sort=False)
     summary = pd.concat(
@@ -418,7 +295,7 @@ def _summarize(scores: pd.DataFrame) -> pd.DataFrame:
         ],
         axis=1,
     )
-    return summary.sort_values(f"{_SELECTION_METRIC}_mean", ascending=False, kind="stable")
+    return summary.sort_values(f"{selection_metric}_mean", ascending=False, kind="stable")
 
 
 def _check_coverage(frame: pd.DataFrame, folds: Sequence[Windows]) -> None:

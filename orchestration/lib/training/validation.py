@@ -32,8 +32,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from orchestration.lib.core.usecase import whole_days
+
 if TYPE_CHECKING:
-    from orchestration.settings import Settings
+    from orchestration.lib.core.usecase import UseCase
 
 LABEL = "label"
 """Column added by :func:`train_test_frames`: the label a model may learn from or is scored on."""
@@ -191,13 +193,14 @@ def _as_date(value: object) -> date:
     return pd.Timestamp(value).date()
 
 
-def protocol_from(settings: Settings) -> Protocol:
-    """The windows the pipeline trains with (``BLUEPRINT_TRAIN_DAYS`` and the others)."""
+def protocol_from(usecase: UseCase) -> Protocol:
+    """The windows a use case trains with (its ``protocol`` and ``label.maturity``), in days."""
+    declared = usecase.protocol
     return Protocol(
-        train_days=settings.train_days,
-        delay_days=settings.delay_days,
-        test_days=settings.test_days,
-        n_folds=settings.n_folds,
-        fold_step_days=settings.fold_step_days,
-        max_report_delay_days=settings.max_report_delay_days,
+        train_days=whole_days(declared.train, "protocol.train"),
+        delay_days=whole_days(declared.delay, "protocol.delay"),
+        test_days=whole_days(declared.test, "protocol.test"),
+        n_folds=declared.folds,
+        fold_step_days=whole_days(declared.fold_step, "protocol.fold_step"),
+        max_report_delay_days=whole_days(usecase.label.maturity, "label.maturity"),
     )

@@ -1,0 +1,417 @@
+"""A use case is a declaration: one YAML file per use case, validated on load.
+
+The declaration names everything the pipeline must know about a problem (its table and keys,
+its label and when it is known, its features, validation protocol, model families, metrics,
+promotion gate, decision budget, serving mode and monitoring); the pipeline's code takes it as a
+parameter and names none of it. A bad or missing field is a :class:`UseCaseError` naming the
+file and the field.
+
+The declaration holds the defaults. Any scalar field, or list of scalars, may be overridden from
+the environment as ``BLUEPRINT_<USECASE>_<PATH>``: the field's path, its parts joined by ``_``
+and upper-cased (``protocol.train`` of ``fraud`` is ``BLUEPRINT_FRAUD_PROTOCOL_TRAIN``). A value is
+read as YAML (``0.01``, ``true``, ``[10, 20]``); a list also takes comma-separated items. An
+override whose path is not a field is an error, so a typo never goes unnoticed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+ENV_PREFIX = "BLUEPRINT_"
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+_DURATION = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*$")
+
+RETIRED_ENV = {
+    "BLUEPRINT_TRAIN_DAYS": "protocol.train",
+    "BLUEPRINT_DELAY_DAYS": "protocol.delay",
+    "BLUEPRINT_TEST_DAYS": "protocol.test",
+    "BLUEPRINT_N_FOLDS": "protocol.folds",
+    "BLUEPRINT_FOLD_STEP_DAYS": "protocol.fold_step",
+    "BLUEPRINT_SEED": "models.seed",
+    "BLUEPRINT_TRAINING_FEATURES": "features.train_on",
+    "BLUEPRINT_PROMOTION_AP_MARGIN": "gate.primary.margin",
+    "BLUEPRINT_PROMOTION_AP_FLOOR": "gate.primary.floor",
+    "BLUEPRINT_PROMOTION_CP_TOLERANCE": "gate.guards.0.tolerance",
+    "BLUEPRINT_ALERTS_PER_DAY": "decision_budget.per_day",
+    "BLUEPRINT_MAX_REPORT_DELAY_DAYS": "label.maturity",
+    "BLUEPRINT_DRIFT_SHARE_THRESHOLD": "monitoring.drift_share_threshold",
+    "BLUEPRINT_AP_DROP_THRESHOLD": "monitoring.decay.drop",
+    "BLUEPRINT_RETRAIN_ON_PREDICTION_DRIFT": "monitoring.retrain_on_prediction_drift",
+    "BLUEPRINT_RETRAIN_MIN_POST_DRIFT_DAYS": "monitoring.min_post_drift_days",
+}
+"""Global settings that were the first use case's and are now fields of every declaration."""
+
+
+class UseCaseError(ValueError):
+    """A declaration that cannot be loaded: the message names the file and the field."""
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``7d``, ``12h``, ``30m`` or combinations (``1d12h``); a bare integer is days."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, int):
+        return timedelta(days=value)
+    match = _DURATION.match(str(value)) if isinstance(value, str) else None
+    if not match or not any(match.groups()):
+        raise ValueError(f"{value!r} is not a duration: write it as 7d, 12h, 30m or 1d12h")
+    days, hours, minutes = (int(part or 0) for part in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes)
+
+
+def whole_days(duration: timedelta, field: str) -> int:
+    """A duration in whole days, for what is counted in daily partitions."""
+    if duration % timedelta(days=1):
+        raise UseCaseError(f"{field} is {duration}: it must be a whole number of days here")
+    return duration.days
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Data(_Strict):
+    """Where a model's rows come from and what identifies them."""
+
+    table: Identifier
+    """The mart a model learns from and is tested on: one row per decision."""
+    row_id: Identifier
+    event_time: Identifier
+    """When the event happened: rows are ordered by it."""
+    partition_date: Identifier
+    """The event's day: the daily partition and the unit of the validation windows."""
+    entities: dict[Identifier, Identifier] = Field(min_length=1)
+    """Entity name -> its key column in ``table`` (metrics and budgets name the entity)."""
+
+
+class Label(_Strict):
+    column: Identifier
+    known_at: Identifier
+    """The date the label became known: a label is usable on day d iff it is before d."""
+    source: Identifier
+    """The source whose newest ingested partition says how far the labels are known."""
+    maturity: Duration
+    """How long after its event a label can still arrive: a day's labels are final after it."""
+
+
+def _flatten(value: Any) -> Any:
+    if isinstance(value, list):
+        return [item for part in value for item in (part if isinstance(part, list) else [part])]
+    return value
+
+
+FeatureList = Annotated[list[Identifier], BeforeValidator(_flatten)]
+
+
+class Features(_Strict):
+    train_on: FeatureList = Field(min_length=1)
+    """The columns of ``data.table`` the production model trains on (a list may include
+    another by its YAML anchor)."""
+    baseline: FeatureList = []
+    """A reference feature set (benchmarks compare the production set with it)."""
+
+    @field_validator("train_on")
+    @classmethod
+    def _distinct(cls, names: list[str]) -> list[str]:
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"features listed twice: {repeated}")
+        return names
+
+
+class Protocol(_Strict):
+    """Prequential validation: train, skip ``delay``, test; ``folds`` times, ``fold_step`` apart."""
+
+    train: Duration
+    delay: Duration
+    test: Duration
+    folds: int = Field(ge=1)
+    fold_step: Duration
+
+    @model_validator(mode="after")
+    def _positive(self) -> Protocol:
+        for name in ("train", "test", "fold_step"):
+            if getattr(self, name) <= timedelta(0):
+                raise ValueError(f"{name} must be longer than zero")
+        if self.delay < timedelta(0):
+            raise ValueError("delay cannot be negative")
+        return self
+
+
+class ModelFamily(_Strict):
+    """A model family is an entry: an estimator class by import path and its grid."""
+
+    estimator: str = Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
+    """``module.Class`` of a scikit-learn-compatible estimator."""
+    fixed: dict[Identifier, Any] = {}
+    """Parameters every candidate of the family gets."""
+    grid: dict[Identifier, list[Any]] = Field(min_length=1)
+    """Parameter -> values to try; every combination is a candidate."""
+    scale: bool = False
+    """Standardize the inputs before the estimator (linear models)."""
+
+    @field_validator("grid")
+    @classmethod
+    def _values(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        empty = [name for name, values in grid.items() if not values]
+        if empty:
+            raise ValueError(f"grid parameters with no value to try: {empty}")
+        return grid
+
+    @model_validator(mode="after")
+    def _importable(self) -> ModelFamily:
+        estimator_class(self.estimator)
+        return self
+
+
+def estimator_class(path: str) -> type:
+    """The class an import path names (``sklearn.ensemble.RandomForestClassifier``)."""
+    module_name, _, class_name = path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"cannot import {path}: {error}") from None
+    if not inspect.isclass(found):
+        raise ValueError(f"{path} is not a class")
+    return found
+
+
+class Models(_Strict):
+    seed: int = 0
+    """Random state of every model (and of the reports' samples)."""
+    families: dict[Identifier, ModelFamily] = Field(min_length=1)
+
+
+MetricKind = Literal["auc_roc", "average_precision", "entity_precision_at_k"]
+HIGHER_IS_BETTER: frozenset[str] = frozenset({"auc_roc", "average_precision",
+                                              "entity_precision_at_k"})
+
+
+class Metric(_Strict):
+    kind: MetricKind
+    entity: Identifier | None = None
+    """For ``entity_precision_at_k``: the entity (of ``data.entities``) ranked each day."""
+    k: int | None = Field(default=None, ge=1)
+    """For ``entity_precision_at_k``: how many entities a day are alerted."""
+    direction: Literal["higher", "lower"] | None = None
+    """Whether a higher value is better; defaults from the kind."""
+
+    @model_validator(mode="after")
+    def _parameters(self) -> Metric:
+        needs_entity = self.kind == "entity_precision_at_k"
+        if needs_entity and (self.entity is None or self.k is None):
+            raise ValueError(f"{self.kind} needs an entity and k")
+        if not needs_entity and (self.entity is not None or self.k is not None):
+            raise ValueError(f"{self.kind} takes no entity or k")
+        return self
+
+    @property
+    def higher_is_better(self) -> bool:
+        if self.direction is not None:
+            return self.direction == "higher"
+        return self.kind in HIGHER_IS_BETTER
+
+
+class PrimaryMetric(_Strict):
+    metric: Identifier
+    margin: float = Field(ge=0)
+    """How much better than the champion a challenger must be, on the same test window."""
+    floor: float
+    """What the first champion must reach (at least, or at most for a lower-is-better metric)."""
+
+
+class GuardMetric(_Strict):
+    metric: Identifier
+    tolerance: float = Field(ge=0)
+    """How much worse than the champion a challenger may be."""
+
+
+class Gate(_Strict):
+    primary: PrimaryMetric
+    guards: list[GuardMetric] = []
+    required_checks: list[Annotated[str, Field(pattern=r"^\w+:\w+$")]] = []
+    """``asset:check`` pairs whose latest evaluation must have passed for a promotion."""
+
+
+class DecisionBudget(_Strict):
+    per_day: float = Field(ge=0)
+    """Positive decisions (alerts, retention calls) a day; the threshold is chosen for it."""
+
+
+class Serving(_Strict):
+    mode: Literal["online", "batch", "both"]
+
+    @property
+    def online(self) -> bool:
+        return self.mode in ("online", "both")
+
+
+class Decay(_Strict):
+    metric: Identifier
+    drop: float = Field(ge=0)
+    """How far a day's realized metric may fall below the champion's test value."""
+
+
+class Monitoring(_Strict):
+    traffic: Literal["prediction_log", "batch_scores"]
+    """What monitoring reads: the service's prediction log or the batch scores."""
+    drift_share_threshold: float = Field(gt=0, le=1)
+    decay: Decay
+    retrain_on_prediction_drift: bool = True
+    min_post_drift_days: int = Field(ge=0)
+
+
+class UseCase(_Strict):
+    """One use case, as declared; see ``orchestration/usecases/<name>.yaml``."""
+
+    name: str = Field(pattern=NAME_PATTERN.pattern)
+    task: Literal["binary_classification"]
+    description: str
+    data: Data
+    label: Label
+    features: Features
+    protocol: Protocol
+    models: Models
+    metrics: dict[Identifier, Metric] = Field(min_length=1)
+    selection_metric: Identifier
+    gate: Gate
+    decision_budget: DecisionBudget | None = None
+    serving: Serving
+    monitoring: Monitoring
+
+    @model_validator(mode="after")
+    def _references(self) -> UseCase:
+        named = {"selection_metric": self.selection_metric,
+                 "gate.primary.metric": self.gate.primary.metric,
+                 "monitoring.decay.metric": self.monitoring.decay.metric,
+                 **{f"gate.guards.{i}.metric": g.metric for i, g in enumerate(self.gate.guards)}}
+        for field, metric in named.items():
+            if metric not in self.metrics:
+                raise ValueError(f"{field}: {metric!r} is not a declared metric "
+                                 f"({sorted(self.metrics)})")
+        for name, metric in self.metrics.items():
+            if metric.entity is not None and metric.entity not in self.data.entities:
+                raise ValueError(f"metrics.{name}.entity: {metric.entity!r} is not an entity "
+                                 f"of data.entities ({sorted(self.data.entities)})")
+        return self
+
+    @property
+    def env_prefix(self) -> str:
+        return f"{ENV_PREFIX}{self.name.upper()}_"
+
+
+def usecase_names(directory: Path) -> list[str]:
+    """The use cases declared in ``directory``, sorted."""
+    return sorted(path.stem for path in directory.glob("*.yaml"))
+
+
+def load_usecase(
+    name: str, directory: Path, environ: Mapping[str, str] | None = None
+) -> UseCase:
+    """The declaration ``directory/<name>.yaml`` with the environment's overrides applied."""
+    environ = os.environ if environ is None else environ
+    path = directory / f"{name}.yaml"
+    if not NAME_PATTERN.match(name) or not path.is_file():
+        known = ", ".join(usecase_names(directory)) or "none"
+        raise UseCaseError(f"no use case {name!r}: {path} does not exist (declared: {known})")
+    prefix = f"{ENV_PREFIX}{name.upper()}_"
+    overrides = tuple(sorted((k, v) for k, v in environ.items() if k.startswith(prefix)))
+    retired = sorted(k for k in RETIRED_ENV if k in environ)
+    if retired:
+        raise UseCaseError(
+            "; ".join(f"{k} is no longer read: set {prefix}"
+                      f"{RETIRED_ENV[k].upper().replace('.', '_')} instead" for k in retired)
+            + " (docs/CONFIGURATION.md)"
+        )
+    return _load(path, path.stat().st_mtime_ns, overrides)
+
+
+@cache
+def _load(path: Path, mtime_ns: int, overrides: tuple[tuple[str, str], ...]) -> UseCase:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise UseCaseError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise UseCaseError(f"{path}: a declaration is a mapping of fields")
+    if raw.get("name") != path.stem:
+        raise UseCaseError(f"{path}: name: must be {path.stem!r}, the file's name")
+    raw = _apply_overrides(path, raw, dict(overrides), f"{ENV_PREFIX}{path.stem.upper()}_")
+    try:
+        return UseCase.model_validate(raw)
+    except ValidationError as error:
+        lines = [
+            f"{path}: {'.'.join(str(part) for part in issue['loc']) or '(top level)'}: "
+            f"{issue['msg']}"
+            for issue in error.errors()
+        ]
+        raise UseCaseError("\n".join(lines)) from None
+
+
+def _leaves(node: Any, path: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
+    """Every overridable field: env suffix -> its path in the declaration."""
+    found: dict[str, tuple[str, ...]] = {}
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found.update(_leaves(value, (*path, str(key))))
+    elif isinstance(node, list) and any(isinstance(item, dict) for item in node):
+        for index, item in enumerate(node):
+            found.update(_leaves(item, (*path, str(index))))
+    elif path:
+        found["_".join(path).upper()] = path
+    return found
+
+
+def _apply_overrides(
+    path: Path, raw: dict[str, Any], overrides: dict[str, str], prefix: str
+) -> dict[str, Any]:
+    if not overrides:
+        return raw
+    leaves = _leaves(raw)
+    result = yaml.safe_load(yaml.safe_dump(raw))  # a deep copy of plain data
+    for env_name, text in overrides.items():
+        field = leaves.get(env_name.removeprefix(prefix))
+        if field is None:
+            raise UseCaseError(f"{env_name}: {path} has no such field (overridable: "
+                               f"{', '.join(prefix + k for k in sorted(leaves))})")
+        parent = result
+        for part in field[:-1]:
+            parent = parent[int(part) if isinstance(parent, list) else part]
+        key = int(field[-1]) if isinstance(parent, list) else field[-1]
+        parent[key] = _parse_override(text, parent[key])
+    return result
+
+
+def _parse_override(text: str, current: Any) -> Any:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    if isinstance(current, list) and not isinstance(value, list):
+        return [yaml.safe_load(item.strip()) for item in text.split(",") if item.strip()]
+    return value
