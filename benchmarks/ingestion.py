@@ -44,7 +44,8 @@ import pyarrow.parquet as pq
 from benchmarks.harness import Bench, Section, Target, Timing, fmt_seconds, markdown_table
 from orchestration.lib.core import atomic
 from orchestration.lib.ingestion import ingest
-from orchestration.lib.ingestion.contracts import CONTRACTS, SourceContract
+from orchestration.lib.ingestion.contracts import SourceContract
+from orchestration.lib.ingestion.declared import contracts_of
 from orchestration.lib.ingestion.ingest import (
     IngestionError,
     IngestResult,
@@ -139,7 +140,7 @@ def _timed(fn: Callable[[], T]) -> tuple[float, float, T]:
 
 def _sources(landing: Path) -> list[Source]:
     sources = []
-    for contract in CONTRACTS.values():
+    for contract in contracts_of(get_settings().usecase).values():
         by_date = landing_files(contract, landing)
         files = [f.path for day in by_date.values() for f in day]
         if files:

@@ -152,7 +152,7 @@ def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
     from orchestration.definitions import defs
     from orchestration.defs.ingestion.predictions import PENDING_INPUT
     from orchestration.defs.monitoring.assets import READY_UNTIL
-    from orchestration.lib.ingestion.contracts import CONTRACTS
+    from orchestration.lib.ingestion.declared import contracts_of
     from orchestration.lib.ingestion.planning import plan_ingestion
 
     settings = get_settings()
@@ -171,7 +171,8 @@ def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
         k for k in selected - unpartitioned if ancestors(k) & everything_unpartitioned
     }
     data = selected - unpartitioned - after_model
-    plan = plan_ingestion(CONTRACTS.values(), settings.landing_dir, settings.raw_dir)
+    contracts = contracts_of(settings.usecase).values()
+    plan = plan_ingestion(contracts, settings.landing_dir, settings.raw_dir)
     for source, days in plan.waiting.items():
         if days:
             _echo(

@@ -144,3 +144,23 @@ def test_a_retired_global_setting_names_its_replacement():
     with pytest.raises(UseCaseError, match="BLUEPRINT_TRAIN_DAYS is no longer read: set "
                                            "BLUEPRINT_FRAUD_PROTOCOL_TRAIN"):
         load_usecase("fraud", USECASES_DIR, environ={"BLUEPRINT_TRAIN_DAYS": "5"})
+
+
+def test_the_declared_sources_are_the_contracts_ingestion_enforced():
+    from orchestration.lib.ingestion.contracts import CONTRACTS
+    from orchestration.lib.ingestion.declared import contracts_of
+
+    assert contracts_of(load_usecase("fraud", USECASES_DIR, environ={})) == CONTRACTS
+
+
+def test_a_source_rule_must_fit_its_column_type(tmp_path):
+    directory = declare(tmp_path, sources__transactions__columns__4__rules=["pan"])
+    with pytest.raises(UseCaseError, match=r"sources\.transactions: .*rules \['pan'\] do not "
+                                           "apply to double column 'amount'"):
+        load_usecase("fraud", directory, environ={})
+
+
+def test_the_label_source_must_be_declared(tmp_path):
+    directory = declare(tmp_path, label__source="disputes")
+    with pytest.raises(UseCaseError, match="label.source: 'disputes' is not a declared source"):
+        load_usecase("fraud", directory, environ={})

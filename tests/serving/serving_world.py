@@ -23,11 +23,16 @@ import pytest
 
 from orchestration.lib.features.feature_definitions import FeatureDefinitions
 from orchestration.lib.features.pseudonymize import key_fingerprint
-from orchestration.lib.ingestion.contracts import CONTRACTS
+from orchestration.lib.ingestion.declared import contracts_of
 from orchestration.lib.ingestion.ingest import ingest_partition, landing_files
 from orchestration.lib.serving.online_features import OnlineFeatureStore
 from orchestration.lib.serving.snapshot import ServingSnapshot, publish_serving_snapshot
-from orchestration.settings import DBT_PROJECT_DIR, PROJECT_ROOT, PSEUDONYMIZATION_KEY_ENV
+from orchestration.settings import (
+    DBT_PROJECT_DIR,
+    PROJECT_ROOT,
+    PSEUDONYMIZATION_KEY_ENV,
+    get_settings,
+)
 from simulator import simulate
 from simulator.config import WorldConfig
 from tests.features.raw_world import DBT_EXECUTABLE, DbtRun, dbt_build
@@ -71,7 +76,7 @@ class ServingWorld:
 
 def ingest(landing_home: Path, home: Path, through: date | None = None) -> None:
     """Ingest every landing partition of ``landing_home`` (up to ``through``) into ``home``."""
-    for contract in CONTRACTS.values():
+    for contract in contracts_of(get_settings().usecase).values():
         for day in sorted(landing_files(contract, landing_home / "landing")):
             if through is None or day <= through:
                 ingest_partition(

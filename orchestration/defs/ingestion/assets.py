@@ -13,7 +13,8 @@ from datetime import date
 import dagster as dg
 
 from orchestration.defs.partitions import daily_partitions, single_run
-from orchestration.lib.ingestion.contracts import CONTRACTS, SourceContract
+from orchestration.lib.ingestion.contracts import SourceContract
+from orchestration.lib.ingestion.declared import contracts_of
 from orchestration.lib.ingestion.ingest import (
     IngestResult,
     SchemaChangeError,
@@ -164,4 +165,4 @@ def build_raw_asset(contract: SourceContract) -> dg.AssetsDefinition:
     return _raw_asset
 
 
-raw_assets = [build_raw_asset(contract) for contract in CONTRACTS.values()]
+raw_assets = [build_raw_asset(c) for c in contracts_of(get_settings().usecase).values()]

@@ -4,7 +4,7 @@
 import dagster as dg
 
 from orchestration.defs.partitions import daily_partitions
-from orchestration.lib.ingestion.contracts import CONTRACTS
+from orchestration.lib.ingestion.declared import contracts_of
 from orchestration.lib.ingestion.planning import IngestionPlan, plan_ingestion
 from orchestration.settings import get_settings
 
@@ -18,7 +18,8 @@ data_job = dg.define_asset_job(
 
 def _current_plan() -> IngestionPlan:
     settings = get_settings()
-    return plan_ingestion(CONTRACTS.values(), settings.landing_dir, settings.raw_dir)
+    contracts = contracts_of(settings.usecase).values()
+    return plan_ingestion(contracts, settings.landing_dir, settings.raw_dir)
 
 
 def _run_request(plan: IngestionPlan, reason: str) -> dg.RunRequest:

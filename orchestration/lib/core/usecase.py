@@ -95,6 +95,62 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+ColumnType = Literal["string", "double", "timestamp", "date"]
+ColumnRule = Literal["digits", "pan", "finite", "non_negative", "on_partition_date",
+                     "not_after_partition_date"]
+
+
+class SourceColumn(_Strict):
+    """One column (CSV) or key (JSON lines) a source delivers."""
+
+    name: Identifier
+    type: ColumnType = "string"
+    nullable: bool = False
+    pii: bool = False
+    """Personal data: kept in the raw zone only, and searched for everywhere outside it."""
+    rules: list[ColumnRule] = []
+
+
+class Source(_Strict):
+    """A source system's contract (``docs/DATA_CONTRACTS.md``): how its files are named and
+    encoded, the columns they hold, and the key identifying a row."""
+
+    version: int = Field(ge=1)
+    """Bump on any change: every partition is then ingested again."""
+    format: Literal["csv", "jsonl"]
+    gzip: bool = False
+    key: list[Identifier] = Field(min_length=1)
+    columns: list[SourceColumn] = Field(min_length=1)
+    type_change_share: float = Field(default=0.5, gt=0, le=1)
+    type_change_min_rows: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Source:
+        names = [column.name for column in self.columns]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"columns listed twice: {repeated}")
+        unknown = [name for name in self.key if name not in names]
+        if unknown:
+            raise ValueError(f"key {unknown} is not among the columns")
+        allowed = {
+            "string": {"digits", "pan"},
+            "double": {"finite", "non_negative"},
+            "timestamp": {"on_partition_date", "not_after_partition_date"},
+            "date": {"on_partition_date", "not_after_partition_date"},
+        }
+        for column in self.columns:
+            wrong = sorted(set(column.rules) - allowed[column.type])
+            if wrong:
+                raise ValueError(f"rules {wrong} do not apply to {column.type} column "
+                                 f"{column.name!r}")
+        return self
+
+    @property
+    def pii_columns(self) -> list[str]:
+        return [column.name for column in self.columns if column.pii]
+
+
 class Data(_Strict):
     """Where a model's rows come from and what identifies them."""
 
@@ -292,6 +348,8 @@ class UseCase(_Strict):
     name: str = Field(pattern=NAME_PATTERN.pattern)
     task: Literal["binary_classification"]
     description: str
+    sources: dict[Identifier, Source] = Field(min_length=1)
+    """The source systems that deliver this use case's data, by name (the landing folder)."""
     data: Data
     label: Label
     features: Features
@@ -314,6 +372,9 @@ class UseCase(_Strict):
             if metric not in self.metrics:
                 raise ValueError(f"{field}: {metric!r} is not a declared metric "
                                  f"({sorted(self.metrics)})")
+        if self.label.source not in self.sources:
+            raise ValueError(f"label.source: {self.label.source!r} is not a declared source "
+                             f"({sorted(self.sources)})")
         for name, metric in self.metrics.items():
             if metric.entity is not None and metric.entity not in self.data.entities:
                 raise ValueError(f"metrics.{name}.entity: {metric.entity!r} is not an entity "
