@@ -36,14 +36,15 @@ def feature_frame(n: int = 50) -> pd.DataFrame:
     return frame
 
 
-@pytest.mark.parametrize("path", sorted(EXPECTATIONS_DIR.glob("*.json")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted(EXPECTATIONS_DIR.glob("*/*.json")),
+                         ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_suite_loads_in_full(path):
     spec = read_suite(path)
     assert len(spec["expectations"]) >= 10
 
 
 def test_good_features_pass_and_a_bad_value_fails():
-    suite = EXPECTATIONS_DIR / "transaction_features.json"
+    suite = EXPECTATIONS_DIR / "fraud" / "transaction_features.json"
     frame = feature_frame()
     assert validate_frame(frame, suite).success
 
@@ -56,7 +57,7 @@ def test_good_features_pass_and_a_bad_value_fails():
 
 
 def test_the_production_features_are_checked_too():
-    suite = EXPECTATIONS_DIR / "transaction_features.json"
+    suite = EXPECTATIONS_DIR / "fraud" / "transaction_features.json"
     frame = feature_frame()
     frame.loc[5, "card_seconds_since_last_tx"] = -1.0  # a payment before the previous one
     frame.loc[6, "terminal_recent_risk_1day"] = None

@@ -34,8 +34,11 @@ from orchestration.settings import export_to_subprocesses, get_settings
 FEATURES_OUTPUT = dg.AssetKey(OUTPUT_MODEL)
 """When a run builds it, the feature step publishes the compiled feature SQL."""
 
-GATED_SELECTION = "training_set+"
-"""Models built only after the feature quality gate passed."""
+_USECASE = get_settings().usecase
+USECASE_MODELS = f"path:models/{_USECASE.name}"
+"""The use case's dbt models: its folder of the project (dbt names are project-wide)."""
+GATED_SELECTION = f"{_USECASE.data.table}+"
+"""Models built only after the feature quality gate passed: the training table and after."""
 
 
 class BlueprintDbtTranslator(DagsterDbtTranslator):
@@ -174,7 +177,7 @@ def _build_dbt_assets(
 
 
 feature_models = _build_dbt_assets(
-    "feature_models", publishes_definitions=True, exclude=GATED_SELECTION
+    "feature_models", publishes_definitions=True, select=USECASE_MODELS, exclude=GATED_SELECTION
 )
 """Staging (PII removed), intermediate models and the feature marts."""
 

@@ -1,9 +1,12 @@
 """Quality gates: Great Expectations suites and the personal-data scan, as blocking checks.
 
-Every ``expectations/<asset_name>.json`` becomes a blocking check on the asset of that name: a
-failing suite stops everything downstream of that asset in the run.
+Every ``expectations/<use case>/<asset_name>.json`` becomes a blocking check on the asset of
+that name: a failing suite stops everything downstream of that asset in the run. The use case's
+training table also gets the personal-data scan as a blocking check.
 """
 
+
+from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -13,7 +16,7 @@ from orchestration.lib.quality.expectations import validate_frame
 from orchestration.lib.quality.pii import scan_outside_raw_zone
 from orchestration.settings import EXPECTATIONS_DIR, get_settings
 
-PII_CHECKED_ASSETS = ("training_set",)
+PII_CHECKED_ASSETS = (get_settings().usecase.data.table,)
 """The scan covers everything outside the raw zone (every table, not only this one); it runs
 once per build, after the last warehouse table, and gates what trains on it."""
 
@@ -28,15 +31,18 @@ def _failures_markdown(failures: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def build_suite_check(asset_name: str) -> dg.AssetChecksDefinition:
-    suite_path = EXPECTATIONS_DIR / f"{asset_name}.json"
+def build_suite_check(suite_path: Path) -> dg.AssetChecksDefinition:
+    asset_name = suite_path.stem
 
     @dg.asset_check(
         asset=dg.AssetKey(asset_name),
         name="expectations_suite",
         blocking=True,
         pool=WAREHOUSE_POOL,
-        description=f"Great Expectations suite expectations/{suite_path.name}; blocks downstream.",
+        description=(
+            f"Great Expectations suite {suite_path.relative_to(EXPECTATIONS_DIR.parent)}; "
+            "blocks downstream."
+        ),
     )
     def _suite_check(warehouse: DuckDBResource) -> dg.AssetCheckResult:
         with warehouse.get_connection() as con:
@@ -86,5 +92,9 @@ def build_pii_check(asset_name: str) -> dg.AssetChecksDefinition:
     return _pii_check
 
 
-suite_checks = [build_suite_check(path.stem) for path in sorted(EXPECTATIONS_DIR.glob("*.json"))]
+suite_checks = [
+    build_suite_check(path)
+    for path in sorted((EXPECTATIONS_DIR / get_settings().usecase.name).glob("*.json"))
+]
+"""One blocking check per suite of the use case (``expectations/<use case>/<table>.json``)."""
 pii_checks = [build_pii_check(name) for name in PII_CHECKED_ASSETS]
