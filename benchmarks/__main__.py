@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         home = (args.workdir / f"blueprint-bench-{'quick' if args.quick else 'full'}").resolve()
         measured_on_world = set(names) - {"end_to_end", "closed_loop"}
         if ("end_to_end" not in names and measured_on_world
-                and not (home / "warehouse.duckdb").exists()):
+                and not (home / "warehouse" / "fraud.duckdb").exists()):
             parser.error(f"no world at {home}: run the end_to_end section first or pass --home")
     bench = Bench(world=world, home=home, quick=args.quick)
     # the sections' in-process code reads the world's settings from the environment

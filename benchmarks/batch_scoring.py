@@ -40,10 +40,15 @@ TITLE = "Batch scoring"
 TARGET_SHARE = 0.5
 
 
+WAREHOUSE = "warehouse/fraud.duckdb"
+"""The benchmarked use case's warehouse, relative to a home."""
+
+
 def _scratch_home(world: Path, scratch: Path) -> Path:
     home = scratch / "home"
     home.mkdir()
-    shutil.copy2(world / "warehouse.duckdb", home / "warehouse.duckdb")
+    (home / "warehouse").mkdir()
+    shutil.copy2(world / WAREHOUSE, home / WAREHOUSE)
     shutil.copytree(world / "registry", home / "registry")
     shutil.copytree(world / "bentoml" / "models", home / "bentoml" / "models")  # the model store
     return home
@@ -129,9 +134,9 @@ def run(bench: Bench) -> Section:
         with environ_applied(
             {"BLUEPRINT_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
         ):
-            days = _last_days(home / "warehouse.duckdb", n_days)
+            days = _last_days(home / WAREHOUSE, n_days)
             model = load_champion()
-            with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+            with duckdb.connect(str(home / WAREHOUSE), read_only=True) as con:
                 frame = con.execute(
                     "select * from transaction_features where tx_date >= ? and tx_date <= ?",
                     [days[0], days[-1]],
@@ -139,7 +144,7 @@ def run(bench: Bench) -> Section:
             rows = len(frame)
             bench.log(f"batch scoring: {rows:,} rows of {n_days} days, asset x{runs}")
             asset, _ = repeat(lambda: _materialize(days), runs=runs, warmup=1)
-            written = sorted((home / "scores").glob("tx_date=*/scores.parquet"))
+            written = sorted((home / "scores" / "fraud").glob("tx_date=*/scores.parquet"))
             assert len(written) == n_days, f"the asset wrote {len(written)} days, not {n_days}"
             assert sum(len(pd.read_parquet(p)) for p in written) == rows
 
@@ -150,7 +155,7 @@ def run(bench: Bench) -> Section:
                     model.pipeline.predict_proba(matrix)
 
             floor, _ = repeat(bare, runs=runs * 2, warmup=1)
-            phases = _phases(model, home / "warehouse.duckdb", days, scratch)
+            phases = _phases(model, home / WAREHOUSE, days, scratch)
 
     def rate(timing: Timing) -> str:
         return (

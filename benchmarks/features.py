@@ -249,8 +249,9 @@ def _copy_world(home: Path, into: Path) -> Path:
     copy = into / "home"
     for source in SOURCES:
         shutil.copytree(home / "raw" / source, copy / "raw" / source)
-    for name in ("warehouse.duckdb", "warehouse.duckdb.wal"):
+    for name in ("warehouse/fraud.duckdb", "warehouse/fraud.duckdb.wal"):
         if (home / name).exists():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(home / name, copy / name)
     return copy
 
@@ -399,7 +400,7 @@ def run(bench: Bench) -> Section:
             bench.log(f"features: pandas run {attempt + 1}/{runs} in "
                       f"{fmt_seconds(pandas_runs[-1].seconds)}")
         load_after = psutil.getloadavg()[0]
-        with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        with duckdb.connect(str(home / "warehouse" / "fraud.duckdb"), read_only=True) as con:
             dbt_features = con.execute(f"select * from {OUTPUT_MODEL}").df()
         pandas_features = pd.read_parquet(pandas_out)
     dbt_rows, pandas_rows = len(dbt_features), len(pandas_features)

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -376,9 +376,11 @@ def ap_after_switch(run: LoopRun) -> tuple[float, float, int, int]:
     from sklearn.metrics import average_precision_score
 
     from orchestration.lib.serving.scoring import load_scoring_model
+    from orchestration.settings import get_settings
 
     after_switch = run.scenario.steps()[run.scenario.switch_step + 1][0]
-    with duckdb.connect(str(run.home / "warehouse.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(replace(get_settings(), home=run.home).warehouse_path),
+                         read_only=True) as con:
         rows = con.execute(
             "select f.*, (r.transaction_id is not null)::int as label "
             "from transaction_features f left join "

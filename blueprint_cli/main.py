@@ -16,16 +16,42 @@ from typing import Annotated
 import typer
 
 from blueprint_cli.models import models_app
+from blueprint_cli.usecase import DEFAULT_USECASE, UsecaseOption, select_usecase
 from orchestration.lib.core.instance import ensure_instance
-from orchestration.settings import PROJECT_ROOT, Settings, export_to_subprocesses, get_settings
+from orchestration.lib.core.usecase import usecase_names
+from orchestration.settings import (
+    PROJECT_ROOT,
+    USECASES_DIR,
+    Settings,
+    export_to_subprocesses,
+    get_settings,
+)
 
-app = typer.Typer(help="Blueprint: a production-shaped ML system for card-fraud detection.")
+app = typer.Typer(help="Blueprint: a production-shaped ML system, one declaration per use case.")
 app.add_typer(models_app, name="models")
+
+
+def refuse_old_home(settings: Settings) -> None:
+    """A home made before use cases had state of their own cannot be read: say what to do."""
+    found = [path for path in OLD_LAYOUT if (settings.home / path).exists()]
+    if found:
+        _echo(
+            f"error: {settings.home} was made by an older Blueprint ({', '.join(found)} at its "
+            "top level; each use case now keeps its warehouse, registry, serving, scores, "
+            "monitoring and reports in folders of its own). Move it aside or delete it and run "
+            "`make demo` again: the world is simulated again from its seed."
+        )
+        raise typer.Exit(2)
+
+
+OLD_LAYOUT = ("warehouse.duckdb", "registry/registry.db", "serving/snapshots", "scores")
+"""What only a home of the layout before use cases holds."""
 
 
 def _prepare() -> Settings:
     """Resolve settings, export them for subprocesses and make sure the instance exists."""
     settings = get_settings()
+    refuse_old_home(settings)
     export_to_subprocesses(settings)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     ensure_instance(settings.dagster_home)
@@ -76,8 +102,13 @@ def simulate(
     ] = 0,
     force: Annotated[bool, typer.Option(help="Replace an existing world.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    usecase: UsecaseOption = DEFAULT_USECASE,
 ) -> None:
     """Simulate the three source systems and deliver their files to the landing zone."""
+    select_usecase(usecase)
+    if usecase != DEFAULT_USECASE:
+        _echo(f"error: the use case {usecase!r} has no simulator wired to `blueprint simulate`")
+        raise typer.Exit(2)
     from simulator import WorldConfig
     from simulator import simulate as run_simulation
     from simulator.run import outbox_dir
@@ -255,12 +286,14 @@ def materialize(
     select: Annotated[
         str | None, typer.Option(help="Dagster asset selection, e.g. 'group:features'.")
     ] = None,
+    usecase: UsecaseOption = DEFAULT_USECASE,
 ) -> None:
     """Materialize every partition that has data and is missing or stale, through Dagster.
 
     Runs are recorded on the persistent instance under BLUEPRINT_HOME/dagster, so they appear in
     the Dagster UI as if launched there.
     """
+    select_usecase(usecase)
     import dagster as dg
 
     from blueprint_cli.runs import materialize_assets
@@ -284,12 +317,15 @@ def materialize(
 
 
 @app.command()
-def train() -> None:
+def train(
+    usecase: UsecaseOption = DEFAULT_USECASE,
+) -> None:
     """Train a candidate now, run the promotion gate and publish the serving snapshot.
 
     Launches Dagster's ``training_job`` on the persistent instance (it appears in the UI); the
     features must have been materialized.
     """
+    select_usecase(usecase)
     import dagster as dg
 
     from blueprint_cli.runs import execute_job
@@ -333,8 +369,10 @@ def _wait_for_http(url: str, timeout_s: float) -> bool:
 @app.command()
 def ui(
     port: Annotated[int | None, typer.Option(help="Port (default BLUEPRINT_DAGSTER_PORT).")] = None,
+    usecase: UsecaseOption = DEFAULT_USECASE,
 ) -> None:
     """Start the Dagster UI (webserver and daemon) on 127.0.0.1 in the background."""
+    select_usecase(usecase)
     settings = _prepare()
     port = port or settings.dagster_port
     url = f"http://127.0.0.1:{port}"
@@ -376,10 +414,12 @@ def _start_reports_server(settings: Settings) -> None:
             return
         except (ProcessLookupError, ValueError):
             pid_file.unlink()
-    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    from orchestration.lib.monitoring.reports import write_root_index
+
+    write_root_index(settings.reports_root, usecase_names(USECASES_DIR))
     process = subprocess.Popen(
         [sys.executable, "-m", "http.server", str(settings.reports_port),
-         "--bind", "127.0.0.1", "--directory", str(settings.reports_dir)],
+         "--bind", "127.0.0.1", "--directory", str(settings.reports_root)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
@@ -414,11 +454,13 @@ CURL_EXAMPLE = """curl -s -X POST {url}/score -H 'Content-Type: application/json
 @app.command()
 def serve(
     port: Annotated[int | None, typer.Option(help="Port (default BLUEPRINT_SERVING_PORT).")] = None,
+    usecase: UsecaseOption = DEFAULT_USECASE,
 ) -> None:
     """Start the real-time scoring service (BentoML) on 127.0.0.1 in the background.
 
     It serves the registry's champion and follows promotions and rollbacks without a restart.
     """
+    select_usecase(usecase)
     from orchestration.lib.serving.process import (
         ServingStartError,
         running_scoring_service,
@@ -447,8 +489,11 @@ def serve(
 
 
 @app.command()
-def stop() -> None:
+def stop(
+    usecase: UsecaseOption = DEFAULT_USECASE,
+) -> None:
     """Stop what `blueprint ui`, `blueprint serve` and `make demo` started."""
+    select_usecase(usecase)
     from orchestration.lib.serving.process import stop_scoring_service
 
     settings = get_settings()
@@ -475,10 +520,13 @@ def stop() -> None:
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    usecase: UsecaseOption = DEFAULT_USECASE,
+) -> None:
     """Simulate the default world if there is none (its last 14 days held back), materialize
     what is stale (training and promotion included), start the scoring service, replay the
     held-back days through it so the reports have traffic, then start the Dagster UI."""
+    select_usecase(usecase)
     from simulator import held_days
 
     settings = _prepare()
@@ -524,10 +572,12 @@ def replay(
         int, typer.Option(help="Days scored and delivered before each pipeline run.")
     ] = 1,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    usecase: UsecaseOption = DEFAULT_USECASE,
 ) -> None:
     """Live the days the simulator held back through the running system: score each day's
     payments and fraud reports through the scoring service, deliver the day's files, run the
     pipeline (no training), and retrain when the retraining sensor fires."""
+    select_usecase(usecase)
     from tqdm import tqdm
 
     from blueprint_cli.replay import (
@@ -620,8 +670,10 @@ def scan_pii(
     full: Annotated[
         bool, typer.Option(help="Read every file again, even those unchanged since a clean scan.")
     ] = False,
+    usecase: UsecaseOption = DEFAULT_USECASE,
 ) -> None:
     """Scan every table and file outside the raw zone for personal data; exit 1 on a finding."""
+    select_usecase(usecase)
     from orchestration.lib.quality.pii import scan_outside_raw_zone
 
     report, _ = scan_outside_raw_zone(_prepare(), incremental=not full)

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from blueprint_cli.usecase import DEFAULT_USECASE, UsecaseOption, select_usecase
 from orchestration.lib.registry import registry
 
 models_app = typer.Typer(
@@ -50,8 +51,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 @models_app.command("list")
-def list_models() -> None:
+def list_models(
+    usecase: UsecaseOption = DEFAULT_USECASE,
+) -> None:
     """Every registered version, newest first; * marks the champion."""
+    select_usecase(usecase)
     known = registry.versions()
     if not known:
         typer.echo("No model is registered yet: train one first.")
@@ -63,6 +67,7 @@ def list_models() -> None:
         if status == registry.CANDIDATE and entry.last_decision == "rejected":
             status = "candidate (rejected)"
         rows.append([
+            usecase,
             "*" if entry.status == registry.CHAMPION else "",
             entry.version,
             status,
@@ -70,12 +75,15 @@ def list_models() -> None:
             _metric(facts, registry.TEST_AVERAGE_PRECISION),
             _metric(facts, registry.TEST_CARD_PRECISION_AT_100),
         ])
-    typer.echo(_table(["", "version", "status", "created", "test AP", "CP@100"], rows))
+    typer.echo(_table(["use case", "", "version", "status", "created", "test AP", "CP@100"], rows))
 
 
 @models_app.command("show")
-def show(version: Annotated[str, typer.Argument(help="The model version.")]) -> None:
+def show(version: Annotated[str, typer.Argument(help="The model version.")],
+    usecase: UsecaseOption = DEFAULT_USECASE,
+) -> None:
     """Everything known about one version: its facts and its history."""
+    select_usecase(usecase)
     try:
         current = registry.status(version)
         events = registry.history(version)
@@ -103,8 +111,10 @@ def show(version: Annotated[str, typer.Argument(help="The model version.")]) -> 
 def promote(
     version: Annotated[str, typer.Argument(help="The version to make champion.")],
     reason: Annotated[str, typer.Option("--reason", help=REASON_HELP)],
+    usecase: UsecaseOption = DEFAULT_USECASE,
 ) -> None:
     """Make a version champion by hand; the current champion is archived."""
+    select_usecase(usecase)
     try:
         previous = registry.promote(version, reason=reason, actor=registry.cli_actor())
     except registry.RegistryError as error:
@@ -114,8 +124,11 @@ def promote(
 
 
 @models_app.command("rollback")
-def rollback(reason: Annotated[str, typer.Option("--reason", help=REASON_HELP)]) -> None:
+def rollback(reason: Annotated[str, typer.Option("--reason", help=REASON_HELP)],
+    usecase: UsecaseOption = DEFAULT_USECASE,
+) -> None:
     """Make the previous champion champion again; the current one is archived."""
+    select_usecase(usecase)
     try:
         restored = registry.rollback(reason, actor=registry.cli_actor())
     except registry.RegistryError as error:
@@ -125,8 +138,11 @@ def rollback(reason: Annotated[str, typer.Option("--reason", help=REASON_HELP)])
 
 
 @models_app.command("reproduce")
-def reproduce(version: Annotated[str, typer.Argument(help="The version to retrain.")]) -> None:
+def reproduce(version: Annotated[str, typer.Argument(help="The version to retrain.")],
+    usecase: UsecaseOption = DEFAULT_USECASE,
+) -> None:
     """Retrain a version from its recorded lineage and compare the test metrics."""
+    select_usecase(usecase)
     from orchestration.lib.training.lineage import reproduce as retrain
 
     try:

@@ -112,11 +112,11 @@ class Settings:
     @property
     def training_dir(self) -> Path:
         """Exact training data of every model (Parquet, named by content hash)."""
-        return self.home / "training"
+        return self.home / "training" / self.usecase_name
 
     @property
     def warehouse_path(self) -> Path:
-        return self.home / "warehouse.duckdb"
+        return self.home / "warehouse" / f"{self.usecase_name}.duckdb"
 
     @property
     def dagster_home(self) -> Path:
@@ -134,12 +134,12 @@ class Settings:
     @property
     def registry_path(self) -> Path:
         """The append-only model registry (SQLite): status changes and gate decisions."""
-        return self.home / "registry" / "registry.db"
+        return self.home / "registry" / f"{self.usecase_name}.db"
 
     @property
     def serving_dir(self) -> Path:
         """What the pipeline publishes for the scoring service and what the service writes."""
-        return self.home / "serving"
+        return self.home / "serving" / self.usecase_name
 
     @property
     def feature_definitions_path(self) -> Path:
@@ -171,12 +171,23 @@ class Settings:
     @property
     def reports_dir(self) -> Path:
         """Monitoring reports (HTML per day and kind) and their index (``index.html``)."""
+        return self.reports_root / self.usecase_name
+
+    @property
+    def reports_root(self) -> Path:
+        """Every use case's reports (``<use case>/``) and the index of them all: what the
+        reports server serves."""
         return self.home / "reports"
+
+    @property
+    def scores_dir(self) -> Path:
+        """Batch scores of the use case, one folder per day."""
+        return self.home / "scores" / self.usecase_name
 
     @property
     def monitoring_dir(self) -> Path:
         """Each day's scored traffic joined with the offline features (what reports read)."""
-        return self.home / "monitoring"
+        return self.home / "monitoring" / self.usecase_name
 
     @property
     def logs_dir(self) -> Path:
@@ -198,8 +209,13 @@ class Settings:
         return (self.landing_dir, self.raw_dir, self.simulator_dir, self.secrets_dir)
 
 
-def get_settings() -> Settings:
-    """Read the environment now."""
+def get_settings(usecase: str | None = None) -> Settings:
+    """Read the environment now; ``usecase`` names the use case (default: BLUEPRINT_USECASE).
+
+    The state of a use case (its warehouse, registry, training data, serving files, scores,
+    monitoring and reports) lives in folders of its own under the home; the landing and raw
+    zones, the Dagster instance, the model store and the secrets are shared.
+    """
     home = Path(_env("BLUEPRINT_HOME", str(PROJECT_ROOT / "data"))).expanduser().resolve()
     return Settings(
         home=home,
@@ -222,7 +238,7 @@ def get_settings() -> Settings:
         ),
         report_keep_days=int(_env("BLUEPRINT_REPORT_KEEP_DAYS", "30")),
         report_max_rows=int(_env("BLUEPRINT_REPORT_MAX_ROWS", "50000")),
-        usecase_name=_env("BLUEPRINT_USECASE", DEFAULT_USECASE),
+        usecase_name=usecase or _env("BLUEPRINT_USECASE", DEFAULT_USECASE),
     )
 
 
@@ -256,5 +272,7 @@ def export_to_subprocesses(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     os.environ["BLUEPRINT_HOME"] = str(settings.home)
     os.environ["BENTOML_HOME"] = str(settings.bentoml_home)
+    os.environ["BLUEPRINT_USECASE"] = settings.usecase_name  # dbt's warehouse file
+    settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     for name, value in NO_TELEMETRY_ENV.items():
         os.environ.setdefault(name, value)

@@ -82,7 +82,7 @@ def read_parquet(pattern: str) -> pd.DataFrame:
 
 
 def warehouse(home: Path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(home / "warehouse" / "fraud.duckdb"), read_only=True) as con:
         return con.execute(sql).fetchall()
 
 

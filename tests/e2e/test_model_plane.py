@@ -58,7 +58,7 @@ def test_materialize_trains_registers_and_promotes_a_champion_with_its_lineage(
     assert registry.champion_version() == version
     facts = registry.model_facts(version)
 
-    published = json.loads((world / "serving" / "feature_definitions.json").read_text())
+    published = json.loads((world / "serving" / "fraud" / "feature_definitions.json").read_text())
     from orchestration.lib.features.feature_definitions import FeatureDefinitions
     from orchestration.lib.features.pseudonymize import key_fingerprint
 
@@ -129,14 +129,14 @@ def test_batch_scoring_scores_every_day_with_the_champion(world: Path, registry_
 
     registry_of(world)
     model = load_champion()
-    scores = read_parquet(str(world / "scores" / "*" / "scores.parquet"))
+    scores = read_parquet(str(world / "scores" / "fraud" / "*" / "scores.parquet"))
     [(n_features,)] = warehouse(world, "select count(*) from transaction_features")
     assert len(scores) == n_features and scores["transaction_id"].is_unique
     assert set(scores["model_version"]) == {model.version}
     assert (scores["alert"] == (scores["fraud_probability"] >= model.alert_threshold)).all()
 
     day = START + timedelta(days=DAYS - 1)
-    with duckdb.connect(str(world / "warehouse.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(world / "warehouse" / "fraud.duckdb"), read_only=True) as con:
         rows = con.execute(
             "select * from transaction_features where tx_date = ? order by transaction_id", [day]
         ).df()
@@ -145,7 +145,7 @@ def test_batch_scoring_scores_every_day_with_the_champion(world: Path, registry_
     assert (got - expected).abs().max() <= 1e-12
 
     queue = pd.read_parquet(
-        world / "scores" / f"tx_date={day}" / "investigation_queue.parquet"
+        world / "scores" / "fraud" / f"tx_date={day}" / "investigation_queue.parquet"
     )
     assert 0 < len(queue) <= 100 and queue["card_key"].is_unique
     assert list(queue["rank"]) == list(range(1, len(queue) + 1))

@@ -257,12 +257,21 @@ class DbtRun:
 
     @property
     def warehouse(self) -> Path:
-        return self.home / "warehouse.duckdb"
+        return warehouse_of(self.home)
 
     def results(self) -> dict[str, str]:
         """Status of every node dbt ran (models, data tests, unit tests), by unique id."""
         run_results = json.loads((self.target_path / "run_results.json").read_text())
         return {r["unique_id"]: r["status"] for r in run_results["results"]}
+
+
+USECASE = "fraud"
+"""The use case whose dbt models these tests build."""
+
+
+def warehouse_of(home: Path) -> Path:
+    """Where dbt writes the fraud use case's warehouse in ``home`` (profiles.yml)."""
+    return home / "warehouse" / f"{USECASE}.duckdb"
 
 
 def dbt_build(home: Path, key: str, *args: str, reuse_target: Path | None = None) -> DbtRun:
@@ -275,9 +284,13 @@ def dbt_build(home: Path, key: str, *args: str, reuse_target: Path | None = None
     target_path, log_path = dbt_dir / "target", dbt_dir / "logs"
     if reuse_target is not None:
         shutil.copytree(reuse_target, target_path)
+    warehouse_of(home).parent.mkdir(parents=True, exist_ok=True)
+    if not any(arg in ("--select", "-s") for arg in args):
+        args = ("--select", f"path:models/{USECASE}", *args)
     started = time.perf_counter()
     with pytest.MonkeyPatch.context() as env:
         env.setenv("BLUEPRINT_HOME", str(home))
+        env.setenv("BLUEPRINT_USECASE", USECASE)
         env.setenv(PSEUDONYMIZATION_KEY_ENV, key)
         env.setenv("DO_NOT_TRACK", "1")
         completed = subprocess.run(

@@ -49,11 +49,11 @@ def test_list_shows_status_metrics_and_the_champion_marker(two_models):
     result = _models("list")
     assert result.exit_code == 0, result.output
     header = result.output.splitlines()[0].split()
-    assert header == ["version", "status", "created", "test", "AP", "CP@100"]
-    assert _row(result.output, first).split()[:3] == ["*", first, "champion"]
+    assert header == ["use", "case", "version", "status", "created", "test", "AP", "CP@100"]
+    assert _row(result.output, first).split()[:4] == ["fraud", "*", first, "champion"]
     assert _row(result.output, first).split()[-2:] == ["0.6000", "0.2000"]
     second_row = _row(result.output, second)
-    assert not second_row.startswith("*")
+    assert second_row.split()[1] != "*"
     assert "candidate (rejected)" in second_row and second_row.split()[-2:] == ["0.7000", "0.3000"]
     assert result.output.index(second) < result.output.index(first)  # newest first
 
@@ -143,3 +143,16 @@ def test_the_blueprint_command_offers_the_models_commands(two_models):
     result = runner.invoke(app, ["models", "list"])
     assert result.exit_code == 0, result.output
     assert two_models[0] in result.output
+
+
+def test_list_names_the_use_case_of_every_version(two_models):
+    result = runner.invoke(app, ["models", "list", "--usecase", "fraud"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].split()[:2] == ["use", "case"]
+    assert _row(result.output, two_models[0]).split()[0] == "fraud"
+
+
+def test_an_unknown_use_case_is_refused_naming_the_declared_ones():
+    result = runner.invoke(app, ["models", "list", "--usecase", "nope"])
+    assert result.exit_code == 2
+    assert "no use case 'nope'" in result.output and "declared: fraud" in result.output

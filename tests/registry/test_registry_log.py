@@ -27,9 +27,9 @@ def _raw_db() -> sqlite3.Connection:
 
 def test_the_registry_is_a_sqlite_file_of_its_own_under_blueprint_home(home: Path):
     _register("a")
-    assert get_settings().registry_path == home / "registry" / "registry.db"
+    assert get_settings().registry_path == home / "registry" / "fraud.db"
     assert get_settings().registry_path.exists()
-    assert not (home / "warehouse.duckdb").exists()
+    assert not get_settings().warehouse_path.exists()
 
 
 def test_updates_and_deletes_are_refused_by_the_database():

@@ -228,4 +228,4 @@ def test_code_version_is_the_commit_or_unknown(tmp_path: Path):
 def test_settings_name_the_store_and_registry_under_blueprint_home(home: Path):
     settings = get_settings()
     assert settings.model_store_dir == home / "bentoml" / "models"
-    assert settings.registry_path == home / "registry" / "registry.db"
+    assert settings.registry_path == home / "registry" / "fraud.db"

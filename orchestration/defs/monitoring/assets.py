@@ -204,11 +204,13 @@ def _served_features(traffic: pd.DataFrame, features: list[str]) -> pd.DataFrame
 
 def _link(settings: Settings, day: date, kind: str) -> dict:
     path = monitoring.report_path(settings.reports_dir, day, kind)
-    relative = path.relative_to(settings.reports_dir).as_posix()
+    relative = path.relative_to(settings.reports_root).as_posix()
     return {
         "report": dg.MetadataValue.url(f"http://127.0.0.1:{settings.reports_port}/{relative}"),
         "report_file": dg.MetadataValue.path(str(path)),
-        "index": dg.MetadataValue.url(f"http://127.0.0.1:{settings.reports_port}/index.html"),
+        "index": dg.MetadataValue.url(
+            f"http://127.0.0.1:{settings.reports_port}/{settings.usecase_name}/index.html"
+        ),
     }
 
 

@@ -69,7 +69,7 @@ def serving_snapshot(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
 
 def scores_path(settings: Settings, day: date) -> tuple:
-    folder = settings.home / "scores" / f"tx_date={day.isoformat()}"
+    folder = settings.scores_dir / f"tx_date={day.isoformat()}"
     return folder / "scores.parquet", folder / "investigation_queue.parquet"
 
 
@@ -117,7 +117,7 @@ def batch_scores(
             "rows_scored": n_rows,
             "alerts": n_alerts,
             "days": len(days),
-            "path": dg.MetadataValue.path(str(settings.home / "scores")),
+            "path": dg.MetadataValue.path(str(settings.scores_dir)),
         }
     )
 
@@ -161,7 +161,7 @@ def fraud_scorer_bento(context: dg.AssetExecutionContext) -> dg.MaterializeResul
             break
     else:
         bentofile = yaml.safe_load(BENTOFILE.read_text())
-        bentofile["models"] = [f"{registry.MODEL_NAME}:{version}"]
+        bentofile["models"] = [f"{registry.model_name(settings)}:{version}"]
         with tempfile.TemporaryDirectory() as tmp:
             spec = Path(tmp) / "bentofile.yaml"
             spec.write_text(yaml.safe_dump(bentofile, sort_keys=False))

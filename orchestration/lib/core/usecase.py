@@ -258,6 +258,8 @@ def estimator_class(path: str) -> type:
 
 
 class Models(_Strict):
+    name: Identifier
+    """The name of the use case's models in the model store (a version is ``<name>:<id>``)."""
     seed: int = 0
     """Random state of every model (and of the reports' samples)."""
     families: dict[Identifier, ModelFamily] = Field(min_length=1)

@@ -453,6 +453,34 @@ headline numbers; reports older than the days kept are pruned and keep their num
     return path
 
 
+def write_root_index(reports_root: Path, usecases: Sequence[str]) -> Path:
+    """Write the reports server's front page: a link to each use case's own index."""
+    reports_root = Path(reports_root)
+    items = "".join(
+        f'<li><a href="{_esc(name)}/{INDEX_HTML}">{_esc(name)}</a>'
+        f"{'' if (reports_root / name / INDEX_HTML).exists() else ' (no report yet)'}</li>"
+        for name in usecases
+    )
+    page = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{_esc(INDEX_TITLE)}</title>
+<style>{_INDEX_STYLE}</style>
+</head>
+<body>
+<h1>{_esc(INDEX_TITLE)}</h1>
+<p>One index of daily reports per use case.</p>
+<ul>{items}</ul>
+</body>
+</html>
+"""
+    reports_root.mkdir(parents=True, exist_ok=True)
+    path = reports_root / INDEX_HTML
+    atomic_write_bytes(path, page.encode("utf-8"))
+    return path
+
+
 _INDEX_STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #1f2933; }
 h1 { font-size: 1.5rem; }

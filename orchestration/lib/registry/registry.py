@@ -5,10 +5,10 @@ Two homes, because the two kinds of information behave differently:
 - What a model *is* never changes once it is trained: the pipeline, its parameters, the exact
   training data, the features and their definitions, the pseudonymization key it saw, the code
   and library versions, its metrics. :func:`save_model` writes it to BentoML's model store under
-  ``BLUEPRINT_HOME/bentoml/models/fraud_detector/<version>``, the facts as the model's metadata
-  (:class:`ModelFacts`).
+  ``BLUEPRINT_HOME/bentoml/models/<models.name>/<version>`` (the use case's model name), the
+  facts as the model's metadata (:class:`ModelFacts`).
 - What *happens* to a model changes over time: candidate, champion, archived, and why. That is
-  an append-only event log in SQLite at ``BLUEPRINT_HOME/registry/registry.db``, table
+  an append-only event log in SQLite at ``BLUEPRINT_HOME/registry/<use case>.db``, table
   ``events``; triggers abort every UPDATE and DELETE, so the history cannot be rewritten. The
   status of each version is derived from its events by the view ``model_status``.
 
@@ -64,8 +64,6 @@ if TYPE_CHECKING:
     from bentoml import Model
     from bentoml._internal.models import ModelStore
 
-MODEL_NAME = "fraud_detector"
-"""The name of every trained model in the BentoML store; versions tell them apart."""
 MODEL_FILENAME = "saved_model.pkl"
 """The joblib file of the pipeline inside a store entry (the name bentoml.sklearn uses too)."""
 FACTS_SCHEMA = 1
@@ -505,15 +503,21 @@ def model_store(settings: Settings | None = None) -> ModelStore:
     return ModelStore(settings.model_store_dir)
 
 
-def _tag(version: str) -> str:
+def model_name(settings: Settings | None = None) -> str:
+    """The use case's model name in the store (``models.name`` of its declaration)."""
+    return (settings or get_settings()).usecase.models.name
+
+
+def _tag(version: str, settings: Settings | None = None) -> str:
+    name_of_model = model_name(settings)
     name, _, bare = version.rpartition(":")
-    if name not in ("", MODEL_NAME) or not bare:
-        raise UnknownVersionError(f"{version!r} is not a version of {MODEL_NAME}")
+    if name not in ("", name_of_model) or not bare:
+        raise UnknownVersionError(f"{version!r} is not a version of {name_of_model}")
     if bare == "latest":
         raise RegistryError(
             "a model is loaded by its version, never 'latest': ask champion_version() which one"
         )
-    return f"{MODEL_NAME}:{bare}"
+    return f"{name_of_model}:{bare}"
 
 
 def _stored_model(version: str, settings: Settings | None) -> Model:
@@ -521,7 +525,7 @@ def _stored_model(version: str, settings: Settings | None) -> Model:
     from bentoml.exceptions import NotFound
 
     settings = settings or get_settings()
-    tag = _tag(version)
+    tag = _tag(version, settings)
     try:
         found = bentoml.models.get(tag, _model_store=model_store(settings))
     except NotFound:
@@ -559,7 +563,7 @@ def save_model(
     json.dumps(metadata, allow_nan=False)  # fails here, not half-way through the save
     settings = settings or get_settings()
     with bentoml.models.create(
-        MODEL_NAME, metadata=metadata, _model_store=model_store(settings)
+        model_name(settings), metadata=metadata, _model_store=model_store(settings)
     ) as bento_model:
         joblib.dump(pipeline, bento_model.path_of(MODEL_FILENAME))
     version = bento_model.tag.version
