@@ -44,7 +44,10 @@ def refuse_old_home(settings: Settings) -> None:
         raise typer.Exit(2)
 
 
-OLD_LAYOUT = ("warehouse.duckdb", "registry/registry.db", "serving/snapshots", "scores")
+OLD_LAYOUT = (
+    "warehouse.duckdb", "registry/registry.db", "serving/snapshots",
+    "serving/feature_definitions.json",
+)
 """What only a home of the layout before use cases holds."""
 
 

@@ -66,6 +66,7 @@ class BlueprintDbtCliResource(DbtCliResource):
 
 def _resources(dbt_target: str) -> dict[str, object]:
     settings = get_settings()
+    settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     return {
         "dbt": BlueprintDbtCliResource(
             project_dir=dbt_project, target=dbt_target, dbt_executable=_dbt_executable()

@@ -30,6 +30,7 @@ def _world(home, served_ratio: float) -> None:
         "card_amount_ratio_30day": [1.5, 0.25],
         "terminal_recent_risk_7day": [0.0, 0.1],
     })
+    settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(settings.warehouse_path)) as con:
         con.register("offline", offline)
         con.execute("create table transaction_features as select * from offline")

@@ -36,7 +36,7 @@ def test_serving_definitions_are_the_compiled_chain_in_dependency_order(
     ]
     chain = (*tiny_definitions.inputs, *tiny_definitions.models)
     relations = {model.name: model.relation.sql for model in chain}
-    assert relations["transaction_features"] == '"warehouse"."main"."transaction_features"'
+    assert relations["transaction_features"] == '"fraud"."main"."transaction_features"'
     for model in tiny_definitions.models:
         assert "{{" not in model.compiled_sql and "ref(" not in model.compiled_sql
         for parent in model.depends_on:  # the compiled SQL reads its parents by relation name

@@ -6,8 +6,8 @@ them: it runs the very SQL dbt compiled, model by model, from the staged inputs
 that chain from a ``manifest.json`` written by ``dbt build`` or ``dbt compile`` (the manifest of
 ``dbt parse`` has no compiled SQL) and fingerprints it: ``FeatureDefinitions.hash`` changes
 whenever a model's compiled SQL changes (a model, a macro or a dbt var), and is the same for
-every ``BLUEPRINT_HOME``, since compiled SQL names relations (``"warehouse"."main"...``), never
-paths.
+every ``BLUEPRINT_HOME``, since compiled SQL names relations (``"<use case>"."main"...``: the
+database is named after the warehouse file), never paths.
 
 The dbt vars that set the windows (``card_windows_days``, ``terminal_windows_days``,
 ``terminal_delay_days``) are not in the manifest; they are read from ``dbt_project.yml`` and

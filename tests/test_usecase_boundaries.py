@@ -1,0 +1,155 @@
+"""The pipeline's code names no use case: a use case is a declaration.
+
+The identifiers of every declared use case (its sources and their columns, its raw assets, its
+table, keys, label, features, model name and dbt models) are searched, as whole words, in the
+code of ``orchestration/lib/``, ``orchestration/defs/``, ``blueprint_cli/`` and ``bentos/``:
+names, attributes, arguments and string literals, not comments or docstrings.
+
+The pipeline is being made generic in steps (issue 15). ``REMAINING`` is what is left, file by
+file: the test fails when a file names more than its count (new use-case code in the
+pipeline) and when it names fewer (the count must be lowered, so the debt only shrinks). A
+file not listed may name none.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import Counter
+from pathlib import Path
+
+from orchestration.lib.core.usecase import load_usecase, usecase_names
+from orchestration.settings import PROJECT_ROOT, USECASES_DIR
+
+SEARCHED = ("orchestration/lib", "orchestration/defs", "blueprint_cli", "bentos")
+GENERIC_WORDS = frozenset({"name", "email", "phone", "address"})
+"""Column names that are also ordinary words of any code (personal data the PII scan finds by
+value, whatever the column is called)."""
+
+REMAINING = {
+    "bentos/fraud_scorer/service.py": 39,
+    "blueprint_cli/closed_loop.py": 13,
+    "blueprint_cli/main.py": 10,
+    "blueprint_cli/replay.py": 24,
+    "orchestration/defs/monitoring/assets.py": 23,
+    "orchestration/defs/monitoring/automation.py": 1,
+    "orchestration/defs/serving/assets.py": 14,
+    "orchestration/defs/training/assets.py": 13,
+    "orchestration/lib/features/feature_definitions.py": 4,
+    "orchestration/lib/features/pseudonymize.py": 1,
+    "orchestration/lib/ingestion/contracts.py": 17,
+    "orchestration/lib/monitoring/reports.py": 4,
+    "orchestration/lib/monitoring/traffic.py": 17,
+    "orchestration/lib/quality/pii.py": 5,
+    "orchestration/lib/registry/registry.py": 1,
+    "orchestration/lib/serving/online_features.py": 109,
+    "orchestration/lib/serving/prediction_log.py": 10,
+    "orchestration/lib/serving/scoring.py": 10,
+    "orchestration/lib/serving/snapshot.py": 17,
+    "orchestration/lib/training/lineage.py": 12,
+    "orchestration/lib/training/metrics.py": 10,
+    "orchestration/lib/training/model_selection.py": 1,
+    "orchestration/lib/training/validation.py": 21,
+}
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def usecase_identifiers() -> dict[str, set[str]]:
+    """Every declared use case's identifiers, by use case."""
+    found = {}
+    for name in usecase_names(USECASES_DIR):
+        usecase = load_usecase(name, USECASES_DIR, environ={})
+        ids = {usecase.data.table, usecase.data.row_id, usecase.data.event_time,
+               usecase.data.partition_date, *usecase.data.entities.values(),
+               usecase.label.column, usecase.label.known_at, usecase.models.name,
+               *usecase.features.train_on, *usecase.features.baseline}
+        for source_name, source in usecase.sources.items():
+            ids |= {source_name, f"raw_{source_name}", *(c.name for c in source.columns)}
+        models = PROJECT_ROOT / "dbt_project" / "models" / name
+        ids |= {path.stem for path in models.rglob("*.sql")}
+        found[name] = ids - GENERIC_WORDS
+    return found
+
+
+def code_words(source: str) -> list[str]:
+    """The names and string-literal words of a module, without its docstrings."""
+    tree = ast.parse(source)
+    docstrings = {
+        id(node.value) for node in ast.walk(tree)
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    }
+    words = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            words.append(node.id)
+        elif isinstance(node, ast.Attribute):
+            words.append(node.attr)
+        elif isinstance(node, ast.arg):
+            words.append(node.arg)
+        elif isinstance(node, ast.keyword) and node.arg:
+            words.append(node.arg)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            words.append(node.name)
+        elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
+              and id(node) not in docstrings):
+            words.extend(_WORD.findall(node.value))
+    return words
+
+
+def named_identifiers(identifiers: set[str]) -> dict[str, Counter]:
+    found = {}
+    for folder in SEARCHED:
+        for path in sorted((PROJECT_ROOT / folder).rglob("*.py")):
+            hits = Counter(w for w in code_words(path.read_text()) if w in identifiers)
+            if hits:
+                found[str(path.relative_to(PROJECT_ROOT))] = hits
+    return found
+
+
+def test_the_code_words_ignore_comments_and_docstrings():
+    source = '"""transaction_id"""\n# card_key\nx = 1\n"""card_key"""\ny = f"{x} card_key"\n'
+    assert code_words(source).count("card_key") == 1
+    assert "transaction_id" not in code_words(source)
+
+
+def test_the_pipeline_names_no_use_case_beyond_what_is_left(capsys):
+    identifiers = set().union(*usecase_identifiers().values())
+    found = named_identifiers(identifiers)
+    total = sum(sum(hits.values()) for hits in found.values())
+    with capsys.disabled():
+        print(f"\nsearched {', '.join(SEARCHED)} for {len(identifiers)} identifiers of "
+              f"{', '.join(usecase_names(USECASES_DIR))}: {total} occurrences in "
+              f"{len(found)} files")
+    problems = []
+    for path in sorted(set(found) | set(REMAINING)):
+        count = sum(found.get(path, Counter()).values())
+        allowed = REMAINING.get(path, 0)
+        if count > allowed:
+            problems.append(f"{path}: names {count} use-case identifiers (at most {allowed}): "
+                            f"{dict(found[path].most_common(8))}")
+        elif count < allowed:
+            problems.append(f"{path}: names {count}, fewer than {allowed}: lower REMAINING")
+    assert not problems, "\n".join(problems)
+
+
+def _imports(path: Path) -> list[str]:
+    modules = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules.append(node.module)
+    return modules
+
+
+def test_the_library_imports_neither_dagster_nor_a_use_case():
+    offenders = [
+        f"{path.relative_to(PROJECT_ROOT)} imports {module}"
+        for path in sorted((PROJECT_ROOT / "orchestration" / "lib").rglob("*.py"))
+        for module in _imports(path)
+        if module.split(".")[0] in ("dagster", "dagster_dbt", "dagster_duckdb")
+        or module.startswith(("orchestration.usecases", "orchestration.defs", "simulator"))
+    ]
+    assert not offenders, offenders
