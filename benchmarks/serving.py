@@ -51,7 +51,7 @@ import psutil
 import uvloop
 
 from benchmarks.harness import Bench, Section, Target, markdown_table
-from orchestration.lib.quality.pii import luhn_valid
+from orchestration.lib.core.cards import luhn_valid
 from orchestration.lib.serving.process import (
     ScoringServer,
     free_port,

@@ -41,9 +41,8 @@ from pydantic import (
 from starlette.responses import JSONResponse
 from threadpoolctl import threadpool_limits
 
+from orchestration.lib.core.cards import PAN_LENGTH, luhn_valid
 from orchestration.lib.features.pseudonymize import key_fingerprint
-from orchestration.lib.ingestion.ingest import _PAN_LENGTH as PAN_LENGTH
-from orchestration.lib.quality.pii import luhn_valid
 from orchestration.lib.registry import registry
 from orchestration.lib.serving.coalesce import Coalescer
 from orchestration.lib.serving.online_features import (

@@ -38,6 +38,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from orchestration.lib.core.atomic import atomic_output, atomic_write_bytes
+from orchestration.lib.core.cards import PAN_LENGTH, luhn_valid_pans
 from orchestration.lib.ingestion.contracts import (
     DATE_FORMAT,
     TIMESTAMP_FORMAT,
@@ -90,7 +91,6 @@ RAW_QUARANTINE_ROWS_SCHEMA = pa.schema([*QUARANTINE_RECORDS_SCHEMA, ("raw_line",
 _NUMBER_SHAPE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^(?i:[+-]?(inf|infinity|nan))$"
 _DATE_SHAPE = r"^[1-9]\d{3}-\d{2}-\d{2}$"
 _TIMESTAMP_SHAPE = r"^[1-9]\d{3}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
-_PAN_LENGTH = 16
 _DIGIT_RUN = re.compile(r"(?:\d[ -]?){12,}\d")
 """Anything that could be a card number; never echoed in a reason."""
 _ECHO_MAX_CHARS = 40
@@ -650,28 +650,6 @@ def _parse(values: pa.Array, column_type: str) -> pa.Array:
     return values
 
 
-def _luhn_valid(values: pa.Array) -> np.ndarray:
-    """Luhn check of an array of exactly 16 ASCII digits each (vectorized)."""
-    if len(values) == 0:
-        return np.zeros(0, dtype=bool)
-    values = pc.cast(values, pa.binary(_PAN_LENGTH))
-    digits = np.frombuffer(
-        values.buffers()[1],
-        dtype=np.uint8,
-        count=len(values) * _PAN_LENGTH,
-        offset=values.offset * _PAN_LENGTH,
-    ).reshape(-1, _PAN_LENGTH) - ord("0")
-    # Counting from the check digit (rightmost), every second digit is doubled; with an even
-    # length those are the digits at even positions from the left.
-    total = _LUHN_DOUBLED[digits[:, 0::2]].sum(axis=1, dtype=np.int64)
-    total += digits[:, 1::2].sum(axis=1, dtype=np.int64)
-    return total % 10 == 0
-
-
-_LUHN_DOUBLED = np.array([0, 2, 4, 6, 8, 1, 3, 5, 7, 9], dtype=np.uint8)
-"""A digit doubled, its two digits summed."""
-
-
 @dataclass(frozen=True)
 class _Check:
     label: str
@@ -706,13 +684,13 @@ def _column_checks(
             checks.append(_Check(f"{column.name}: not digits", failed, echo))
         elif rule is Rule.PAN:
             shaped = _bools(pc.ascii_is_decimal(values)) & _bools(
-                pc.equal(pc.binary_length(values), _PAN_LENGTH)
+                pc.equal(pc.binary_length(values), PAN_LENGTH)
             )
             checks.append(
-                _Check(f"{column.name}: not {_PAN_LENGTH} digits", present & ~shaped, None)
+                _Check(f"{column.name}: not {PAN_LENGTH} digits", present & ~shaped, None)
             )
             luhn = np.zeros(len(values), dtype=bool)
-            luhn[shaped] = _luhn_valid(values.filter(pa.array(shaped)))
+            luhn[shaped] = luhn_valid_pans(values.filter(pa.array(shaped)))
             checks.append(_Check(f"{column.name}: fails Luhn check", shaped & ~luhn, None))
         elif rule is Rule.FINITE:
             failed = _bools(pc.invert(pc.is_finite(parsed)))

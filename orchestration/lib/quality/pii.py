@@ -35,6 +35,7 @@ from pathlib import Path
 
 import duckdb
 
+from orchestration.lib.core.cards import luhn_valid
 from orchestration.settings import DBT_PROJECT_DIR, Settings
 
 PAN_PATTERN = re.compile(r"(?<![0-9A-Za-z])(?<![0-9]\.)[0-9]{13,19}(?![0-9A-Za-z])(?!\.[0-9])")
@@ -59,18 +60,6 @@ ASCII_UPPER = re.compile(r"[A-Z]")
 TEXT_SUFFIXES = {".csv", ".json", ".jsonl", ".txt", ".log", ".html", ".htm", ".md", ".sql",
                  ".yml", ".yaml", ".out", ".err", ".gz", ""}
 MAX_TEXT_BYTES = 256 * 1024 * 1024
-
-
-def luhn_valid(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if index % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
 
 
 def _mask(value: str) -> str:
