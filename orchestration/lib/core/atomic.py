@@ -68,9 +68,9 @@ def remove_stale_temp_files(target: Path) -> list[Path]:
     return removed
 
 
-def fsync_directory(directory: Path) -> None:
-    """Make a rename inside ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
+def fsync_path(path: Path) -> None:
+    """Make a file's content durable, or, for a directory, a rename inside it."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -94,13 +94,9 @@ def atomic_output(target: Path) -> Iterator[Path]:
         _active_temp_files.add(temp)
     try:
         yield temp
-        fd = os.open(temp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(temp)
         os.replace(temp, target)
-        fsync_directory(target.parent)
+        fsync_path(target.parent)
     finally:
         temp.unlink(missing_ok=True)
         with _active_lock:

@@ -35,7 +35,7 @@ from typing import IO, Any
 
 import pandas as pd
 
-from orchestration.lib.core.atomic import atomic_write_bytes, fsync_directory, process_alive
+from orchestration.lib.core.atomic import atomic_write_bytes, fsync_path, process_alive
 
 OPEN_DIR, CLOSED_DIR = "open", "closed"
 FILE_PREFIX, FILE_SUFFIX = "predictions-", ".jsonl"
@@ -215,7 +215,7 @@ class PredictionLog:
         name = f"{FILE_PREFIX}{started:%Y%m%dT%H%M%S%fZ}-{os.getpid()}-{self._sequence:06d}"
         self._path = self.open_dir / f"{name}{FILE_SUFFIX}"
         self._file = open(self._path, "xb")  # noqa: SIM115 (kept open across commits)
-        fsync_directory(self.open_dir)
+        fsync_path(self.open_dir)
         self._file_rows = 0
         self._file_opened = time.monotonic()
 
@@ -226,8 +226,8 @@ class PredictionLog:
         self._file.close()
         self._file = None
         os.replace(self._path, self.closed_dir / self._path.name)
-        fsync_directory(self.closed_dir)
-        fsync_directory(self.open_dir)
+        fsync_path(self.closed_dir)
+        fsync_path(self.open_dir)
 
     def _abandon_file(self) -> None:
         """After a failed write the file may end in a torn line: stop appending to it (it is
@@ -290,7 +290,7 @@ def close_abandoned_logs(log_dir: Path) -> list[Path]:
             atomic_write_bytes(target, b"".join(lines))
             closed.append(target)
         path.unlink()
-        fsync_directory(open_dir)
+        fsync_path(open_dir)
     return closed
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 
-from orchestration.lib.core.atomic import atomic_write_bytes, fsync_directory, process_alive
+from orchestration.lib.core.atomic import atomic_write_bytes, fsync_path, process_alive
 from orchestration.lib.features.feature_definitions import FeatureDefinitions, quote_identifier
 from orchestration.lib.features.pseudonymize import key_fingerprint
 from orchestration.settings import pseudonymization_key
@@ -144,10 +144,10 @@ def publish_serving_snapshot(
             pq.write_table(table, staging / f"{name}.parquet")
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         for entry in staging.iterdir():
-            _fsync(entry)
+            fsync_path(entry)
         final = out_dir / version
         staging.rename(final)
-        fsync_directory(out_dir)
+        fsync_path(out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     atomic_write_bytes(out_dir / CURRENT_POINTER, f"{version}\n".encode())
@@ -169,14 +169,6 @@ def current_snapshot(snapshot_dir: Path) -> ServingSnapshot:
     if manifest.get("format") != SNAPSHOT_FORMAT:
         raise SnapshotError(f"{folder}: not a {SNAPSHOT_FORMAT} snapshot")
     return ServingSnapshot(path=folder, manifest=manifest)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _versions(out_dir: Path) -> list[Path]:
