@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -432,6 +431,7 @@ def _start_reports_server(settings: Settings) -> None:
 
 
 REPORTS_SERVER_STOP_S = 5.0
+UI_STOP_S = 30.0
 
 
 def _stop_reports_server(settings: Settings) -> bool:
@@ -497,7 +497,7 @@ def stop(
 ) -> None:
     """Stop what `blueprint ui`, `blueprint serve` and `make demo` started."""
     select_usecase(usecase)
-    from orchestration.lib.serving.process import stop_scoring_service
+    from orchestration.lib.serving.process import stop_process_group, stop_scoring_service
 
     settings = get_settings()
     if stop_scoring_service(settings):
@@ -508,16 +508,7 @@ def stop(
     if pid is None:
         typer.echo("The Dagster UI is not running.")
         return
-    os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.5)
-    else:
-        os.killpg(pid, signal.SIGKILL)
+    stop_process_group(pid, UI_STOP_S)  # SIGKILL if it has not stopped by then
     _pid_file(settings).unlink(missing_ok=True)
     typer.echo("Stopped the Dagster UI.")
 
