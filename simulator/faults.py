@@ -12,16 +12,17 @@ Four kinds, each recorded in ``simulator/faults.json``:
 
 A day is hit by at most one kind. Malformed rows are chosen among genuine transactions, so no
 fraud report ever points at a transaction the pipeline cannot read.
+
+The churn world (:mod:`simulator.churn`) injects the same kinds into its usage files: its config
+carries the same rate fields (:class:`FaultRates`) and its rows name the corrupted fields.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
-
-from simulator.config import WorldConfig
 
 MALFORMED_ROW = "malformed_row"
 DUPLICATE_DELIVERY = "duplicate_delivery"
@@ -43,11 +44,23 @@ TRUNCATE_AT = 0.6
 AMOUNT_FIELD, TIMESTAMP_FIELD = 4, 1
 
 
+class FaultRates(Protocol):
+    """What :func:`plan_faults` reads of a world's config."""
+
+    faults: bool
+    n_days: int
+    min_days_for_every_fault: int
+    malformed_row_rate: float
+    duplicate_delivery_rate: float
+    late_delivery_rate: float
+    truncated_gzip_rate: float
+
+
 @dataclass(frozen=True)
 class MalformedRow:
     reason: str
     dropped_field: int
-    """For ``missing_field``: index of the field left out (never the transaction id)."""
+    """For ``missing_field``: index of the field left out (never the first field, the row's id)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +70,7 @@ class FaultPlan:
     day_faults: dict[int, str] = field(default_factory=dict)
     """Day index -> one of the file-level kinds."""
     malformed_rows: dict[int, MalformedRow] = field(default_factory=dict)
-    """Transaction position -> how its row is broken."""
+    """Row position (in the source's row order) -> how its row is broken."""
 
 
 def _n_faults(rng: np.random.Generator, trials: int, rate: float, force: bool) -> int:
@@ -66,9 +79,13 @@ def _n_faults(rng: np.random.Generator, trials: int, rate: float, force: bool) -
 
 
 def plan_faults(
-    config: WorldConfig, tx_day: np.ndarray, is_fraud: np.ndarray, rng: np.random.Generator
+    config: FaultRates, tx_day: np.ndarray, protected: np.ndarray, rng: np.random.Generator
 ) -> FaultPlan:
-    """Draw the faults of a world; an empty plan unless ``config.faults``."""
+    """Draw the faults of a world; an empty plan unless ``config.faults``.
+
+    ``tx_day`` is the day index of every row of the faulty source, in row order; rows where
+    ``protected`` is true (fraud's frauds) are never malformed.
+    """
     if not config.faults:
         return FaultPlan()
     n_days = config.n_days
@@ -87,7 +104,7 @@ def plan_faults(
             day_faults[day] = kind
 
     hit_days = np.array(sorted(day_faults), dtype=np.int64)
-    candidates = np.flatnonzero(~is_fraud & ~np.isin(tx_day, hit_days))
+    candidates = np.flatnonzero(~protected & ~np.isin(tx_day, hit_days))
     count = _n_faults(rng, len(candidates), config.malformed_row_rate, force)
     positions = np.sort(rng.choice(candidates, size=count, replace=False))
     reasons = rng.choice(len(REASONS), size=count)
@@ -99,16 +116,25 @@ def plan_faults(
     return FaultPlan(day_faults=day_faults, malformed_rows=malformed)
 
 
-def corrupt_row(row: str, fault: MalformedRow) -> str:
-    """The CSV line ``row`` (no line end) broken as ``fault`` says."""
+def corrupt_row(
+    row: str,
+    fault: MalformedRow,
+    amount_field: int = AMOUNT_FIELD,
+    timestamp_field: int = TIMESTAMP_FIELD,
+) -> str:
+    """The CSV line ``row`` (no line end) broken as ``fault`` says.
+
+    ``amount_field`` and ``timestamp_field`` are the indexes of the decimal and the timestamp
+    the faults break (default: the transactions file's).
+    """
     fields = row.split(",")
     if fault.reason == UNPARSEABLE_AMOUNT:
         # a decimal comma and a letter O typed for a zero, quoted as a CSV writer would
-        fields[AMOUNT_FIELD] = '"' + fields[AMOUNT_FIELD].replace(".", ",")[:-1] + 'O"'
+        fields[amount_field] = '"' + fields[amount_field].replace(".", ",")[:-1] + 'O"'
     elif fault.reason == MISSING_FIELD:
         del fields[fault.dropped_field]
     elif fault.reason == BAD_TIMESTAMP:
-        fields[TIMESTAMP_FIELD] = fields[TIMESTAMP_FIELD][:4] + "-13-45 25:61:00"
+        fields[timestamp_field] = fields[timestamp_field][:4] + "-13-45 25:61:00"
     else:
         raise ValueError(f"unknown malformed-row reason {fault.reason!r}")
     return ",".join(fields)

@@ -36,13 +36,22 @@ OUTBOX_DIR = "outbox"
 WORLD_FILE = "world.json"
 TRUTH_FILE = "transactions_truth.parquet"
 FAULTS_FILE = "faults.json"
+RECORD_FILES = (WORLD_FILE, TRUTH_FILE, FAULTS_FILE)
 WRITERS = min(4, os.cpu_count() or 1)
 """Threads compressing and writing files (zlib releases the GIL)."""
 
 
 def world_folders(home: Path) -> list[Path]:
-    """The folders a simulated world owns under ``home``."""
-    return [home / LANDING_DIR / source for source in sources.SOURCES] + [home / SIMULATOR_DIR]
+    """The folders a simulated world owns under ``home`` (besides its files in SIMULATOR_DIR).
+
+    Not SIMULATOR_DIR as a whole: the churn world keeps its record in a folder inside it.
+    """
+    return [home / LANDING_DIR / source for source in sources.SOURCES] + [outbox_dir(home)]
+
+
+def record_files(home: Path) -> list[Path]:
+    """The files a simulated world owns directly in SIMULATOR_DIR."""
+    return [home / SIMULATOR_DIR / name for name in RECORD_FILES]
 
 
 def outbox_dir(home: Path) -> Path:
@@ -51,8 +60,9 @@ def outbox_dir(home: Path) -> Path:
 
 
 def _prepare_folders(home: Path, overwrite: bool, destinations: sources.Destinations) -> None:
-    folders = world_folders(home)
+    folders, records = world_folders(home), record_files(home)
     existing = [f for f in folders if f.exists() and any(f.iterdir())]
+    existing += [r for r in records if r.exists()]
     if existing and not overwrite:
         raise FileExistsError(
             f"a simulated world already exists in {existing[0]}; pass overwrite=True to replace it"
@@ -60,7 +70,9 @@ def _prepare_folders(home: Path, overwrite: bool, destinations: sources.Destinat
     for folder in folders:
         if folder.exists():
             shutil.rmtree(folder)
-    for folder in [*folders, *destinations.folders()]:
+    for record in records:
+        record.unlink(missing_ok=True)
+    for folder in [home / SIMULATOR_DIR, *destinations.folders()]:
         folder.mkdir(parents=True, exist_ok=True)
 
 

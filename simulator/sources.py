@@ -7,6 +7,10 @@ D+1 01:00:00, the CRM snapshot of day D at D+1 02:00:00, fraud reports of day R 
 Every delivery arrives in the night after a business day, so a file's *delivery day* (the day
 whose night it arrives in) is the day before its delivery date: the file's business date, unless
 it is late or a redelivery. Holding days back (see :class:`Destinations`) goes by delivery day.
+
+The naming, gzip, writing and file-fault helpers take the sources' extensions as a parameter
+(default: the three fraud sources), so the churn world (:mod:`simulator.churn`) delivers its own
+sources with them.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import gzip
 import io
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -41,7 +46,7 @@ EXTENSIONS = {TRANSACTIONS: "csv.gz", CUSTOMERS: "jsonl.gz", FRAUD_REPORTS: "csv
 DELIVERED_AT_FORMAT = "%Y-%m-%d %H:%M:%S"
 DELIVERY_ID_FORMAT = "d%Y%m%dT%H%M%S"
 FILE_NAME = re.compile(
-    rf"^(?P<source>{'|'.join(SOURCES)})_(?P<date>\d{{4}}-\d{{2}}-\d{{2}})"
+    r"^(?P<source>[a-z_]+)_(?P<date>\d{4}-\d{2}-\d{2})"
     r"__(?P<delivery_id>d\d{8}T\d{6})\.(?P<ext>[a-z.]+)$"
 )
 
@@ -58,14 +63,19 @@ def delivery_id(moment: datetime) -> str:
     return moment.strftime(DELIVERY_ID_FORMAT)
 
 
-def file_name(source: str, business_date: date, delivered: datetime) -> str:
-    return f"{source}_{business_date.isoformat()}__{delivery_id(delivered)}.{EXTENSIONS[source]}"
+def file_name(
+    source: str,
+    business_date: date,
+    delivered: datetime,
+    extensions: Mapping[str, str] = EXTENSIONS,
+) -> str:
+    return f"{source}_{business_date.isoformat()}__{delivery_id(delivered)}.{extensions[source]}"
 
 
-def parse_file_name(name: str) -> DeliveredFile | None:
-    """The parts of a file name :func:`file_name` made; None for any other name."""
+def parse_file_name(name: str, extensions: Mapping[str, str] = EXTENSIONS) -> DeliveredFile | None:
+    """The parts of a file name :func:`file_name` made for one of ``extensions``' sources."""
     match = FILE_NAME.match(name)
-    if match is None or match["ext"] != EXTENSIONS[match["source"]]:
+    if match is None or extensions.get(match["source"]) != match["ext"]:
         return None
     return DeliveredFile(
         match["source"],
@@ -117,21 +127,23 @@ class Destinations:
 
     With ``hold_from`` set, every file whose delivery day is ``hold_from`` or later (delivered at
     or after the midnight that ends day ``hold_from``) goes to ``outbox/<source>/`` instead of
-    ``landing/<source>/``, under the same name and with the same bytes.
+    ``landing/<source>/``, under the same name and with the same bytes. ``extensions`` names the
+    sources (source -> file extension).
     """
 
     landing: Path
     outbox: Path
     hold_from: date | None = None
+    extensions: Mapping[str, str] = field(default_factory=lambda: EXTENSIONS)
 
     def folders(self) -> list[Path]:
         """The folders :meth:`write` writes into (the outbox's only when something is held)."""
         roots = [self.landing] if self.hold_from is None else [self.landing, self.outbox]
-        return [root / source for root in roots for source in SOURCES]
+        return [root / source for root in roots for source in self.extensions]
 
     def write(self, source: str, business_date: date, delivered: datetime, data: bytes) -> str:
         """Deliver one file (thread-safe); return its name."""
-        name = file_name(source, business_date, delivered)
+        name = file_name(source, business_date, delivered, self.extensions)
         held = self.hold_from is not None and delivery_day(delivered) >= self.hold_from
         write_atomic((self.outbox if held else self.landing) / source / name, data)
         return name
@@ -162,11 +174,13 @@ class CsvLines:
         return self._row[index].as_py().rstrip("\n")
 
 
-def _datetime_strings(start: date, day: np.ndarray, second: np.ndarray) -> pa.Array:
+def datetime_strings(start: date, day: np.ndarray, second: np.ndarray) -> pa.Array:
+    """``YYYY-MM-DD HH:MM:SS`` of ``second`` on day index ``day``."""
     return pc.cast(datetimes(start, day, second), pa.string())
 
 
-def _amount_strings(cents: np.ndarray) -> pa.Array:
+def amount_strings(cents: np.ndarray) -> pa.Array:
+    """Integer hundredths as decimal strings with two decimals (``1234`` -> ``12.34``)."""
     units = pc.cast(pa.array(cents // 100), pa.string())
     hundredths = pc.utf8_lpad(pc.cast(pa.array(cents % 100), pa.string()), 2, "0")
     return pc.binary_join_element_wise(units, hundredths, ".")
@@ -199,10 +213,10 @@ class TransactionFiles:
         self._lines = CsvLines(
             [
                 transaction_ids(np.arange(tx.n)),
-                _datetime_strings(config.start, tx.day, tx.second),
+                datetime_strings(config.start, tx.day, tx.second),
                 card_numbers.take(pa.array(tx.customer)),
                 pc.cast(pa.array(tx.terminal), pa.string()),
-                _amount_strings(tx.cents),
+                amount_strings(tx.cents),
             ]
         )
         self._day_start = np.searchsorted(tx.day, np.arange(config.n_days + 1))
@@ -211,55 +225,85 @@ class TransactionFiles:
         """The decompressed file of ``day`` and the manifest entries of its malformed rows."""
         first, stop = int(self._day_start[day]), int(self._day_start[day + 1])
         name = normal_file_name(self._config, TRANSACTIONS, day)
-        pieces, entries, cursor = [(TRANSACTIONS_HEADER + "\n").encode()], [], first
-        broken = [p for p in self._plan.malformed_rows if first <= p < stop]
-        for position in sorted(broken):
-            fault = self._plan.malformed_rows[position]
-            pieces.append(self._lines.text(cursor, position))
-            pieces.append((faults.corrupt_row(self._lines.line(position), fault) + "\n").encode())
-            cursor = position + 1
-            entries.append(
-                {
-                    "kind": faults.MALFORMED_ROW,
-                    "reason": fault.reason,
-                    "file": name,
-                    "line": position - first + 2,
-                    "transaction_id": f"t-{position}",
-                    "date": self._config.day(day).isoformat(),
-                }
-            )
-        pieces.append(self._lines.text(cursor, stop))
-        return b"".join(pieces), entries
+        broken = {p: f for p, f in self._plan.malformed_rows.items() if first <= p < stop}
+        body = spliced_rows(self._lines, first, stop, broken, faults.corrupt_row)
+        entries = [
+            {
+                "kind": faults.MALFORMED_ROW,
+                "reason": broken[position].reason,
+                "file": name,
+                "line": position - first + 2,
+                "transaction_id": f"t-{position}",
+                "date": self._config.day(day).isoformat(),
+            }
+            for position in sorted(broken)
+        ]
+        return (TRANSACTIONS_HEADER + "\n").encode() + body, entries
 
     def write(self, day: int, content: bytes) -> list[dict[str, Any]]:
         """Compress and deliver ``day``'s file (thread-safe); return file-level fault entries."""
-        business_date = self._config.day(day)
-        data = gzip_bytes(content)
-        normal = normal_delivery(self._config, TRANSACTIONS, day)
-        kind = self._plan.day_faults.get(day)
-        entry: dict[str, Any] = {"kind": kind, "date": business_date.isoformat()}
+        return deliver_with_fault(
+            self._destinations,
+            TRANSACTIONS,
+            self._config.day(day),
+            normal_delivery(self._config, TRANSACTIONS, day),
+            gzip_bytes(content),
+            self._plan.day_faults.get(day),
+        )
 
-        def send(delivered: datetime, payload: bytes) -> str:
-            return self._destinations.write(TRANSACTIONS, business_date, delivered, payload)
 
-        if kind is None:
-            send(normal, data)
-            return []
-        if kind == faults.DUPLICATE_DELIVERY:
-            first = send(normal, data)
-            again = send(normal + timedelta(hours=faults.DUPLICATE_AFTER_HOURS), data)
-            entry["files"] = [first, again]
-        elif kind == faults.LATE_DELIVERY:
-            late = normal + timedelta(days=faults.LATE_BY_DAYS)
-            entry["file"] = send(late, data)
-            entry["delivered_at"] = late.strftime(DELIVERED_AT_FORMAT)
-        elif kind == faults.TRUNCATED_GZIP:
-            entry["file"] = send(normal, faults.truncate(data))
-            again = normal + timedelta(days=faults.REDELIVERY_AFTER_DAYS)
-            entry["redelivered_as"] = send(again, data)
-        else:
-            raise ValueError(f"unknown file fault {kind!r}")
-        return [entry]
+def deliver_with_fault(
+    destinations: Destinations,
+    source: str,
+    business_date: date,
+    normal: datetime,
+    data: bytes,
+    kind: str | None,
+) -> list[dict[str, Any]]:
+    """Deliver one gzip file due at ``normal`` as the file fault ``kind`` (None: none) says.
+
+    Returns the manifest entries (none without a fault). Thread-safe.
+    """
+    entry: dict[str, Any] = {"kind": kind, "date": business_date.isoformat()}
+
+    def send(delivered: datetime, payload: bytes) -> str:
+        return destinations.write(source, business_date, delivered, payload)
+
+    if kind is None:
+        send(normal, data)
+        return []
+    if kind == faults.DUPLICATE_DELIVERY:
+        first = send(normal, data)
+        again = send(normal + timedelta(hours=faults.DUPLICATE_AFTER_HOURS), data)
+        entry["files"] = [first, again]
+    elif kind == faults.LATE_DELIVERY:
+        late = normal + timedelta(days=faults.LATE_BY_DAYS)
+        entry["file"] = send(late, data)
+        entry["delivered_at"] = late.strftime(DELIVERED_AT_FORMAT)
+    elif kind == faults.TRUNCATED_GZIP:
+        entry["file"] = send(normal, faults.truncate(data))
+        again = normal + timedelta(days=faults.REDELIVERY_AFTER_DAYS)
+        entry["redelivered_as"] = send(again, data)
+    else:
+        raise ValueError(f"unknown file fault {kind!r}")
+    return [entry]
+
+
+def spliced_rows(
+    lines: CsvLines,
+    first: int,
+    stop: int,
+    broken: Mapping[int, faults.MalformedRow],
+    corrupt: Callable[[str, faults.MalformedRow], str],
+) -> bytes:
+    """Lines ``first`` to ``stop - 1``, those at the positions of ``broken`` corrupted."""
+    pieces, cursor = [], first
+    for position in sorted(broken):
+        pieces.append(lines.text(cursor, position))
+        pieces.append((corrupt(lines.line(position), broken[position]) + "\n").encode())
+        cursor = position + 1
+    pieces.append(lines.text(cursor, stop))
+    return b"".join(pieces)
 
 
 class FraudReportFiles:
@@ -281,7 +325,7 @@ class FraudReportFiles:
             [
                 transaction_ids(reports),
                 card_numbers.take(pa.array(tx.customer[reports])),
-                _datetime_strings(config.start, report_day, tx.report_second[reports]),
+                datetime_strings(config.start, report_day, tx.report_second[reports]),
             ]
         )
         self._day_start = np.searchsorted(report_day, np.arange(config.n_days + 1))
