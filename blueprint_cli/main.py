@@ -17,7 +17,7 @@ import typer
 from blueprint_cli.models import models_app
 from blueprint_cli.usecase import DEFAULT_USECASE, UsecaseOption, select_usecase
 from orchestration.lib.core.instance import ensure_instance
-from orchestration.lib.core.usecase import usecase_names
+from orchestration.lib.core.usecase import declared_pii_columns, usecase_names
 from orchestration.settings import (
     PROJECT_ROOT,
     USECASES_DIR,
@@ -670,7 +670,8 @@ def scan_pii(
     select_usecase(usecase)
     from orchestration.lib.quality.pii import scan_outside_raw_zone
 
-    report, _ = scan_outside_raw_zone(_prepare(), incremental=not full)
+    pii_columns = declared_pii_columns(USECASES_DIR)  # every use case's: the home is shared
+    report, _ = scan_outside_raw_zone(_prepare(), pii_columns, incremental=not full)
     for finding in report.findings:
         typer.echo(f"LEAK {finding}")
     typer.echo(

@@ -40,7 +40,6 @@ REMAINING = {
     "orchestration/lib/ingestion/contracts.py": 17,
     "orchestration/lib/monitoring/reports.py": 4,
     "orchestration/lib/monitoring/traffic.py": 17,
-    "orchestration/lib/quality/pii.py": 5,
     "orchestration/lib/registry/registry.py": 1,
     "orchestration/lib/serving/online_features.py": 109,
     "orchestration/lib/serving/prediction_log.py": 10,

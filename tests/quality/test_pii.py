@@ -4,25 +4,31 @@ import gzip
 import sqlite3
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
+from orchestration.lib.quality import pii
 from orchestration.lib.quality.pii import (
-    CrmIdentifiers,
+    PersonalData,
     ScanCache,
-    crm_snapshots,
-    load_crm_identifiers,
-    name_key,
+    iban_valid,
+    load_personal_data,
+    mentions_any,
+    personal_data_snapshots,
+    scan_outside_raw_zone,
     scan_paths,
     scan_values,
 )
+from orchestration.settings import get_settings
 
 PAN = "4539578763621486"  # passes Luhn
-CRM = CrmIdentifiers(
-    name_keys=frozenset({name_key("Dr. Maria Gonzalez MD")}),
-    phones=frozenset({"(555)010-4477"}),
-    emails=frozenset({"maria@example.org"}),
-)
+IBAN = "GB82WEST12345698765432"  # ISO 13616's example: passes mod-97
+KNOWN = PersonalData.of([
+    ("customers.name", "Dr. Maria Gonzalez MD"),
+    ("customers.phone", "(555)010-4477"),
+    ("customers.email", "maria@example.org"),
+])
 
 
 def kinds(findings):
@@ -38,26 +44,32 @@ def kinds(findings):
         (f"a1b2{PAN}ff", []),  # a fragment of a longer token, e.g. a hex digest
         ("4539578763621487", []),  # fails Luhn
         ("elapsed 0.4539578763621486 s", []),  # the fraction of a decimal number
-        ("write to maria@example.org now", ["email address"]),
+        ("write to maria@example.org now", ["customers.email value", "email address"]),
+        ("write to john@example.org now", ["email address"]),
         ("__repository__@orchestration.definitions", []),  # a code location, not mail
         ("email: contact@bentoml.com", []),  # a vendor's role address in a Bento's OpenAPI spec
         ("email: contact@bentoml.org", ["email address"]),  # only that exact address
-        ("call 555-010-4477 x12", ["phone number"]),
-        ("(555)010-4477", ["CRM phone number", "phone number"]),
-        ("customer Maria Gonzalez complained", ["CRM customer name"]),
+        ("call 555-010-9999 x12", ["phone number"]),
+        ("(555)010-4477", ["customers.phone value", "phone number"]),
+        ("555.010.4477 again", ["customers.phone value", "phone number"]),  # any separators
+        ("customer Maria Gonzalez complained", ["customers.name value"]),
         ("maria gonzalez", []),  # lower-case text is not a name column value
-        ("Zoë wrote: Dear Dr. Maria Gonzalez,", ["CRM customer name"]),  # not ASCII
+        ("Zoë wrote: Dear Dr. Maria Gonzalez,", ["customers.name value"]),  # not ASCII
         ("Maria Lopez met Ana Gonzalez", []),  # the name's words, not side by side
         ("2018-04-01 07:19:05", []),  # a timestamp is not a phone number
         ("t-123456", []),
+        (f"paid from {IBAN}", ["IBAN"]),
+        ("paid from GB82 WEST 1234 5698 7654 32", ["IBAN"]),  # printed in groups of four
+        ("paid from GB83WEST12345698765432", []),  # a wrong check digit
+        ("run DE44500105175407324931X", []),  # inside a longer token
     ],
 )
 def test_scan_values(value, expected):
-    assert kinds(scan_values([value], "here", CRM)) == expected
+    assert kinds(scan_values([value], "here", KNOWN)) == expected
 
 
 def test_findings_never_repeat_the_value():
-    (finding,) = scan_values([PAN], "table.col", CRM)
+    (finding,) = scan_values([PAN], "table.col", KNOWN)
     assert PAN not in str(finding)
 
 
@@ -79,16 +91,16 @@ def test_scan_paths_covers_tables_parquet_text_gzip_and_sqlite(tmp_path):
     con.commit()
     con.close()
 
-    report = scan_paths([home], excluded=[raw], crm=CRM)
+    report = scan_paths([home], excluded=[raw], personal=KNOWN)
     by_file: dict[str, set[str]] = {}
     for finding in report.findings:
         name = finding.location.split(":")[0].rsplit("/", 1)[-1]
         by_file.setdefault(name, set()).add(finding.kind)
     assert by_file == {
         "warehouse.duckdb": {"card number (PAN)"},
-        "export.parquet": {"email address"},
-        "log.txt.gz": {"CRM customer name"},
-        "events.db": {"phone number", "CRM phone number"},
+        "export.parquet": {"email address", "customers.email value"},
+        "log.txt.gz": {"customers.name value"},
+        "events.db": {"phone number", "customers.phone value"},
     }
     assert not any("allowed.csv" in f.location for f in report.findings)
     assert any("clean" in s for s in report.scanned)
@@ -97,7 +109,7 @@ def test_scan_paths_covers_tables_parquet_text_gzip_and_sqlite(tmp_path):
 def test_clean_tree_is_clean(tmp_path):
     with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
         con.execute("create table t as select sha256('x') as card_key, 3.5 as amount")
-    assert scan_paths([tmp_path], excluded=[], crm=CRM).clean
+    assert scan_paths([tmp_path], excluded=[], personal=KNOWN).clean
 
 
 def test_the_access_logs_trace_ids_are_not_card_numbers_but_a_card_number_beside_them_is(
@@ -112,9 +124,10 @@ def test_the_access_logs_trace_ids_are_not_card_numbers_but_a_card_number_beside
         "service.name=fraud_scorer)\n"
     )
     (tmp_path / "fraud-scorer.log").write_text(access)
-    assert scan_paths([tmp_path], excluded=[], crm=CRM).clean
+    assert scan_paths([tmp_path], excluded=[], personal=KNOWN).clean
     (tmp_path / "fraud-scorer.log").write_text(access.replace("length=130", f"card={PAN}"))
-    assert kinds(scan_paths([tmp_path], excluded=[], crm=CRM).findings) == ["card number (PAN)"]
+    report = scan_paths([tmp_path], excluded=[], personal=KNOWN)
+    assert kinds(report.findings) == ["card number (PAN)"]
 
 
 # --- the incremental scan -------------------------------------------------------------------
@@ -123,25 +136,33 @@ MARIA = {"name": "Dr. Maria Gonzalez MD", "phone": "(555)010-4477", "email": "ma
 JOHN = {"name": "John Okafor", "phone": "(555)010-9911", "email": "john@example.org"}
 
 
+CRM_COLUMNS = {"customers": ("name", "phone", "email")}
+
+
 class Home:
     """A raw zone with daily CRM snapshots and a tree to scan, scanned with a cache."""
 
     def __init__(self, root):
-        self.customers = root / "raw" / "customers"
+        self.raw = root / "raw"
         self.tree = root / "tree"
         self.tree.mkdir(parents=True)
         self.cache_path = root / "quality" / "pii-scan-cache.json"
+        self.pii_columns = CRM_COLUMNS
+
+    def snapshot(self, source: str, day: str, *rows: dict) -> None:
+        folder = self.raw / source / f"date={day}"
+        folder.mkdir(parents=True)
+        pd.DataFrame(list(rows)).to_parquet(folder / "data.parquet")
 
     def crm_snapshot(self, day: str, *customers: dict) -> None:
-        folder = self.customers / f"date={day}"
-        folder.mkdir(parents=True)
-        pd.DataFrame(list(customers)).to_parquet(folder / "data.parquet")
+        self.snapshot("customers", day, *customers)
 
     def scan(self, cached: bool = True):
-        snapshots = crm_snapshots(self.customers)
-        crm = load_crm_identifiers(self.customers, snapshots)
-        cache = ScanCache(self.cache_path, self.customers, crm, snapshots) if cached else None
-        report = scan_paths([self.tree], excluded=[], crm=crm, cache=cache)
+        snapshots = personal_data_snapshots(self.raw, self.pii_columns)
+        known = load_personal_data(self.raw, self.pii_columns, snapshots)
+        cache = (ScanCache(self.cache_path, self.raw, self.pii_columns, known, snapshots)
+                 if cached else None)
+        report = scan_paths([self.tree], excluded=[], personal=known, cache=cache)
         if cache is not None:
             cache.save()
         return report
@@ -177,7 +198,7 @@ def test_a_customer_the_crm_learns_later_is_found_in_files_already_scanned(home)
     report = home.scan()
     found = {(f.location.rsplit("/", 1)[-1].split(":")[0], f.kind) for f in report.findings}
     assert found == {
-        ("service.log", "CRM customer name"), ("traffic.parquet", "CRM customer name"),
+        ("service.log", "customers.name value"), ("traffic.parquet", "customers.name value"),
     }
     # the HTML report mentions nobody new: not read again; the table does: scanned again
     assert report.unchanged == 1
@@ -196,7 +217,7 @@ def test_files_that_mention_no_new_identifier_as_a_word_are_not_read_again(home)
     home.crm_snapshot("2018-04-02", MARIA, HALL)
     report = home.scan()
     found = {(f.location.rsplit("/", 1)[-1].split(":")[0], f.kind) for f in report.findings}
-    assert found == {("leak.parquet", "CRM customer name"), ("leak.txt", "CRM customer name")}
+    assert found == {("leak.parquet", "customers.name value"), ("leak.txt", "customers.name value")}
     skipped = {p.split("/")[-1].split(" ")[0] for p in report.scanned if "unchanged" in p}
     assert {"notes.txt", "report.html"} <= skipped
     assert not {"leak.parquet", "leak.txt", "traffic.parquet"} & skipped
@@ -209,12 +230,89 @@ def test_files_that_mention_no_new_identifier_as_a_word_are_not_read_again(home)
      ("ADA@EXAMPLE.ORG", True), ("Hällo hall", True)],
 )
 def test_mentions_any_is_a_word_level_superset_of_what_the_scan_finds(text, mentioned):
-    from orchestration.lib.quality.pii import mentions_any
-
-    crm = CrmIdentifiers(
-        name_keys=frozenset({name_key(HALL["name"])}), phones=frozenset({HALL["phone"]}),
-        emails=frozenset({HALL["email"]}),
-    )
-    assert mentions_any(text, crm) is mentioned
-    if any(f.kind.startswith("CRM") for f in scan_values([f"ada {text}"], "x", crm)):
+    known = PersonalData.of([("customers.name", HALL["name"]), ("customers.phone", HALL["phone"]),
+                             ("customers.email", HALL["email"])])
+    assert mentions_any(text, known) is mentioned
+    if any(f.kind.startswith("customers.") for f in scan_values([f"ada {text}"], "x", known)):
         assert mentioned  # never a finding where no mention was seen
+
+
+def test_a_value_of_a_column_declared_later_is_found_in_files_already_scanned(home):
+    """A new use case's personal-data column (an account's IBAN) makes its values searched for,
+    even in files a scan found clean before it was declared."""
+    account = {"account_id": "a-1", "iban": IBAN, "opened": "2018-04-01"}
+    home.snapshot("accounts", "2018-04-01", account)
+    (home.tree / "export.txt").write_text(f"account {IBAN.lower()}\n")  # not an IBAN's shape
+    assert home.scan().clean
+    home.pii_columns = {**CRM_COLUMNS, "accounts": ("iban",)}
+    report = home.scan()
+    assert {(f.location.rsplit("/", 1)[-1], f.kind) for f in report.findings} == {
+        ("export.txt", "accounts.iban value"),
+    }
+
+
+# --- IBANs ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("candidate", "valid"),
+    [(IBAN, True), ("GB82 WEST 1234 5698 7654 32", True), ("DE89370400440532013000", True),
+     ("GB83WEST12345698765432", False), ("DE89370400440532013001", False),
+     ("GB82WEST", False)],
+)
+def test_iban_check_is_iso_13616_mod_97(candidate, valid):
+    assert iban_valid(candidate) is valid
+
+
+def test_random_uppercase_tokens_of_an_ibans_shape_are_rarely_flagged():
+    rng = np.random.default_rng(0)
+    alphabet = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"))
+    tokens = ["".join(rng.choice(alphabet[:26], 2)) + "".join(rng.choice(alphabet[26:], 2))
+              + "".join(rng.choice(alphabet, 18)) for _ in range(2000)]
+    flagged = sum(iban_valid(token) for token in tokens)
+    assert flagged < 2000 / 97 * 2  # the check digits pass by chance once in 97
+
+
+def test_an_iban_outside_the_raw_zone_is_found_and_one_inside_it_is_allowed(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("BLUEPRINT_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(pii, "DBT_PROJECT_DIR", tmp_path / "dbt_project")
+    settings = get_settings()
+    raw = settings.raw_dir / "accounts" / "date=2018-04-01"
+    raw.mkdir(parents=True)
+    pd.DataFrame({"account_id": ["a-1"], "iban": ["DE89370400440532013000"]}).to_parquet(
+        raw / "data.parquet"
+    )
+    (settings.landing_dir / "accounts").mkdir(parents=True)
+    (settings.landing_dir / "accounts" / "accounts.csv").write_text(f"a-2,{IBAN}\n")
+    exports = settings.home / "exports"
+    exports.mkdir(parents=True)
+    (exports / "invalid.csv").write_text("a-3,GB83WEST12345698765432\n")
+    columns = {"accounts": ("iban",)}
+
+    report, known = scan_outside_raw_zone(settings, columns, incremental=False)
+    assert report.clean, report.findings
+    assert len(known.verbatim) == 1
+
+    (exports / "planted.csv").write_text(f"a-2,{IBAN}\n")  # valid, unknown to the raw zone
+    (exports / "printed.txt").write_text("paid from GB82 WEST 1234 5698 7654 32\n")
+    (exports / "known.txt").write_text("note: de89370400440532013000\n")  # not an IBAN's shape
+    report, _ = scan_outside_raw_zone(settings, columns)
+    found = {(f.location.rsplit("/", 1)[-1], f.kind) for f in report.findings}
+    assert found == {
+        ("planted.csv", "IBAN"), ("printed.txt", "IBAN"), ("known.txt", "accounts.iban value"),
+    }
+    assert not any(IBAN in str(f) for f in report.findings)
+
+
+def test_every_kind_of_declared_value_is_searched_verbatim():
+    known = PersonalData.of([
+        ("customers.address", "0521 Karen Burg Suite 409, North Jennifer, NM 45123"),
+        ("customers.date_of_birth", "1961-07-30"),
+        ("customers.name", "Ada"),  # one word: not identifying, not searched
+    ])
+    assert kinds(scan_values(["sent to 0521 karen burg suite 409, North Jennifer, NM 45123"],
+                             "x", known)) == ["customers.address value"]
+    assert kinds(scan_values(["born 1961-07-30"], "x", known)) == ["customers.date_of_birth value"]
+    assert kinds(scan_values(["on 1961-07-31, Ada said 19610730"], "x", known)) == []

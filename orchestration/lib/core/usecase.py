@@ -393,6 +393,18 @@ def usecase_names(directory: Path) -> list[str]:
     return sorted(path.stem for path in directory.glob("*.yaml"))
 
 
+def declared_pii_columns(
+    directory: Path, environ: Mapping[str, str] | None = None
+) -> dict[str, tuple[str, ...]]:
+    """Source -> its personal-data columns, over every use case declared in ``directory`` (a
+    source that several declare gets the columns any of them marks ``pii``)."""
+    columns: dict[str, set[str]] = {}
+    for name in usecase_names(directory):
+        for source_name, source in load_usecase(name, directory, environ).sources.items():
+            columns.setdefault(source_name, set()).update(source.pii_columns)
+    return {source: tuple(sorted(names)) for source, names in sorted(columns.items())}
+
+
 def load_usecase(
     name: str, directory: Path, environ: Mapping[str, str] | None = None
 ) -> UseCase:

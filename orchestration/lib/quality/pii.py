@@ -3,19 +3,26 @@
 What counts as a leak, in any table or file outside the raw zone:
 - a PAN: a standalone run of 13–19 digits that passes the Luhn check (a run inside a longer
   token, such as a hex digest, or the digits of a decimal number are not standalone);
-- an email address; a phone number (North-American formats, as the CRM holds them) or any
-  exact phone number of the CRM;
-- a customer's name from the CRM (first and last name next to each other).
+- an IBAN (ISO 13616: country, check digits, account; compact or in groups of four) whose
+  mod-97 check holds;
+- an email address; a phone number (North-American formats);
+- a value of a personal-data column (``pii: true``) of any source of any declared use case,
+  as the raw zone holds it. The caller says which columns those are (:data:`PiiColumns`). A
+  value of words only (a name) is found by its first and last word side by side, titles and
+  suffixes aside, in text with a capital letter; any other value (it holds a digit or an @: an
+  email, a phone, an address, a date, an account number) verbatim: its run of letters and digits,
+  in any case, whatever separates them.
 
 Findings never repeat the value they found: they give the location, the kind and a masked hint.
 
 A scan is incremental when given a :class:`ScanCache`: a file that a previous scan found clean
 and that has not changed since (same size and modification time) is not read again while the
-CRM is the same; when the CRM has learned identifiers since (its raw snapshots are immutable,
-so the new identifiers are exactly those of the new snapshots), an unchanged text file is only
-searched for the new names, phones and emails, and an unchanged table is scanned again. Only
-the CRM-independent patterns (card numbers, addresses, phone formats) are never re-run on an
-unchanged file, since their answer cannot change. ``blueprint scan-pii --full`` ignores the cache.
+personal data is the same; when the raw zone has learned values since (its snapshots are
+immutable, so the new values are exactly those of the new snapshots, or of a newly declared
+column), an unchanged text file is only searched for the new values, and an unchanged table is
+scanned again. Only the generic patterns (card numbers, IBANs, addresses, phone formats) are
+never re-run on an unchanged file, since their answer cannot change. ``blueprint scan-pii
+--full`` ignores the cache.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,8 +45,18 @@ import duckdb
 from orchestration.lib.core.cards import luhn_valid
 from orchestration.settings import DBT_PROJECT_DIR, Settings
 
+PiiColumns = Mapping[str, Collection[str]]
+"""Source name -> its personal-data columns (the union over every declared use case)."""
+
 PAN_PATTERN = re.compile(r"(?<![0-9A-Za-z])(?<![0-9]\.)[0-9]{13,19}(?![0-9A-Za-z])(?!\.[0-9])")
 """A standalone digit run: not inside a longer token, nor the fraction of a decimal number."""
+IBAN_PATTERN = re.compile(
+    r"(?<![0-9A-Za-z])[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)"
+    r"(?![0-9A-Za-z])"
+)
+"""An IBAN's shape: country code, check digits, then the account, compact or printed in
+groups of four; 15 to 34 characters without the spaces."""
+IBAN_LENGTHS = range(15, 35)
 EMAIL_PATTERN = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 MAX_GENERIC_TLD = 6
 VENDOR_EMAILS = frozenset({"contact@bentoml.com"})
@@ -55,11 +72,25 @@ a name at the end of a sentence is still a name)."""
 WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*")
 LOWER_WORD = re.compile(r"[a-z][a-z'\-]*")
 """``WORD`` on lower-cased ASCII text: the same words, lower-cased in one C-level pass."""
+TOKEN = re.compile(r"[a-z0-9]+")
+"""What a value is matched verbatim by, on lower-cased text: its runs of letters and digits."""
+MIN_VERBATIM_CHARS = 6
+"""Letters and digits a value needs to be searched verbatim: a shorter one is not personal."""
 DIGIT = re.compile(r"\d")
 ASCII_UPPER = re.compile(r"[A-Z]")
 TEXT_SUFFIXES = {".csv", ".json", ".jsonl", ".txt", ".log", ".html", ".htm", ".md", ".sql",
                  ".yml", ".yaml", ".out", ".err", ".gz", ""}
 MAX_TEXT_BYTES = 256 * 1024 * 1024
+
+
+def iban_valid(candidate: str) -> bool:
+    """Whether an IBAN (spaces allowed) passes the ISO 13616 check: its country code and check
+    digits moved to the end, letters as numbers (A = 10 ... Z = 35), it is 1 modulo 97."""
+    compact = candidate.replace(" ", "").upper()
+    if len(compact) not in IBAN_LENGTHS or not compact.isascii() or not compact.isalnum():
+        return False
+    rearranged = compact[4:] + compact[:4]
+    return int("".join(str(int(char, 36)) for char in rearranged)) % 97 == 1
 
 
 def _mask(value: str) -> str:
@@ -72,18 +103,73 @@ def name_key(name: str) -> tuple[str, str] | None:
     return (words[0], words[-1]) if len(words) >= 2 else None
 
 
-@dataclass(frozen=True)
-class CrmIdentifiers:
-    """Values from the CRM that must never appear outside the raw zone."""
+def verbatim_key(value: str) -> tuple[str, ...] | None:
+    """How a value with a digit or an @ is searched: its tokens (:data:`TOKEN`); None for a
+    value of words only (a name, found by :func:`name_key`) or one too short to be personal."""
+    if not (DIGIT.search(value) or "@" in value):
+        return None
+    tokens = tuple(TOKEN.findall(value.lower()))
+    return tokens if sum(map(len, tokens)) >= MIN_VERBATIM_CHARS else None
 
-    name_keys: frozenset[tuple[str, str]]
-    phones: frozenset[str]
-    emails: frozenset[str]
+
+@dataclass(frozen=True)
+class PersonalData:
+    """The values of the personal-data columns that must never appear outside the raw zone,
+    each with the ``source.column`` it came from."""
+
+    name_keys: Mapping[tuple[str, str], str]
+    """:func:`name_key` of every value of words only."""
+    verbatim: Mapping[tuple[str, ...], str]
+    """:func:`verbatim_key` of every other value."""
 
     @functools.cached_property
     def last_names(self) -> frozenset[str]:
-        """The last words of the names: a text without any of them holds no CRM name."""
+        """The last words of the names: a text without any of them holds no such name."""
         return frozenset(last for _, last in self.name_keys)
+
+    @functools.cached_property
+    def anchors(self) -> dict[str, list[tuple[int, tuple[str, ...]]]]:
+        """Each verbatim value under its longest token (the rarest, likely), with that token's
+        place in it: a text without any anchor holds no verbatim value."""
+        found: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
+        for tokens in self.verbatim:
+            place = max(range(len(tokens)), key=lambda i: len(tokens[i]))
+            found.setdefault(tokens[place], []).append((place, tokens))
+        return found
+
+    @functools.cached_property
+    def candidate_pattern(self) -> str:
+        """A regular expression every table value holding one of these values matches (the
+        superset DuckDB filters with, see :data:`CANDIDATE_SQL_PATTERN`)."""
+        shapes = sorted({_shape(tokens) for tokens in self.verbatim if not _covered(tokens)})
+        if len(shapes) > MAX_EXTRA_SHAPES:
+            return "."  # too varied to filter: Python looks at every value
+        return "|".join([CANDIDATE_SQL_PATTERN, *shapes])
+
+    @classmethod
+    def of(cls, labelled_values: Iterable[tuple[str, str]]) -> PersonalData:
+        """From ``(source.column, value)`` pairs; a value keeps the first label it comes with."""
+        name_keys: dict[tuple[str, str], str] = {}
+        verbatim: dict[tuple[str, ...], str] = {}
+        for label, value in labelled_values:
+            if (tokens := verbatim_key(value)) is not None:
+                verbatim.setdefault(tokens, label)
+            elif (key := name_key(value)) is not None:
+                name_keys.setdefault(key, label)
+        return cls(name_keys, verbatim)
+
+    def __bool__(self) -> bool:
+        return bool(self.name_keys or self.verbatim)
+
+    def __sub__(self, known: PersonalData) -> PersonalData:
+        """What this holds and ``known`` does not."""
+        return PersonalData(
+            name_keys={k: v for k, v in self.name_keys.items() if k not in known.name_keys},
+            verbatim={k: v for k, v in self.verbatim.items() if k not in known.verbatim},
+        )
+
+
+NO_PERSONAL_DATA = PersonalData({}, {})
 
 
 @dataclass(frozen=True)
@@ -109,40 +195,63 @@ class ScanReport:
         return not self.findings
 
 
-def crm_snapshots(raw_customers_dir: Path) -> dict[str, str]:
-    """The CRM's raw snapshots: partition folder name -> "size:mtime_ns" of its data file."""
+def _snapshot_files(raw_dir: Path, source: str) -> list[Path]:
+    return sorted((raw_dir / source).glob("*/data.parquet"))
+
+
+def personal_data_snapshots(raw_dir: Path, pii_columns: PiiColumns) -> dict[str, str]:
+    """The raw snapshots of every source with personal data: ``<source>/<partition folder>``
+    -> "size:mtime_ns" of its data file."""
     snapshots = {}
-    for path in sorted(raw_customers_dir.glob("*/data.parquet")):
-        stat = path.stat()
-        snapshots[path.parent.name] = f"{stat.st_size}:{stat.st_mtime_ns}"
+    for source in sorted(s for s, columns in pii_columns.items() if columns):
+        for path in _snapshot_files(raw_dir, source):
+            stat = path.stat()
+            snapshots[f"{source}/{path.parent.name}"] = f"{stat.st_size}:{stat.st_mtime_ns}"
     return snapshots
 
 
-def load_crm_identifiers(
-    raw_customers_dir: Path, partitions: Iterable[str] | None = None
-) -> CrmIdentifiers:
-    """Read every name, phone and email the CRM ever delivered (from the raw zone), or only
-    those of the given partition folders."""
-    files = sorted(raw_customers_dir.glob("*/data.parquet"))
-    if partitions is not None:
-        wanted = set(partitions)
-        files = [f for f in files if f.parent.name in wanted]
-    if not files:
-        return CrmIdentifiers(frozenset(), frozenset(), frozenset())
-    with duckdb.connect() as con:
-        rows = con.execute(
-            "select distinct name, phone, email from read_parquet(?)",
-            [[str(f) for f in files]],
-        ).fetchall()
-    keys = {k for name, _, _ in rows if name and (k := name_key(name))}
-    return CrmIdentifiers(
-        name_keys=frozenset(keys),
-        phones=frozenset(p for _, p, _ in rows if p),
-        emails=frozenset(e.lower() for _, _, e in rows if e),
+def load_personal_data(
+    raw_dir: Path, pii_columns: PiiColumns, snapshots: Iterable[str] | None = None
+) -> PersonalData:
+    """Every value the personal-data columns ever held in the raw zone, or only those of the
+    given snapshots (``<source>/<partition folder>``, as :func:`personal_data_snapshots`)."""
+    wanted = None if snapshots is None else set(snapshots)
+    return PersonalData.of(
+        (f"{source}.{column}", value)
+        for source in sorted(pii_columns)
+        for column, value in _column_values(raw_dir, source, pii_columns[source], wanted)
     )
 
 
-def scan_values(values: Iterable[str], location: str, crm: CrmIdentifiers) -> list[Finding]:
+def _column_values(
+    raw_dir: Path, source: str, columns: Collection[str], snapshots: set[str] | None
+) -> Iterator[tuple[str, str]]:
+    """``(column, value)`` for each distinct value of these columns in the source's raw
+    snapshots (all of them, or those named); a column no snapshot has holds nothing."""
+    files = [f for f in _snapshot_files(raw_dir, source)
+             if snapshots is None or f"{source}/{f.parent.name}" in snapshots]
+    if not files or not columns:
+        return
+    snapshot = _memory_connection().read_parquet([str(f) for f in files], union_by_name=True)
+    for column in sorted(set(columns) & set(snapshot.columns)):
+        text = f'cast("{column}" as varchar)'
+        for (value,) in snapshot.filter(f"{text} is not null").project(text).distinct().fetchall():
+            yield column, value
+
+
+def _verbatim_hits(lowered: str, personal: PersonalData) -> Iterator[tuple[str, ...]]:
+    tokens = TOKEN.findall(lowered)
+    anchors = personal.anchors
+    if anchors.keys().isdisjoint(tokens):  # the common case, in C
+        return
+    for index, token in enumerate(tokens):
+        for place, value in anchors.get(token, ()):
+            start = index - place
+            if start >= 0 and tuple(tokens[start:start + len(value)]) == value:
+                yield value
+
+
+def scan_values(values: Iterable[str], location: str, personal: PersonalData) -> list[Finding]:
     """Scan text values; one finding per kind with a count."""
     counts: dict[str, int] = {}
     hints: dict[str, str] = {}
@@ -161,49 +270,79 @@ def scan_values(values: Iterable[str], location: str, crm: CrmIdentifiers) -> li
                     hit("card number (PAN)", match)
             for match in PHONE_PATTERN.findall(value):
                 hit("phone number", match)
-                if match in crm.phones:
-                    hit("CRM phone number", match)
+            for match in IBAN_PATTERN.findall(value):
+                if iban_valid(match):
+                    hit("IBAN", match)
         if "@" in value:
             for match in EMAIL_PATTERN.findall(value):
                 # A long "top-level domain" is more often code (module@package.definitions)
-                # than mail: those count only when the CRM knows the address.
-                if match.lower() in VENDOR_EMAILS and match.lower() not in crm.emails:
+                # than mail; a vendor's role address is not personal. Either counts only as a
+                # known value (below).
+                if match.lower() in VENDOR_EMAILS:
                     continue
-                if len(match.rsplit(".", 1)[1]) <= MAX_GENERIC_TLD or match.lower() in crm.emails:
+                if len(match.rsplit(".", 1)[1]) <= MAX_GENERIC_TLD:
                     hit("email address", match)
-        if crm.phones and value in crm.phones and "CRM phone number" not in counts:
-            hit("CRM phone number", value)
-        if crm.name_keys and (
+        lowered = value.lower()
+        if personal.verbatim:
+            for tokens in _verbatim_hits(lowered, personal):
+                hit(f"{personal.verbatim[tokens]} value", " ".join(tokens))
+        if personal.name_keys and (
             ASCII_UPPER.search(value) if ascii_text else any(c.isupper() for c in value)
         ):
-            if ascii_text:  # the common case, in C: most texts hold no CRM last name at all
-                words = LOWER_WORD.findall(value.lower())
-                if crm.last_names.isdisjoint(words):
+            if ascii_text:  # the common case, in C: most texts hold no known last name at all
+                words = LOWER_WORD.findall(lowered)
+                if personal.last_names.isdisjoint(words):
                     continue
             else:
                 words = [w.lower() for w in WORD.findall(value)]
             words = [w for w in words if w not in NAME_AFFIXES]
             for pair in zip(words, words[1:], strict=False):
-                if pair in crm.name_keys:
-                    hit("CRM customer name", " ".join(pair))
+                if pair in personal.name_keys:
+                    hit(f"{personal.name_keys[pair]} value", " ".join(pair))
     return [Finding(location, kind, counts[kind], hints[kind]) for kind in counts]
 
 
 CANDIDATE_SQL_PATTERN = (
     r"[0-9]{10}|@|[0-9]{3}[^0-9]{0,2}[0-9]{3}[^0-9][0-9]{4}|[A-Za-z]{2,}[^A-Za-z0-9]+[A-Za-z]{2,}"
+    r"|[A-Z]{2}[0-9]{2}"
 )
-"""A value that matches none of these cannot hold a PAN, email, phone or name: DuckDB filters
-with it so Python only looks at candidates (a cheap superset of what ``scan_values`` finds)."""
+"""A value that matches none of these cannot hold a PAN, IBAN, email, phone or name: DuckDB
+filters with it so Python only looks at candidates (a cheap superset of what ``scan_values``
+finds with the generic patterns and the names). A known verbatim value that this pattern
+could miss adds its shape (:attr:`PersonalData.candidate_pattern`)."""
+MAX_EXTRA_SHAPES = 500
 
 
-def _distinct_text(con: duckdb.DuckDBPyConnection, relation: str, column: str) -> Iterator[str]:
+def _covered(tokens: tuple[str, ...]) -> bool:
+    """Whether any text holding these tokens in a row matches :data:`CANDIDATE_SQL_PATTERN`
+    whatever separates them: a token with ten digits in a row, or two adjacent tokens of two
+    letters or more."""
+    if any(re.search(r"[0-9]{10}", token) for token in tokens):
+        return True
+    return any(a.isalpha() and b.isalpha() and len(a) > 1 and len(b) > 1
+               for a, b in zip(tokens, tokens[1:], strict=False))
+
+
+def _shape(tokens: tuple[str, ...]) -> str:
+    """A regular expression of the tokens' shape: runs of digits and letters by length,
+    anything in between."""
+    def run(match: re.Match[str]) -> str:
+        kind = "[0-9]" if match.group()[0].isdigit() else "[A-Za-z]"
+        return f"{kind}{{{len(match.group())}}}"
+
+    return "[^A-Za-z0-9]+".join(re.sub(r"[0-9]+|[a-z]+", run, token) for token in tokens)
+
+
+def _distinct_text(
+    con: duckdb.DuckDBPyConnection, relation: str, column: str, personal: PersonalData
+) -> Iterator[str]:
     """Distinct candidate values of one column as text, in chunks (values are cast, so a PAN
     stored as a number is caught too)."""
     value = f'cast("{column}" as varchar)'
     cursor = con.execute(
         f"select distinct {value} from {relation} "
         f"where {value} is not null and regexp_matches({value}, ?)",
-        [CANDIDATE_SQL_PATTERN],
+        [personal.candidate_pattern],
     )
     while chunk := cursor.fetchmany(100_000):
         for (text,) in chunk:
@@ -213,7 +352,7 @@ def _distinct_text(con: duckdb.DuckDBPyConnection, relation: str, column: str) -
 _SCANNED_TYPES = ("VARCHAR", "BIGINT", "HUGEINT", "UBIGINT", "DECIMAL", "JSON", "BLOB")
 
 
-def scan_duckdb_database(path: Path, crm: CrmIdentifiers) -> ScanReport:
+def scan_duckdb_database(path: Path, personal: PersonalData) -> ScanReport:
     """Every text or integer column of every table and view in a DuckDB file (read-only)."""
     report = ScanReport()
     with duckdb.connect(str(path), read_only=True) as con:
@@ -227,7 +366,9 @@ def scan_duckdb_database(path: Path, crm: CrmIdentifiers) -> ScanReport:
             relation = f'"{schema}"."{table}"'
             location = f"{path.name}:{schema}.{table}.{column}"
             report.scanned.append(location)
-            report.findings += scan_values(_distinct_text(con, relation, column), location, crm)
+            report.findings += scan_values(
+                _distinct_text(con, relation, column, personal), location, personal
+            )
     return report
 
 
@@ -243,7 +384,7 @@ def _memory_connection() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def scan_parquet(path: Path, crm: CrmIdentifiers) -> ScanReport:
+def scan_parquet(path: Path, personal: PersonalData) -> ScanReport:
     report = ScanReport()
     con = _memory_connection()
     relation = f"read_parquet('{path}')"
@@ -252,11 +393,13 @@ def scan_parquet(path: Path, crm: CrmIdentifiers) -> ScanReport:
         if data_type.upper().startswith(_SCANNED_TYPES):
             location = f"{path}:{column}"
             report.scanned.append(location)
-            report.findings += scan_values(_distinct_text(con, relation, column), location, crm)
+            report.findings += scan_values(
+                _distinct_text(con, relation, column, personal), location, personal
+            )
     return report
 
 
-def scan_sqlite(path: Path, crm: CrmIdentifiers) -> ScanReport:
+def scan_sqlite(path: Path, personal: PersonalData) -> ScanReport:
     """Text of every table of a SQLite file (Dagster's run and event-log storage)."""
     report = ScanReport()
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -271,7 +414,7 @@ def scan_sqlite(path: Path, crm: CrmIdentifiers) -> ScanReport:
                 for v in row
                 if isinstance(v, str | int) and not isinstance(v, bool)
             )
-            report.findings += scan_values(values, location, crm)
+            report.findings += scan_values(values, location, personal)
     finally:
         con.close()
     return report
@@ -309,14 +452,14 @@ def _vendor_bundles() -> tuple[str, ...]:
     return tuple(bundles)
 
 
-def scan_text_file(path: Path, crm: CrmIdentifiers) -> ScanReport:
+def scan_text_file(path: Path, personal: PersonalData) -> ScanReport:
     report = ScanReport(scanned=[str(path)])
     if path.stat().st_size > MAX_TEXT_BYTES:
         report.findings.append(Finding(str(path), "file too large to scan", 1, "split it"))
         return report
     text = _scanned_text(path)
     if text is not None:  # None: a corrupt archive holds nothing readable
-        report.findings += scan_values(text.splitlines(), str(path), crm)
+        report.findings += scan_values(text.splitlines(), str(path), personal)
     return report
 
 
@@ -371,87 +514,92 @@ def _has_word(lowered: str, word: str) -> bool:
     return False
 
 
-def mentions_any(text: str, crm: CrmIdentifiers) -> bool:
-    """Whether ``text`` may hold one of these identifiers: a superset of what ``scan_values``
-    finds with them (a CRM name needs its last name as a word; a CRM phone or email appears
-    verbatim, an email up to case)."""
+def _has_token(lowered: str, token: str) -> bool:
+    """Whether ``token`` occurs in ``lowered`` as :data:`TOKEN` cuts it out: not next to another
+    letter or digit."""
+    if token not in lowered:
+        return False
+    return re.search(rf"(?<![a-z0-9]){re.escape(token)}(?![a-z0-9])", lowered) is not None
+
+
+def mentions_any(text: str, personal: PersonalData) -> bool:
+    """Whether ``text`` may hold one of these values: a superset of what ``scan_values`` finds
+    with them (a name needs its last name as a word; a verbatim value its anchor as a token)."""
     lowered = text.lower()
-    if any(phone in text for phone in crm.phones) or any(e in lowered for e in crm.emails):
+    if any(_has_token(lowered, anchor) for anchor in personal.anchors):
         return True
     if not text.isascii():  # lower-casing may turn other letters into ASCII ones: substrings
-        return any(name in lowered for name in crm.last_names)
-    return any(_has_word(lowered, name) for name in crm.last_names)
-
-
-def _minus(current: CrmIdentifiers, known: CrmIdentifiers) -> CrmIdentifiers:
-    return CrmIdentifiers(
-        name_keys=current.name_keys - known.name_keys,
-        phones=current.phones - known.phones,
-        emails=current.emails - known.emails,
-    )
-
-
-def _empty(crm: CrmIdentifiers) -> bool:
-    return not (crm.name_keys or crm.phones or crm.emails)
+        return any(name in lowered for name in personal.last_names)
+    return any(_has_word(lowered, name) for name in personal.last_names)
 
 
 class ScanCache:
-    """The files earlier scans found clean, with the CRM snapshots they were checked against.
+    """The files earlier scans found clean, with the personal data they were checked against
+    (the raw snapshots and the personal-data columns of that time).
 
-    Kept as JSON (paths, sizes, times and snapshot names: no personal data) and rewritten
-    atomically after each scan; a missing or unreadable cache means a full scan.
+    Kept as JSON (paths, sizes, times, snapshot and column names: no personal data) and
+    rewritten atomically after each scan; a missing or unreadable cache means a full scan.
     """
 
-    VERSION = 1
+    VERSION = 2
 
     def __init__(
         self,
         path: Path,
-        raw_customers_dir: Path,
-        crm: CrmIdentifiers,
+        raw_dir: Path,
+        pii_columns: PiiColumns,
+        personal: PersonalData,
         snapshots: Mapping[str, str],
     ) -> None:
-        self.path, self.raw_customers_dir, self.crm = path, raw_customers_dir, crm
-        self.snapshots = dict(snapshots)
-        self.generation = _generation_id(self.snapshots)
-        self.generations: dict[str, dict[str, str]] = {}
+        self.path, self.raw_dir, self.personal = path, raw_dir, personal
+        self.state = {
+            "snapshots": dict(snapshots),
+            "columns": {source: sorted(columns) for source, columns in pii_columns.items()},
+        }
+        self.generation = _generation_id(self.state)
+        self.generations: dict[str, dict[str, dict]] = {}
         self.files: dict[str, dict[str, object]] = {}
         self._kept: dict[str, dict[str, object]] = {}
-        self._deltas: dict[str, CrmIdentifiers | None] = {}
+        self._deltas: dict[str, PersonalData | None] = {}
         try:
             data = json.loads(path.read_text())
             if data.get("version") == self.VERSION:
-                self.generations = {str(k): dict(v) for k, v in data["generations"].items()}
+                self.generations = {
+                    str(k): {"snapshots": dict(v["snapshots"]), "columns": dict(v["columns"])}
+                    for k, v in data["generations"].items()
+                }
                 self.files = {str(k): dict(v) for k, v in data["files"].items()}
         except (OSError, ValueError, KeyError, AttributeError, TypeError):
             pass  # no usable cache: everything is scanned
 
-    def _delta(self, generation: str) -> CrmIdentifiers | None:
-        """What the CRM knows now and did not when ``generation`` was current; None when that
-        generation's snapshots are not all still there unchanged (then scan again)."""
+    def _delta(self, generation: str) -> PersonalData | None:
+        """What the raw zone's personal data holds now and did not when ``generation`` was
+        current; None when that generation's snapshots are not all still there unchanged (then
+        scan again)."""
         if generation not in self._deltas:
             known = self.generations.get(generation)
-            if known is None or any(self.snapshots.get(k) != v for k, v in known.items()):
+            current = self.state["snapshots"]
+            if known is None or any(current.get(k) != v for k, v in known["snapshots"].items()):
                 self._deltas[generation] = None
             elif generation == self.generation:
-                self._deltas[generation] = CrmIdentifiers(frozenset(), frozenset(), frozenset())
+                self._deltas[generation] = NO_PERSONAL_DATA
             else:
-                before = load_crm_identifiers(self.raw_customers_dir, known)
-                self._deltas[generation] = _minus(self.crm, before)
+                before = load_personal_data(self.raw_dir, known["columns"], known["snapshots"])
+                self._deltas[generation] = self.personal - before
         return self._deltas[generation]
 
     def still_clean(self, path: Path, stat: os.stat_result) -> bool:
-        """Whether ``path`` was found clean, has not changed and cannot hold what the CRM
-        learned since; then it is kept in the cache as checked against today's CRM."""
+        """Whether ``path`` was found clean, has not changed and cannot hold what the raw zone
+        learned since; then it is kept in the cache as checked against today's data."""
         entry = self.files.get(str(path))
         if entry is None or entry.get("size") != stat.st_size:
             return False
         if entry.get("mtime_ns") != stat.st_mtime_ns:
             return False
-        delta = self._delta(str(entry.get("crm")))
+        delta = self._delta(str(entry.get("generation")))
         if delta is None:
             return False
-        if not _empty(delta):
+        if delta:
             if _scanner_for(path) is not scan_text_file:
                 return False  # a table: scanned again in full (as cheap as a check here)
             if stat.st_size > MAX_TEXT_BYTES:
@@ -465,7 +613,7 @@ class ScanCache:
     def record(self, path: Path, stat: os.stat_result, clean: bool) -> None:
         if clean:
             self._kept[str(path)] = {
-                "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "crm": self.generation,
+                "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "generation": self.generation,
             }
 
     def save(self) -> None:
@@ -473,14 +621,14 @@ class ScanCache:
 
         data = {
             "version": self.VERSION,
-            "generations": {self.generation: self.snapshots} if self._kept else {},
+            "generations": {self.generation: self.state} if self._kept else {},
             "files": self._kept,
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.path, (json.dumps(data, sort_keys=True) + "\n").encode())
 
 
-def _scanner_for(path: Path) -> Callable[[Path, CrmIdentifiers], ScanReport] | None:
+def _scanner_for(path: Path) -> Callable[[Path, PersonalData], ScanReport] | None:
     """How a file is scanned, by its content's kind; None for a binary file."""
     if path.suffix == ".parquet":
         return scan_parquet
@@ -493,14 +641,14 @@ def _scanner_for(path: Path) -> Callable[[Path, CrmIdentifiers], ScanReport] | N
     return None
 
 
-def _generation_id(snapshots: Mapping[str, str]) -> str:
-    return hashlib.sha256(json.dumps(sorted(snapshots.items())).encode()).hexdigest()[:16]
+def _generation_id(state: Mapping[str, Mapping[str, object]]) -> str:
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def scan_paths(
     roots: Iterable[Path],
     excluded: Iterable[Path],
-    crm: CrmIdentifiers,
+    personal: PersonalData,
     cache: ScanCache | None = None,
 ) -> ScanReport:
     """Scan every file under ``roots`` except those under ``excluded`` folders; with a cache,
@@ -525,7 +673,9 @@ def scan_paths(
                 report.unchanged += 1
                 continue
             scan = _scanner_for(path)
-            part = scan(path, crm) if scan else ScanReport(scanned=[f"{path} (skipped: binary)"])
+            part = scan(path, personal) if scan else ScanReport(
+                scanned=[f"{path} (skipped: binary)"]
+            )
             report.findings += part.findings
             report.scanned += part.scanned
             if cache is not None and scan is not None:
@@ -534,26 +684,29 @@ def scan_paths(
 
 
 def scan_outside_raw_zone(
-    settings: Settings, incremental: bool = True
-) -> tuple[ScanReport, CrmIdentifiers]:
-    """Everything Blueprint writes outside the raw zone: BLUEPRINT_HOME and dbt's target/logs.
+    settings: Settings, pii_columns: PiiColumns, incremental: bool = True
+) -> tuple[ScanReport, PersonalData]:
+    """Everything Blueprint writes outside the raw zone: BLUEPRINT_HOME and dbt's target/logs,
+    searched for the values ``pii_columns`` held in the raw zone and for the generic patterns.
 
-    Incremental by default (see the module's docstring); the cache lives in
+    ``pii_columns`` are those of every declared use case, not only the one running: the home
+    is shared. Incremental by default (see the module's docstring); the cache lives in
     ``BLUEPRINT_HOME/quality/pii-scan-cache.json``.
     """
-    customers = settings.raw_dir / "customers"
-    snapshots = crm_snapshots(customers)
-    crm = load_crm_identifiers(customers, snapshots)
-    cache = ScanCache(settings.pii_scan_cache_path, customers, crm, snapshots) if incremental \
-        else None
+    snapshots = personal_data_snapshots(settings.raw_dir, pii_columns)
+    personal = load_personal_data(settings.raw_dir, pii_columns, snapshots)
+    cache = (
+        ScanCache(settings.pii_scan_cache_path, settings.raw_dir, pii_columns, personal, snapshots)
+        if incremental else None
+    )
     report = scan_paths(
         roots=[settings.home, DBT_PROJECT_DIR / "target", DBT_PROJECT_DIR / "logs"],
         # the cache is the scanner's own, made of paths and numbers (its nanosecond times are
         # 19-digit runs, some Luhn-valid: not card numbers)
         excluded=[*settings.raw_zone_dirs, settings.pii_scan_cache_path],
-        crm=crm,
+        personal=personal,
         cache=cache,
     )
     if cache is not None:
         cache.save()
-    return report, crm
+    return report, personal
