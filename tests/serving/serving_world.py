@@ -25,6 +25,7 @@ from orchestration.lib.features.feature_definitions import FeatureDefinitions
 from orchestration.lib.features.pseudonymize import key_fingerprint
 from orchestration.lib.ingestion.declared import contracts_of
 from orchestration.lib.ingestion.ingest import ingest_partition, landing_files
+from orchestration.lib.monitoring.traffic import SKEW_TOLERANCE
 from orchestration.lib.serving.online_features import OnlineFeatureStore
 from orchestration.lib.serving.snapshot import ServingSnapshot, publish_serving_snapshot
 from orchestration.settings import (
@@ -36,9 +37,6 @@ from orchestration.settings import (
 from simulator import simulate
 from simulator.config import WorldConfig
 from tests.features.raw_world import DBT_EXECUTABLE, DbtRun, dbt_build
-
-TOLERANCE = 1e-9
-"""Largest absolute difference allowed between an online and an offline feature value."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +166,7 @@ def replay_in_time_order(
 
 def mismatches(online: Iterable[dict[str, Any]], offline: pd.DataFrame) -> list[str]:
     """Every (transaction, column) where online and offline rows differ (numbers by more than
-    TOLERANCE); a transaction missing offline counts too."""
+    SKEW_TOLERANCE); a transaction missing offline counts too."""
     found = []
     for row in online:
         transaction_id = row["transaction_id"]
@@ -188,7 +186,7 @@ def mismatches(online: Iterable[dict[str, Any]], offline: pd.DataFrame) -> list[
 
 def _same(online: Any, offline: Any) -> bool:
     if isinstance(online, int | float) and not isinstance(online, bool):
-        return math.isclose(float(online), float(offline), rel_tol=0, abs_tol=TOLERANCE)
+        return math.isclose(float(online), float(offline), rel_tol=0, abs_tol=SKEW_TOLERANCE)
     if isinstance(online, date):  # pandas reads DATE and TIMESTAMP as Timestamps
         return pd.Timestamp(online) == pd.Timestamp(offline)
     return online == offline

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from orchestration.lib.features.feature_definitions import load_feature_definitions
+from orchestration.lib.monitoring.traffic import SKEW_TOLERANCE
 from orchestration.lib.registry import registry
 from orchestration.lib.serving.prediction_log import (
     CLOSED_DIR,
@@ -49,7 +50,6 @@ from tests.serving.service_world import (
     wait_for,
 )
 from tests.serving.serving_world import (
-    TOLERANCE,
     ServingWorld,
     build_serving_world,
     publish,
@@ -165,7 +165,7 @@ def test_service_replays_the_offline_features_and_scores_across_a_restart(
     logged = read_all_logs(service.settings.prediction_log_dir)
     logged = logged[logged["transaction_id"].isin(responses)]
     assert len(logged) == len(responses)  # one row each
-    assert feature_mismatches(logged, offline, TOLERANCE) == []
+    assert feature_mismatches(logged, offline, SKEW_TOLERANCE) == []
 
     model = load_scoring_model(service.champion, service.settings)
     ids = sorted(responses)

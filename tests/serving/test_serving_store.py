@@ -12,13 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from orchestration.lib.features.feature_definitions import FeatureDefinitions
+from orchestration.lib.monitoring.traffic import SKEW_TOLERANCE
 from orchestration.lib.serving.online_features import (
     OnlineFeatureStore,
     TransactionConflictError,
 )
 from orchestration.lib.serving.snapshot import ServingSnapshot, SnapshotError
 from tests.features.raw_world import DbtRun, World
-from tests.serving.serving_world import TOLERANCE, mismatches, offline_features, publish, requests
+from tests.serving.serving_world import mismatches, offline_features, publish, requests
 
 NEW_CARD = "4000000000000002"
 
@@ -165,7 +166,7 @@ def test_serving_reports_count_from_the_day_after_they_are_filed(
     assert reported == plain
     reported, plain = score_both("c", next_day(with_reports, days=2))
     for w in (7, 30):
-        assert frauds(reported, w) == pytest.approx(frauds(plain, w) + 1, abs=TOLERANCE)
+        assert frauds(reported, w) == pytest.approx(frauds(plain, w) + 1, abs=SKEW_TOLERANCE)
 
     filed_late = {
         "transaction_id": second.transaction_id,
@@ -175,7 +176,7 @@ def test_serving_reports_count_from_the_day_after_they_are_filed(
     assert with_reports.add_reports([filed_late]) == 1
     reported, plain = score_both("d", next_day(with_reports, days=2, hour=12))
     for w in (7, 30):
-        assert frauds(reported, w) == pytest.approx(frauds(plain, w) + 2, abs=TOLERANCE)
+        assert frauds(reported, w) == pytest.approx(frauds(plain, w) + 2, abs=SKEW_TOLERANCE)
 
 
 def test_serving_same_instant_payments_of_a_card_count_for_each_other_in_a_batch(
