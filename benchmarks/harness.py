@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import psutil
 
+from orchestration.lib.core.markdown import markdown_table as markdown_table  # the sections use it
 from orchestration.settings import PROJECT_ROOT
 
 T = TypeVar("T")
@@ -346,9 +347,3 @@ def fmt_seconds(seconds: float) -> str:
 
 def fmt_bytes(value: float) -> str:
     return f"{value / GiB:.2f} GiB" if value >= GiB else f"{value / MiB:.0f} MiB"
-
-
-def markdown_table(header: Sequence[str], rows: Iterator[Sequence[object]] | list) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
