@@ -6,8 +6,8 @@ the file is late (a transactions file 3 days late is delivered with the day 3 da
 own) or a redelivery (the intact copy of a truncated file comes with the next day), so a replay
 sees every fault when the live system would have.
 
-:func:`held_files`, :func:`delivery_days` and :func:`land` work on any outbox folder; the churn
-world's outbox (:mod:`simulator.churn.outbox`) uses them too.
+:func:`held_files`, :func:`files_in`, :func:`delivery_days` and :func:`land` work on any
+outbox; the churn world's outbox (:mod:`simulator.churn.outbox`) uses them too.
 """
 
 from __future__ import annotations
@@ -36,6 +36,11 @@ def held_files(
         raise FileNotFoundError(
             f"the world in {home} was simulated without holding days back: no {outbox}"
         )
+    return files_in(outbox, extensions)
+
+
+def files_in(outbox: Path, extensions: Mapping[str, str] = sources.EXTENSIONS) -> list[HeldFile]:
+    """Every file in the ``<source>/`` folders of ``outbox``, in delivery order."""
     held = []
     for path in outbox.glob("*/*"):
         if path.name.startswith("."):
