@@ -40,7 +40,7 @@ class ChurnConfig:
     """Mean viewing sessions per engaged account and day."""
     minutes_per_session: float = 38.0
 
-    disengagement_hazard: float = 0.0012
+    disengagement_hazard: float = 0.001
     """Daily probability that an engaged account starts to disengage, before the boosts."""
     no_warning_hazard: float = 0.00022
     """Daily probability that an account cancels at once, without disengaging first."""
@@ -48,7 +48,7 @@ class ChurnConfig:
     """A disengaged account cancels this many days (inclusive range) after it starts to fade."""
     recovery_share: float = 0.2
     """Share of disengagements that end with the account engaged again instead of cancelling."""
-    failed_payment_boost: float = 4.0
+    failed_payment_boost: float = 6.0
     """Extra hazard (times the base) in the ``boost_days`` after a failed payment."""
     technical_ticket_boost: float = 2.5
     """Extra hazard in the ``boost_days`` after a technical ticket."""
@@ -62,6 +62,10 @@ class ChurnConfig:
     reliable_failure_prob: float = 0.01
     retry_after_days: int = 3
     max_retries: int = 2
+    dunning_cancel_share: float = 0.4
+    """Share of the accounts whose last retry fails that cancel soon after (involuntary churn)."""
+    dunning_days: tuple[int, int] = (2, 7)
+    """They cancel this many days (inclusive range) after the last failed retry."""
 
     technical_prone_share: float = 0.1
     technical_ticket_rate: tuple[float, float] = (0.0008, 0.01)
@@ -102,7 +106,7 @@ class ChurnConfig:
             raise ValueError(f"price_increase_plan must be one of {PLANS}")
         if abs(sum(self.plan_shares) - 1) > 1e-9 or min(self.plan_shares) < 0:
             raise ValueError("plan_shares must be three non-negative shares summing to 1")
-        for name in ("lead_days", "drift_lead_days"):
+        for name in ("lead_days", "drift_lead_days", "dunning_days"):
             low, high = getattr(self, name)
             if not 1 <= low <= high:
                 raise ValueError(f"{name} needs 1 <= low <= high")
@@ -114,6 +118,7 @@ class ChurnConfig:
                 "no_warning_hazard",
                 "recovery_share",
                 "shaky_payer_share",
+                "dunning_cancel_share",
                 "shaky_failure_prob",
                 "reliable_failure_prob",
                 "technical_prone_share",

@@ -61,7 +61,7 @@ DRIVERS = (
     "competitor",
     "no_warning",
 )
-NO_WARNING = DRIVERS.index("no_warning")
+NO_WARNING, FAILED_PAYMENT = DRIVERS.index("no_warning"), DRIVERS.index("failed_payment")
 CHANGES = ("price", "plan", "address")
 PRICE, PLAN, ADDRESS = range(len(CHANGES))
 
@@ -83,6 +83,8 @@ DRAWS = (
     "channel",
     "payment",
     "payment_second",
+    "dunning",
+    "dunning_lead",
     "billing_ticket",
     "billing_ticket_second",
     "ticket",
@@ -364,8 +366,10 @@ class _Life:
         again = failed & (self.retries < config.max_retries)
         self.retry_day[again] = day + config.retry_after_days
         self.retries[again] += 1
-        self.retry_day[failed & ~again] = NEVER
-        self.retries[failed & ~again] = 0
+        exhausted = failed & ~again
+        self.retry_day[exhausted] = NEVER
+        self.retries[exhausted] = 0
+        self._dunning(day, u, exhausted & ~self.fading)
         if day < 0:
             return
         billed = np.flatnonzero(due)
@@ -384,6 +388,15 @@ class _Life:
         later = (u["billing_ticket_second"][billed][upset] * rest).astype(np.int64)
         opened = np.minimum(second[upset] + 1 + later, SECONDS_PER_DAY - 1)
         self.tickets.add(day=day, second=opened, account=billed[upset], category=BILLING)
+
+    def _dunning(self, day: int, u: dict[str, np.ndarray], exhausted: np.ndarray) -> None:
+        """Accounts whose last retry failed: their service is restricted, some cancel soon."""
+        low, high = self.config.dunning_days
+        lead = low + (u["dunning_lead"][exhausted] * (high - low + 1)).astype(np.int64)
+        self.fade_start[exhausted] = day
+        self.fade_end[exhausted] = day + lead
+        self.recovers[exhausted] = u["dunning"][exhausted] >= self.config.dunning_cancel_share
+        self.fade_driver[exhausted] = FAILED_PAYMENT
 
     def _tickets(self, day: int, u: dict[str, np.ndarray], veteran: np.ndarray) -> None:
         config = self.config

@@ -239,7 +239,9 @@ def test_truth_matches_the_cancellations(churn_world, events):
     faded = churned[churned["churn_driver"] != "no_warning"]
     assert faded["disengaged_from"].notna().all()
     lead = (pd.to_datetime(faded["churn_date"]) - pd.to_datetime(faded["disengaged_from"])).dt.days
-    assert lead.between(14, 42).all()
+    dunned = faded["churn_driver"] == "failed_payment"
+    assert lead[~dunned].between(14, 42).all()
+    assert lead[dunned].between(2, 42).all() and (lead[dunned] <= 7).any()
     assert churned.loc[churned["churn_driver"] == "no_warning", "disengaged_from"].isna().all()
     summary = world_json(churn_world)["summary"]
     assert summary["rows"]["cancellations"] == len(cancellations)
