@@ -63,11 +63,14 @@ def _last_days(warehouse: Path, days: int) -> list:
 def _materialize(days: list) -> None:
     """The real asset over the days, as one run (its backfill policy is a single run)."""
     from orchestration.defs.resources import resources_for_env
-    from orchestration.defs.serving.assets import batch_scores
+    from orchestration.defs.scope import Scope
+    from orchestration.defs.serving.assets import batch_scores_asset
+    from orchestration.settings import get_settings
 
+    usecase = get_settings().usecase
     result = dg.materialize(
-        [batch_scores],
-        resources=resources_for_env(),
+        [batch_scores_asset(Scope(usecase))],
+        resources=resources_for_env(usecase.name),
         instance=dg.DagsterInstance.ephemeral(),
         tags={
             "dagster/asset_partition_range_start": days[0].isoformat(),

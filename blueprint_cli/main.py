@@ -178,18 +178,21 @@ def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
     daily assets downstream of an unpartitioned one (batch scoring, monitoring) over every day
     they lack, which after the first training is more than the days just ingested: one run per
     distinct set of days, upstream first. A daily asset that can only be built up to some day
-    (``READY_UNTIL``: a performance report needs mature labels) is planned up to that day.
+    (``ready_until``: a performance report needs mature labels) is planned up to that day.
     """
     import dagster as dg
 
-    from orchestration.definitions import defs
-    from orchestration.defs.ingestion.predictions import PENDING_INPUT
-    from orchestration.defs.monitoring.assets import READY_UNTIL
+    from orchestration.definitions import definitions_for
+    from orchestration.defs.ingestion.predictions import pending_input
+    from orchestration.defs.monitoring.assets import ready_until
+    from orchestration.defs.scope import Scope
     from orchestration.lib.ingestion.declared import contracts_of
     from orchestration.lib.ingestion.planning import plan_ingestion
 
     settings = get_settings()
-    graph = defs.resolve_asset_graph()
+    scope = Scope(settings.usecase)
+    pending, limited = pending_input(scope), ready_until(scope)
+    graph = definitions_for(scope.name).resolve_asset_graph()
     selected = dg.AssetSelection.from_string(select or "*").resolve(graph)
     unpartitioned = {k for k in selected if graph.get(k).partitions_def is None}
     everything_unpartitioned = {
@@ -214,9 +217,10 @@ def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
             )
     runs: list[tuple[str, tuple[date, date] | None]] = []
     instance = dg.DagsterInstance.get()
-    loaded = {
+    loaded = {  # the days any source of the use case is loaded for
         date.fromisoformat(p)
-        for p in instance.get_materialized_partitions(dg.AssetKey("raw_transactions"))
+        for source in contracts_of(settings.usecase)
+        for p in instance.get_materialized_partitions(scope.key(f"raw_{source}"))
     }
     behind: dict[dg.AssetKey, set[date]] = {}  # days loaded earlier that a daily asset lacks
     for key in data:
@@ -247,7 +251,7 @@ def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
     for key in sorted(unpartitioned):
         if key not in materialized_at or materialized_at[key] < newest_daily_upstream(key):
             outdated.append(key)
-        elif key in PENDING_INPUT and PENDING_INPUT[key](settings):
+        elif key in pending and pending[key](settings):
             outdated.append(key)
     if outdated and not (data and plan.range is not None):
         runs.append((_keys(outdated), None))
@@ -261,9 +265,9 @@ def plan_runs(select: str | None) -> list[tuple[str, tuple[date, date] | None]]:
         for key in after_model:
             done = {date.fromisoformat(p) for p in instance.get_materialized_partitions(key)}
             missing = have_data - done
-            if key in READY_UNTIL:
-                ready_until = READY_UNTIL[key](settings, instance, plan.stale)
-                missing = {d for d in missing if ready_until is not None and d <= ready_until}
+            if key in limited:
+                until = limited[key](settings, instance, plan.stale)
+                missing = {d for d in missing if until is not None and d <= until}
             if missing:
                 by_days.setdefault((min(missing), max(missing)), set()).add(key)
         ingest_run = (

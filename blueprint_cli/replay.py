@@ -33,12 +33,19 @@ import pandas as pd
 
 from orchestration.settings import Settings
 
-REPLAY_SELECTION = (
-    'not group:training and not key:"fraud_scorer_bento" and not key:"training_set"'
-)
-"""What a replay step materializes: everything but training, which only the sensor starts, and
-the training set (and its personal-data scan), built only before a training."""
-TRAINING_SET_SELECTION = 'key:"training_set"'
+
+def replay_selection(settings: Settings) -> str:
+    """What a replay step materializes: everything but training, which only the sensor
+    starts, and the training table (and its personal-data scan), built only before a
+    training."""
+    name = settings.usecase_name
+    return (f'not group:training and not key:"{name}/fraud_scorer_bento" '
+            f'and not {training_set_selection(settings)}')
+
+
+def training_set_selection(settings: Settings) -> str:
+    """The table the use case's models learn from."""
+    return f'key:"{settings.usecase_name}/{settings.usecase.data.table}"'
 
 SWITCH_TIMEOUT_S = 120.0
 
@@ -235,7 +242,7 @@ def replay_step(
     on_stage("delivering files")
     deliver(settings.home, through=days[-1])
     on_stage("materializing")
-    materialize(REPLAY_SELECTION)
+    materialize(replay_selection(settings))
     retrain_if_due(settings, client, result, materialize=materialize, on_stage=on_stage)
     return result
 
@@ -254,17 +261,18 @@ def retrain_if_due(
     import dagster as dg
 
     from orchestration.defs.monitoring.automation import retraining_decision, retraining_request
+    from orchestration.defs.scope import Scope
     from orchestration.lib.registry import registry
 
     instance = dg.DagsterInstance.get()
     result.champion_before = result.champion_before or registry.champion_version(settings)
-    decision = retraining_decision(instance, settings)
+    decision = retraining_decision(instance, Scope(settings.usecase))
     request = retraining_request(instance, decision)
     skipped = isinstance(request, dg.SkipReason)
     result.decision = (request.skip_message if skipped else None) or decision.reason
     if isinstance(request, dg.RunRequest):
         on_stage("building the training set")
-        materialize(TRAINING_SET_SELECTION)
+        materialize(training_set_selection(settings))
         on_stage("retraining")
         run_training(dict(request.tags))
         result.retrained = True

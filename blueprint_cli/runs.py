@@ -1,10 +1,10 @@
 """Dagster runs started by the ``blueprint`` command, executed in the command's own process.
 
-This is what ``dagster asset materialize -m orchestration.definitions`` and ``dagster job
-execute`` do (the same code pointer, the same ``execute_job`` on the persistent instance, so the
-runs look the same in the Dagster UI and can be re-executed there), without starting a Python
-process and loading the definitions again for every run: that start cost about 14 s a run here,
-and a replay step makes two or three runs.
+This is what ``dagster asset materialize -m orchestration.definitions -a <use case>`` and
+``dagster job execute`` do (the same code pointer, the same ``execute_job`` on the persistent
+instance, so the runs look the same in the Dagster UI and can be re-executed there), without
+starting a Python process and loading the definitions again for every run: that start cost
+about 14 s a run here, and a replay step makes two or three runs.
 """
 
 from __future__ import annotations
@@ -21,18 +21,23 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from orchestration.settings import PROJECT_ROOT
+from orchestration.settings import PROJECT_ROOT, get_settings
 
 DEFINITIONS_MODULE = "orchestration.definitions"
-DEFINITIONS_ATTRIBUTE = "defs"
-"""Where ``workspace.yaml`` and ``dagster ... -m orchestration.definitions`` find the code."""
+"""Where ``workspace.yaml`` and ``dagster ... -m orchestration.definitions -a <use case>`` find
+the code: the attribute is the use case's name."""
+
+
+def repository() -> ReconstructableRepository:
+    """The command's use case's code location as the Dagster CLI points at it (module,
+    attribute, working folder)."""
+    return _repository(get_settings().usecase_name)
 
 
 @functools.cache
-def repository() -> ReconstructableRepository:
-    """The code location as the Dagster CLI points at it (module, attribute, working folder)."""
+def _repository(usecase: str) -> ReconstructableRepository:
     return ReconstructableRepository.for_module(
-        DEFINITIONS_MODULE, DEFINITIONS_ATTRIBUTE, working_directory=str(PROJECT_ROOT)
+        DEFINITIONS_MODULE, usecase, working_directory=str(PROJECT_ROOT)
     )
 
 

@@ -105,6 +105,11 @@ class Settings:
         return self.home / "raw"
 
     @property
+    def raw_predictions_dir(self) -> Path:
+        """The use case's ingested prediction logs (``file=<log file>/data.parquet``)."""
+        return self.raw_dir / "predictions" / self.usecase_name
+
+    @property
     def quarantine_dir(self) -> Path:
         """Quarantine records without personal data (file, line, reason, row hash)."""
         return self.home / "quarantine"
@@ -267,6 +272,12 @@ def pseudonymization_key(settings: Settings | None = None) -> bytes:
     return key_file.read_text().strip().encode()
 
 
+def telemetry_off() -> None:
+    """Make sure no library this process loads phones home (unless told otherwise)."""
+    for name, value in NO_TELEMETRY_ENV.items():
+        os.environ.setdefault(name, value)
+
+
 def export_to_subprocesses(settings: Settings | None = None) -> None:
     """Put the resolved paths in the environment of subprocesses (dbt, dagster, bentoml)."""
     settings = settings or get_settings()
@@ -274,5 +285,4 @@ def export_to_subprocesses(settings: Settings | None = None) -> None:
     os.environ["BENTOML_HOME"] = str(settings.bentoml_home)
     os.environ["BLUEPRINT_USECASE"] = settings.usecase_name  # dbt's warehouse file
     settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
-    for name, value in NO_TELEMETRY_ENV.items():
-        os.environ.setdefault(name, value)
+    telemetry_off()

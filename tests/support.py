@@ -29,3 +29,25 @@ def run_blueprint(home: Path, *args: str, check: bool = True) -> subprocess.Comp
             f"--- stdout\n{completed.stdout[-5000:]}\n--- stderr\n{completed.stderr[-10000:]}"
         )
     return completed
+
+
+def usecase_scope(name: str = "fraud"):
+    """The Dagster scope of a declared use case (its prefixed asset keys, its pool)."""
+    from orchestration.defs.scope import Scope
+    from orchestration.lib.core.usecase import load_usecase
+    from orchestration.settings import USECASES_DIR
+
+    return Scope(load_usecase(name, USECASES_DIR))
+
+
+def usecase_definition(name: str, kind: str, definition: str):
+    """One sensor, schedule or job of a use case's Definitions, by kind and name."""
+    from orchestration.definitions import definitions_for
+
+    defs = definitions_for(name)
+    found = {
+        "sensor": lambda: defs.resolve_sensor_def(definition),
+        "schedule": lambda: defs.resolve_schedule_def(definition),
+        "job": lambda: defs.resolve_job_def(definition),
+    }
+    return found[kind]()

@@ -21,12 +21,8 @@ def partition_days(context: dg.AssetExecutionContext) -> list[date]:
     return [first + timedelta(days=i) for i in range((end - first).days)]
 
 
-def newest_partition(instance: dg.DagsterInstance, asset: str) -> date | None:
-    """The newest materialized day of a daily asset (e.g. ``raw_fraud_reports``: the last day
-    whose fraud reports are loaded)."""
-    partitions = instance.get_materialized_partitions(dg.AssetKey(asset))
+def newest_partition(instance: dg.DagsterInstance, key: dg.AssetKey) -> date | None:
+    """The newest materialized day of a daily asset (e.g. a label source's raw snapshot: the
+    last day whose labels are loaded)."""
+    partitions = instance.get_materialized_partitions(key)
     return max((date.fromisoformat(p) for p in partitions), default=None)
-
-
-WAREHOUSE_POOL = "warehouse"
-"""Concurrency pool of every step that opens warehouse.duckdb (limit 1: DuckDB has one writer)."""

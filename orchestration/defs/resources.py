@@ -64,9 +64,8 @@ class BlueprintDbtCliResource(DbtCliResource):
         return None
 
 
-def _resources(dbt_target: str) -> dict[str, object]:
-    settings = get_settings()
-    settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+def _resources(dbt_target: str, usecase: str) -> dict[str, object]:
+    settings = get_settings(usecase)
     return {
         "dbt": BlueprintDbtCliResource(
             project_dir=dbt_project, target=dbt_target, dbt_executable=_dbt_executable()
@@ -76,15 +75,15 @@ def _resources(dbt_target: str) -> dict[str, object]:
 
 
 RESOURCES_BY_ENV = {
-    "local": lambda: _resources(dbt_target="local"),
+    "local": lambda usecase: _resources(dbt_target="local", usecase=usecase),
 }
 
 
-def resources_for_env(env: str | None = None) -> dict[str, object]:
-    """The resources of BLUEPRINT_ENV (default ``local``)."""
-    env = env or get_settings().env
+def resources_for_env(usecase: str, env: str | None = None) -> dict[str, object]:
+    """The resources of one use case in BLUEPRINT_ENV (default ``local``)."""
+    env = env or get_settings(usecase).env
     if env not in RESOURCES_BY_ENV:
         raise dg.DagsterInvariantViolationError(
             f"BLUEPRINT_ENV={env!r} is not one of {sorted(RESOURCES_BY_ENV)}"
         )
-    return RESOURCES_BY_ENV[env]()
+    return RESOURCES_BY_ENV[env](usecase)

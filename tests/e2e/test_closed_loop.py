@@ -87,9 +87,11 @@ def test_every_replayed_day_has_its_reports_and_no_skew(loop):
     assert (matured + timedelta(days=1), "performance") not in index  # labels not mature yet
     assert "index.html" in {p.name for p in loop.settings.reports_dir.iterdir()}
     checks = instance(loop.home).event_log_storage.get_latest_asset_check_execution_by_key(
-        [dg.AssetCheckKey(dg.AssetKey("scored_traffic"), "training_serving_skew")]
+        [dg.AssetCheckKey(dg.AssetKey(["fraud", "scored_traffic"]), "training_serving_skew")]
     )
-    evaluation = checks[dg.AssetCheckKey(dg.AssetKey("scored_traffic"), "training_serving_skew")]
+    evaluation = checks[
+        dg.AssetCheckKey(dg.AssetKey(["fraud", "scored_traffic"]), "training_serving_skew")
+    ]
     assert evaluation.status.value == "SUCCEEDED"
     metadata = evaluation.evaluation.metadata  # type: ignore[union-attr]
     assert metadata["compared"].value > 1000 and metadata["mismatched"].value == 0
@@ -99,7 +101,7 @@ def test_each_report_is_linked_from_its_materialization(loop):
     settings = loop.settings
     for kind in monitoring.REPORT_KINDS:
         event = instance(loop.home).get_latest_materialization_event(
-            dg.AssetKey(f"{kind}_report")
+            dg.AssetKey(["fraud", f"{kind}_report"])
         )
         metadata = event.asset_materialization.metadata  # type: ignore[union-attr]
         url = metadata["report"].value
@@ -212,11 +214,11 @@ def test_each_report_opens_from_the_dagster_ui(loop, tmp_path):
             _dismiss_dagster_welcome(driver)
             for kind in monitoring.REPORT_KINDS:
                 event = instance(home).get_latest_materialization_event(
-                    dg.AssetKey(f"{kind}_report")
+                    dg.AssetKey(["fraud", f"{kind}_report"])
                 )
                 metadata = event.asset_materialization.metadata  # type: ignore[union-attr]
                 target = metadata["report"].value
-                driver.get(f"http://127.0.0.1:{port}/assets/{kind}_report")
+                driver.get(f"http://127.0.0.1:{port}/assets/fraud/{kind}_report")
                 # the latest materialization's metadata, with the report's URL as a link
                 link = wait.until(
                     lambda page, target=target: next(

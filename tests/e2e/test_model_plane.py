@@ -46,7 +46,9 @@ def registry_of(monkeypatch: pytest.MonkeyPatch):
 def _materializations(home: Path, key: str) -> list:
     return [
         r.asset_materialization
-        for r in instance(home).fetch_materializations(dg.AssetKey(key), limit=100).records
+        for r in instance(home).fetch_materializations(
+            dg.AssetKey(["fraud", key]), limit=100
+        ).records
     ]
 
 

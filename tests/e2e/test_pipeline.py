@@ -73,10 +73,12 @@ def test_features_and_training_set_cover_every_valid_transaction(world: Path):
 
 def test_runs_and_checks_are_recorded_on_the_persistent_instance(world: Path):
     dagster = instance(world)
-    partitions = dagster.get_materialized_partitions(dg.AssetKey("raw_transactions"))
+    partitions = dagster.get_materialized_partitions(dg.AssetKey(["fraud", "raw_transactions"]))
     assert len(partitions) == DAYS
     for key in ("transaction_features", "training_set", "customers", "quarantined_records"):
-        assert dagster.get_latest_materialization_event(dg.AssetKey(key)) is not None, key
+        asset = dg.AssetKey(["fraud", key])  # every key under the use case's prefix
+        assert dagster.get_latest_materialization_event(asset) is not None, key
+        assert dagster.get_latest_materialization_event(dg.AssetKey(key)) is None, key
     runs = dagster.get_run_records()
     # ingestion, dbt, training and the gate in one run, then batch scoring
     assert len(runs) == 2
@@ -85,7 +87,7 @@ def test_runs_and_checks_are_recorded_on_the_persistent_instance(world: Path):
     # the Dagster UI can open and re-execute them
     for record in runs:
         pointer = record.dagster_run.job_code_origin.repository_origin.code_pointer
-        assert (pointer.module, pointer.fn_name) == ("orchestration.definitions", "defs")
+        assert (pointer.module, pointer.fn_name) == ("orchestration.definitions", "fraud")
     evaluations = [
         event
         for run in runs
@@ -98,14 +100,14 @@ def test_runs_and_checks_are_recorded_on_the_persistent_instance(world: Path):
          e.dagster_event.event_specific_data.check_name): e.dagster_event.event_specific_data.passed
         for e in evaluations
     }
-    assert outcomes[("transaction_features", "expectations_suite")] is True
-    assert outcomes[("training_set", "expectations_suite")] is True
-    assert outcomes[("training_set", "no_personal_data")] is True
+    assert outcomes[("fraud/transaction_features", "expectations_suite")] is True
+    assert outcomes[("fraud/training_set", "expectations_suite")] is True
+    assert outcomes[("fraud/training_set", "no_personal_data")] is True
 
 
 def test_dbt_writes_its_calls_inside_the_home(world: Path):
-    calls = [p for p in (world / "dbt" / "calls").iterdir() if p.is_dir()]
-    assert calls, "no dbt call wrote under BLUEPRINT_HOME/dbt/calls"
+    calls = [p for p in (world / "dbt" / "fraud" / "calls").iterdir() if p.is_dir()]
+    assert calls, "no dbt call wrote under BLUEPRINT_HOME/dbt/fraud/calls"
     for call in calls:  # each with its manifest and debug log, scanned with the home
         assert (call / "manifest.json").exists() and (call / "dbt.log").exists(), call
 
@@ -135,7 +137,8 @@ def _dagster_materialize(home: Path, selection: str) -> subprocess.Popen:
     env = {**os.environ, "BLUEPRINT_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
     return subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
-         "-m", "orchestration.definitions", "-d", str(PROJECT_ROOT), "--select", selection],
+         "-m", "orchestration.definitions", "-a", "fraud", "-d", str(PROJECT_ROOT),
+         "--select", selection],
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
@@ -146,7 +149,7 @@ def test_a_leak_outside_the_raw_zone_fails_the_pii_gate(world: Path, tmp_path: P
     leak.parent.mkdir(parents=True, exist_ok=True)
     leak.write_text(f"card,amount\n{_crm_card(home)},12.50\n")
 
-    run = _dagster_materialize(home, "training_set")
+    run = _dagster_materialize(home, "fraud/training_set")
     output = run.communicate(timeout=600)[0]
     assert run.returncode != 0, output[-3000:]
     evaluations = instance(home).all_logs(
@@ -179,8 +182,11 @@ def _last_run(home: Path) -> dg.DagsterRun:
 
 
 def _materialized_in(home: Path, run_id: str) -> set[str]:
+    """The fraud use case's assets a run materialized, by name."""
     events = instance(home).all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
-    return {e.dagster_event.asset_key.to_user_string() for e in events}
+    keys = [e.dagster_event.asset_key.path for e in events]
+    assert all(path[0] == "fraud" for path in keys), keys
+    return {path[-1] for path in keys}
 
 
 def test_a_bad_feature_value_stops_everything_downstream(world: Path, tmp_path: Path):
@@ -210,7 +216,8 @@ def test_a_bad_feature_value_stops_everything_downstream(world: Path, tmp_path: 
         e.dagster_event.event_specific_data.check_name
         for e in evaluations
         if not e.dagster_event.event_specific_data.passed
-        and e.dagster_event.event_specific_data.asset_key == dg.AssetKey("transaction_features")
+        and e.dagster_event.event_specific_data.asset_key
+        == dg.AssetKey(["fraud", "transaction_features"])
     }
     assert failed == {"expectations_suite"}
     [(n_bad,)] = warehouse(home, "select count(*) from training_set where amount > 1e6")
@@ -257,7 +264,7 @@ def _step_window(home: Path, run_id: str, step: str) -> tuple[float, float]:
 
 def test_concurrent_runs_take_turns_on_the_warehouse(world: Path, tmp_path: Path):
     home = copy_world(world, tmp_path)
-    runs = [_dagster_materialize(home, "customers") for _ in range(2)]
+    runs = [_dagster_materialize(home, "fraud/customers") for _ in range(2)]
     outputs = [run.communicate(timeout=600)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
 

@@ -38,7 +38,7 @@ def test_the_dbt_resource_skips_what_dagster_dbt_pays_on_every_call(monkeypatch)
     assert isinstance(vars(DbtCliResource)["_cli_version"], functools.cached_property)
     assert callable(vars(DbtCliResource)["_initialize_dbt_core_adapter"])
 
-    dbt = resources.resources_for_env("local")["dbt"]
+    dbt = resources.resources_for_env("fraud", "local")["dbt"]
     assert isinstance(dbt, resources.BlueprintDbtCliResource)
     printed = subprocess.check_output([dbt.dbt_executable, "--version"], text=True)
     resources.dbt_version.cache_clear()

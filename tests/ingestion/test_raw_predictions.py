@@ -7,10 +7,13 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from orchestration.defs.ingestion.predictions import raw_predictions
+from orchestration.defs.ingestion.predictions import raw_predictions_asset
 from orchestration.lib.serving.prediction_log import PredictionLog
 from orchestration.settings import get_settings
 from tests.serving.test_service_prediction_log import row
+from tests.support import usecase_scope
+
+raw_predictions = raw_predictions_asset(usecase_scope())
 
 
 def _materialize() -> dg.MaterializeResult:
@@ -21,7 +24,7 @@ def _materialize() -> dg.MaterializeResult:
 
 
 def _raw(home: Path) -> pd.DataFrame:
-    files = sorted((home / "raw" / "predictions").glob("file=*/data.parquet"))
+    files = sorted((home / "raw" / "predictions" / "fraud").glob("file=*/data.parquet"))
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
 
 

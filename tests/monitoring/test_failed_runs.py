@@ -6,8 +6,11 @@ import json
 
 import dagster as dg
 
-from orchestration.defs.monitoring.automation import FAILED_RUNS_FILE, failed_run_sensor
+from orchestration.defs.monitoring.automation import FAILED_RUNS_FILE
 from orchestration.settings import get_settings
+from tests.support import usecase_definition
+
+failed_run_sensor = usecase_definition("fraud", "sensor", "failed_run_sensor")
 
 
 @dg.op

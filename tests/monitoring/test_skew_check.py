@@ -13,11 +13,13 @@ from dagster_duckdb import DuckDBResource
 from orchestration.defs.monitoring.assets import (
     SKEW_CHECK,
     SKEW_FILE,
-    data_drift_report,
-    scored_traffic,
+    monitoring_assets,
     traffic_path,
 )
 from orchestration.settings import get_settings
+from tests.support import usecase_scope
+
+scored_traffic, data_drift_report, *_ = monitoring_assets(usecase_scope())
 
 DAY = "2018-05-01"
 
@@ -45,7 +47,7 @@ def _world(home, served_ratio: float) -> None:
         "features.terminal_recent_risk_7day": [0.0, 0.1],
         "fraud_probability": [0.1, 0.2], "alert": [False, False], "log_file": ["f", "f"],
     })
-    path = settings.raw_dir / "predictions" / "file=f" / "data.parquet"
+    path = settings.raw_predictions_dir / "file=f" / "data.parquet"
     path.parent.mkdir(parents=True)
     logged.to_parquet(path)
 
@@ -78,7 +80,8 @@ def test_a_skewed_day_gets_no_report(blueprint_home):
     assert not result.success
     drift_step = [
         e for e in result.all_events
-        if e.step_key == "data_drift_report" and e.event_type == dg.DagsterEventType.STEP_SUCCESS
+        if e.step_key == "fraud__data_drift_report"
+        and e.event_type == dg.DagsterEventType.STEP_SUCCESS
     ]
     assert drift_step == []  # the blocking check stopped it in the run
     # run on its own later, the report still refuses the skewed day

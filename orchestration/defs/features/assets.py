@@ -1,8 +1,9 @@
 """dbt models as Dagster assets, split in two so a quality gate can sit between them.
 
-``feature_models`` builds staging, intermediate and the feature marts; ``training_models`` builds
-``training_set`` and what depends on it. A blocking check on ``transaction_features`` therefore
-stops the training data from being built from bad features in the same run.
+``feature_models`` builds a use case's staging, intermediate and feature marts;
+``training_models`` builds the table its models learn from (the declaration's ``data.table``)
+and what depends on it. A blocking check on a feature mart therefore stops the training data
+from being built from bad features in the same run.
 """
 
 
@@ -22,44 +23,50 @@ from dagster_dbt import (
 )
 
 from orchestration.defs.features.project import dbt_project
-from orchestration.defs.partitions import WAREHOUSE_POOL, single_run
+from orchestration.defs.partitions import single_run
+from orchestration.defs.scope import Scope
 from orchestration.lib.core.atomic import atomic_output, atomic_write_bytes
 from orchestration.lib.features.feature_definitions import (
     OUTPUT_MODEL,
     FeatureDefinitionsError,
     load_feature_definitions,
 )
-from orchestration.settings import export_to_subprocesses, get_settings
+from orchestration.settings import Settings, export_to_subprocesses
 
-FEATURES_OUTPUT = dg.AssetKey(OUTPUT_MODEL)
-"""When a run builds it, the feature step publishes the compiled feature SQL."""
 
-_USECASE = get_settings().usecase
-USECASE_MODELS = f"path:models/{_USECASE.name}"
-"""The use case's dbt models: its folder of the project (dbt names are project-wide)."""
-GATED_SELECTION = f"{_USECASE.data.table}+"
-"""Models built only after the feature quality gate passed: the training table and after."""
+def usecase_models(scope: Scope) -> str:
+    """The use case's dbt models: its folder of the project (dbt names are project-wide)."""
+    return f"path:models/{scope.name}"
+
+
+def gated_selection(scope: Scope) -> str:
+    """Models built only after the feature quality gate passed: the training table and after."""
+    return f"{scope.usecase.data.table}+"
 
 
 class BlueprintDbtTranslator(DagsterDbtTranslator):
-    """Every dbt model in the ``features`` group; raw sources keep the keys their YAML names."""
+    """Every dbt model in the ``features`` group, keyed under the use case's prefix; raw
+    sources keep the keys their YAML names, under the same prefix."""
 
-    def __init__(self) -> None:
+    def __init__(self, scope: Scope) -> None:
         # Quarantine records come from the same ingestion assets as the snapshots, so several
         # dbt sources map to one asset key.
         super().__init__(DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True))
+        self.scope = scope
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        return super().get_asset_key(dbt_resource_props).with_prefix(self.scope.name)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return "features"
 
 
-def publish_feature_definitions(manifest_path: Path) -> str:
+def publish_feature_definitions(manifest_path: Path, settings: Settings) -> str:
     """Write the compiled feature SQL of a dbt run where training and serving read it.
 
     Returns the definitions' hash. Training records it in every model's facts; serving runs
     exactly this SQL and refuses a champion whose hash differs.
     """
-    settings = get_settings()
     definitions = load_feature_definitions(manifest_path)
     target = settings.feature_definitions_path
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -70,16 +77,17 @@ def publish_feature_definitions(manifest_path: Path) -> str:
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 
 
-def _partial_parse_store() -> Path:
+def _partial_parse_store(settings: Settings) -> Path:
     """This home's copy of dbt's parse state.
 
     dbt reuses a previous parse only when the rendered profile is unchanged, and the profile
     holds the warehouse's path under BLUEPRINT_HOME: the parse state ``make setup`` leaves in
     the project's target/ fits one home only, and every dbt call on another home (a test world,
     a benchmark, a second deployment) would parse the whole project again (about 25 s here).
-    Each home keeps the state of its own last dbt call instead.
+    Each home keeps the state of its own last dbt call instead, per use case (each has its
+    warehouse, so its own rendered profile).
     """
-    return get_settings().home / "dbt" / PARTIAL_PARSE_FILE
+    return settings.home / "dbt" / settings.usecase_name / PARTIAL_PARSE_FILE
 
 
 KEPT_DBT_CALLS = 10
@@ -87,29 +95,29 @@ KEPT_DBT_CALLS = 10
 home keeps under ``BLUEPRINT_HOME/dbt/calls/``; older ones are deleted after each call."""
 
 
-def _calls_dir() -> Path:
+def _calls_dir(settings: Settings) -> Path:
     """Where this home's dbt calls write: inside the home, so one home's logs never mix with
     another's (tests, benchmarks, a second world) and the PII scan of a home sees its own."""
-    return get_settings().home / "dbt" / "calls"
+    return settings.home / "dbt" / settings.usecase_name / "calls"
 
 
-def _target_path(context: dg.AssetExecutionContext, step: str) -> Path:
+def _target_path(context: dg.AssetExecutionContext, settings: Settings, step: str) -> Path:
     """A fresh target folder for one dbt call, seeded with this home's parse state (dagster-dbt
     seeds it from the project's target/ when the home has none yet)."""
-    target = _calls_dir() / f"{step}-{context.run.run_id[:7]}-{uuid.uuid4().hex[:7]}"
-    store = _partial_parse_store()
+    target = _calls_dir(settings) / f"{step}-{context.run.run_id[:7]}-{uuid.uuid4().hex[:7]}"
+    store = _partial_parse_store(settings)
     if store.exists():
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy2(store, target / PARTIAL_PARSE_FILE)
     return target
 
 
-def _keep_partial_parse(target: Path) -> None:
+def _keep_partial_parse(target: Path, settings: Settings) -> None:
     """Keep the parse state a successful dbt call wrote, for this home's next call, and drop
     the folders of all but the newest ``KEPT_DBT_CALLS`` calls."""
     state = target / PARTIAL_PARSE_FILE
     if state.exists():
-        store = _partial_parse_store()
+        store = _partial_parse_store(settings)
         store.parent.mkdir(parents=True, exist_ok=True)
         with atomic_output(store) as tmp:
             shutil.copy2(state, tmp)
@@ -133,21 +141,24 @@ def prune_dbt_calls(calls_dir: Path, keep: int) -> list[Path]:
 
 
 def _build_dbt_assets(
-    name: str, publishes_definitions: bool = False, **selection: str
+    scope: Scope, name: str, publishes_definitions: bool = False, **selection: str
 ) -> dg.AssetsDefinition:
     """One dbt step: ``dbt build`` of the selected models and their tests."""
+    features_output = scope.key(OUTPUT_MODEL)
 
     @dbt_assets(
         manifest=dbt_project.manifest_path,
         project=dbt_project,
         name=name,
-        dagster_dbt_translator=BlueprintDbtTranslator(),
+        dagster_dbt_translator=BlueprintDbtTranslator(scope),
         backfill_policy=single_run,
-        pool=WAREHOUSE_POOL,
+        pool=scope.pool,
         **selection,
     )
     def _dbt_step(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-        export_to_subprocesses()  # dbt reads BLUEPRINT_HOME through env_var()
+        settings = scope.settings()
+        # dbt reads BLUEPRINT_HOME and BLUEPRINT_USECASE (its warehouse file) through env_var()
+        export_to_subprocesses(settings)
         # cautious: a test runs only with all the models it reads (a test relating training_set
         # to transaction_features must not run in the step that builds only the latter).
         # Unit tests check the SQL, not the data: `make test` runs them (tests/features), a
@@ -155,31 +166,37 @@ def _build_dbt_assets(
         invocation = dbt.cli(
             ["build", "--indirect-selection", "cautious", "--exclude-resource-type", "unit_test"],
             context=context,
-            raise_on_error=True, target_path=_target_path(context, name),
+            raise_on_error=True, target_path=_target_path(context, settings, name),
         )
         yield from invocation.stream()
-        _keep_partial_parse(invocation.target_path)
-        if publishes_definitions and FEATURES_OUTPUT in context.selected_asset_keys:
+        _keep_partial_parse(invocation.target_path, settings)
+        if publishes_definitions and features_output in context.selected_asset_keys:
             manifest = invocation.target_path / "manifest.json"
             try:
-                digest = publish_feature_definitions(manifest)
+                digest = publish_feature_definitions(manifest, settings)
             except FeatureDefinitionsError:
                 # a subset run did not build the whole chain: compile it (no data is touched)
                 compiled = dbt.cli(
                     ["compile", "--select", f"+{OUTPUT_MODEL}"], raise_on_error=True,
-                    target_path=_target_path(context, name),
+                    target_path=_target_path(context, settings, name),
                 )
                 compiled.wait()
-                digest = publish_feature_definitions(compiled.target_path / "manifest.json")
+                digest = publish_feature_definitions(
+                    compiled.target_path / "manifest.json", settings
+                )
             context.log.info(f"published feature definitions {digest[:12]}")
 
     return _dbt_step
 
 
-feature_models = _build_dbt_assets(
-    "feature_models", publishes_definitions=True, select=USECASE_MODELS, exclude=GATED_SELECTION
-)
-"""Staging (PII removed), intermediate models and the feature marts."""
-
-training_models = _build_dbt_assets("training_models", select=GATED_SELECTION)
-"""The training set: features, the label and when the label became known."""
+def dbt_steps(scope: Scope) -> list[dg.AssetsDefinition]:
+    """The use case's two dbt steps: its feature models, then (after the feature gate) the
+    table its models learn from and what depends on it."""
+    feature_models = _build_dbt_assets(
+        scope, "feature_models", publishes_definitions=scope.usecase.serving.online,
+        select=usecase_models(scope), exclude=gated_selection(scope),
+    )
+    training_models = _build_dbt_assets(
+        scope, "training_models", select=f"{usecase_models(scope)},{gated_selection(scope)}"
+    )
+    return [feature_models, training_models]

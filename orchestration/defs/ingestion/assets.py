@@ -1,9 +1,9 @@
 """Raw snapshots: one daily-partitioned asset per source contract.
 
-A new source is a new contract in ``orchestration/lib/ingestion/contracts.py``; this factory
-turns every contract into an asset ``raw_<source>`` with the same behaviour: validate, quarantine,
-de-duplicate,
-write the partition's Parquet snapshot atomically, and report what happened.
+A new source is a new entry under ``sources:`` in a use case's declaration; this factory turns
+every declared source into an asset ``<use case>/raw_<source>`` with the same behaviour: validate,
+quarantine, de-duplicate, write the partition's Parquet snapshot atomically, and report what
+happened.
 """
 
 
@@ -13,6 +13,7 @@ from datetime import date
 import dagster as dg
 
 from orchestration.defs.partitions import daily_partitions, single_run
+from orchestration.defs.scope import Scope
 from orchestration.lib.ingestion.contracts import SourceContract
 from orchestration.lib.ingestion.declared import contracts_of
 from orchestration.lib.ingestion.ingest import (
@@ -21,18 +22,19 @@ from orchestration.lib.ingestion.ingest import (
     ingest_partitions,
     partition_status,
 )
-from orchestration.settings import get_settings
+from orchestration.settings import Settings
 
 QUARANTINE_CHECK = "quarantine_rate"
 
 
-def raw_asset_key(contract: SourceContract) -> dg.AssetKey:
-    return dg.AssetKey(f"raw_{contract.name}")
+def raw_asset_key(scope: Scope, source: str) -> dg.AssetKey:
+    return scope.key(f"raw_{source}")
 
 
-def _quarantine_check(contract: SourceContract, results: list[IngestResult]) -> dg.AssetCheckResult:
+def _quarantine_check(
+    key: dg.AssetKey, settings: Settings, results: list[IngestResult]
+) -> dg.AssetCheckResult:
     """Warn above one quarantined share, fail (and block downstream) above another."""
-    settings = get_settings()
     rows_in = sum(r.rows_in for r in results)
     quarantined = sum(r.quarantined_rows for r in results)
     files = sum(r.quarantined_files for r in results)
@@ -40,7 +42,7 @@ def _quarantine_check(contract: SourceContract, results: list[IngestResult]) -> 
     failed = rate > settings.quarantine_fail_rate
     warned = rate > settings.quarantine_warn_rate
     return dg.AssetCheckResult(
-        asset_key=raw_asset_key(contract),
+        asset_key=key,
         check_name=QUARANTINE_CHECK,
         passed=not (failed or warned),
         severity=dg.AssetCheckSeverity.ERROR if failed else dg.AssetCheckSeverity.WARN,
@@ -70,9 +72,9 @@ def _summary_table(results: list[IngestResult]) -> str:
     return "\n".join(lines)
 
 
-def build_raw_asset(contract: SourceContract) -> dg.AssetsDefinition:
+def build_raw_asset(scope: Scope, contract: SourceContract) -> dg.AssetsDefinition:
     """The daily raw-snapshot asset of one source contract."""
-    key = raw_asset_key(contract)
+    key = raw_asset_key(scope, contract.name)
 
     @dg.asset(
         key=key,
@@ -94,7 +96,7 @@ def build_raw_asset(contract: SourceContract) -> dg.AssetsDefinition:
         ],
     )
     def _raw_asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        settings = get_settings()
+        settings = scope.settings()
         status = partition_status(contract, settings.landing_dir, settings.raw_dir)
         results: list[IngestResult] = []
         waiting: list[str] = []
@@ -159,10 +161,12 @@ def build_raw_asset(contract: SourceContract) -> dg.AssetsDefinition:
                 "summary": dg.MetadataValue.md(_summary_table(results)),
                 "raw_path": dg.MetadataValue.path(str(settings.raw_dir / contract.name)),
             },
-            check_results=[_quarantine_check(contract, results)],
+            check_results=[_quarantine_check(key, settings, results)],
         )
 
     return _raw_asset
 
 
-raw_assets = [build_raw_asset(c) for c in contracts_of(get_settings().usecase).values()]
+def raw_assets(scope: Scope) -> list[dg.AssetsDefinition]:
+    """One raw-snapshot asset per source the use case declares."""
+    return [build_raw_asset(scope, c) for c in contracts_of(scope.usecase).values()]

@@ -4,21 +4,26 @@
 import dagster as dg
 
 from orchestration.defs.partitions import daily_partitions
+from orchestration.defs.scope import Scope
 from orchestration.lib.ingestion.declared import contracts_of
 from orchestration.lib.ingestion.planning import IngestionPlan, plan_ingestion
-from orchestration.settings import get_settings
 
-data_job = dg.define_asset_job(
-    "data_job",
-    selection=dg.AssetSelection.groups("ingestion", "features"),
-    partitions_def=daily_partitions,
-    description="Ingest landed files into raw snapshots, then rebuild and check the features.",
-)
+DATA_JOB = "data_job"
 
 
-def _current_plan() -> IngestionPlan:
-    settings = get_settings()
-    contracts = contracts_of(settings.usecase).values()
+def data_job():
+    return dg.define_asset_job(
+        DATA_JOB,
+        selection=dg.AssetSelection.groups("ingestion", "features"),
+        partitions_def=daily_partitions,
+        description="Ingest landed files into raw snapshots, then rebuild and check the features.",
+    )
+
+
+def current_plan(scope: Scope) -> IngestionPlan:
+    """What the use case's sources have landed and the raw zone lacks."""
+    settings = scope.settings()
+    contracts = contracts_of(scope.usecase).values()
     return plan_ingestion(contracts, settings.landing_dir, settings.raw_dir)
 
 
@@ -26,7 +31,7 @@ def _run_request(plan: IngestionPlan, reason: str) -> dg.RunRequest:
     start, end = plan.range
     return dg.RunRequest(
         run_key=f"{reason}-{plan.fingerprint}",
-        job_name=data_job.name,
+        job_name=DATA_JOB,
         tags={
             "dagster/asset_partition_range_start": start.isoformat(),
             "dagster/asset_partition_range_end": end.isoformat(),
@@ -36,28 +41,38 @@ def _run_request(plan: IngestionPlan, reason: str) -> dg.RunRequest:
     )
 
 
-@dg.sensor(
-    job=data_job,
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Starts ingestion when files land that are not yet in the raw snapshots.",
-)
-def landing_file_sensor(context: dg.SensorEvaluationContext):
-    plan = _current_plan()
-    if plan.range is None:
-        waiting = sum(len(days) for days in plan.waiting.values())
-        return dg.SkipReason(f"Nothing new in the landing zone ({waiting} partitions waiting).")
-    return _run_request(plan, "landing_file_sensor")
+def ingestion_automation(
+    scope: Scope, job
+) -> tuple[dg.SensorDefinition, dg.ScheduleDefinition]:
+    """The landing sensor and the daily catch-up schedule of one use case's ``data_job``."""
 
+    @dg.sensor(
+        name="landing_file_sensor",
+        job=job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Starts ingestion when files land that are not yet in the raw snapshots.",
+    )
+    def landing_file_sensor(context: dg.SensorEvaluationContext):
+        plan = current_plan(scope)
+        if plan.range is None:
+            waiting = sum(len(days) for days in plan.waiting.values())
+            return dg.SkipReason(
+                f"Nothing new in the landing zone ({waiting} partitions waiting)."
+            )
+        return _run_request(plan, "landing_file_sensor")
 
-@dg.schedule(
-    job=data_job,
-    cron_schedule="30 2 * * *",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Daily catch-up: ingests whatever landed and was not ingested yet.",
-)
-def daily_ingestion_schedule(context: dg.ScheduleEvaluationContext):
-    plan = _current_plan()
-    if plan.range is None:
-        return dg.SkipReason("Raw snapshots are up to date.")
-    return _run_request(plan, "daily_ingestion_schedule")
+    @dg.schedule(
+        name="daily_ingestion_schedule",
+        job=job,
+        cron_schedule="30 2 * * *",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Daily catch-up: ingests whatever landed and was not ingested yet.",
+    )
+    def daily_ingestion_schedule(context: dg.ScheduleEvaluationContext):
+        plan = current_plan(scope)
+        if plan.range is None:
+            return dg.SkipReason("Raw snapshots are up to date.")
+        return _run_request(plan, "daily_ingestion_schedule")
+
+    return landing_file_sensor, daily_ingestion_schedule

@@ -15,9 +15,9 @@ materialization, with its headline numbers in the metadata (plotted by the Dagst
 
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import dagster as dg
@@ -26,12 +26,12 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.partitions import (
-    WAREHOUSE_POOL,
     daily_partitions,
     newest_partition,
     partition_days,
     single_run,
 )
+from orchestration.defs.scope import Scope
 from orchestration.lib.core.atomic import atomic_output, atomic_write_bytes
 from orchestration.lib.monitoring import reports as monitoring
 from orchestration.lib.monitoring.traffic import (
@@ -59,115 +59,121 @@ def traffic_path(settings: Settings, day: date) -> Path:
     return folder / "data.parquet"
 
 
-def max_report_date(instance: dg.DagsterInstance) -> date | None:
-    """The last day whose fraud reports are loaded."""
-    return newest_partition(instance, "raw_fraud_reports")
+def max_report_date(instance: dg.DagsterInstance, scope: Scope) -> date | None:
+    """The last day whose labels are loaded (the newest partition of the label source)."""
+    return newest_partition(instance, scope.key(f"raw_{scope.usecase.label.source}"))
 
 
-@dg.asset(
-    group_name=MONITORING_GROUP,
-    partitions_def=daily_partitions,
-    backfill_policy=single_run,
-    deps=["raw_predictions", "transaction_features"],
-    pool=WAREHOUSE_POOL,
-    check_specs=[
-        dg.AssetCheckSpec(
-            SKEW_CHECK, asset="scored_traffic", blocking=True,
-            description=(
-                "Every feature the service served equals the offline transaction_features value "
-                "of the same payment within 1e-9; a failure lists examples and stops the "
-                "reports of the run."
-            ),
-        )
-    ],
-    description=(
-        "The payments the scoring service scored each day (one row per payment, the first "
-        "logged of a retried one), their served features and score beside the offline "
-        "transaction_features values (Parquet under monitoring/scored_traffic/)."
-    ),
-)
-def scored_traffic(
-    context: dg.AssetExecutionContext, warehouse: DuckDBResource
-) -> dg.MaterializeResult:
-    settings = get_settings()
-    days = partition_days(context)
-    end = days[-1] + timedelta(days=1)
-    traffic = load_scored_traffic(settings.raw_dir / "predictions", days[0], end)
-    features = online_feature_names(traffic)
-    with warehouse.get_connection() as con:
-        known = {row[0] for row in con.execute("describe transaction_features").fetchall()}
-        unknown = [f for f in features if f not in known]
-        offline = con.execute(
-            f"select transaction_id{''.join(f', {f}' for f in features if f in known)} "
-            "from transaction_features where tx_date >= ? and tx_date < ?",
-            [days[0], end],
-        ).df()
-    for name in unknown:  # a served feature the mart does not have: every row differs
-        offline[name] = np.nan
-    tx_day = pd.to_datetime(traffic["tx_datetime"]).dt.date
-    totals = Counter()
-    examples, by_feature = [], Counter()
-    versions: Counter = Counter()
-    for day in days:
-        rows = traffic.loc[tx_day == day].reset_index(drop=True)
-        joined = rows.merge(offline, on="transaction_id", how="left")
-        path = traffic_path(settings, day)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_output(path) as tmp:
-            joined.to_parquet(tmp, index=False)
-        result = compare_features(rows, offline, features)
-        marker = path.parent / SKEW_FILE
-        if result.passed:
-            marker.unlink(missing_ok=True)
-        else:
-            atomic_write_bytes(
-                marker,
-                json.dumps({"mismatched": result.mismatched, "by_feature": result.by_feature,
-                            "examples": [e.__dict__ for e in result.examples]}).encode(),
-            )
-        totals.update(
-            rows=len(rows), retries=int(rows["retries"].sum()) if len(rows) else 0,
-            compared=result.compared, mismatched=result.mismatched,
-            missing_offline=result.missing_offline,
-        )
-        by_feature.update({k: v for k, v in result.by_feature.items() if v})
-        examples.extend((day, e) for e in result.examples)
-        versions.update(rows["model_version"].astype(str))
-    table = "\n".join(
-        f"| {day} | {e.transaction_id} | {e.feature} | {e.online} | {e.offline} |"
-        for day, e in examples[:20]
-    )
-    check_metadata = {
-        "compared": totals["compared"],
-        "mismatched": totals["mismatched"],
-        "missing_offline": totals["missing_offline"],
-        "tolerance": 1e-9,
-        "mismatches_by_feature": dict(by_feature),
-    }
-    if examples:
-        check_metadata["examples"] = dg.MetadataValue.md(
-            "| day | transaction_id | feature | online | offline |\n|---|---|---|---|---|\n"
-            + table
-        )
-    if unknown:
-        check_metadata["features_missing_offline"] = unknown
-    return dg.MaterializeResult(
-        metadata={
-            "rows": totals["rows"],
-            "retried_rows_dropped": totals["retries"],
-            "missing_offline": totals["missing_offline"],
-            "model_versions": dict(versions),
-            "days": len(days),
-            "path": dg.MetadataValue.path(str(settings.monitoring_dir / "scored_traffic")),
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=SKEW_CHECK,
-                passed=totals["mismatched"] == 0 and not unknown,
-                metadata=check_metadata,
+def scored_traffic_asset(scope: Scope) -> dg.AssetsDefinition:
+    """The service's traffic of each day beside the offline features, with the skew check."""
+
+    @dg.asset(
+        group_name=MONITORING_GROUP,
+        partitions_def=daily_partitions,
+        backfill_policy=single_run,
+        key=scope.key("scored_traffic"),
+        deps=scope.keys("raw_predictions", "transaction_features"),
+        pool=scope.pool,
+        check_specs=[
+            dg.AssetCheckSpec(
+                SKEW_CHECK, asset=scope.key("scored_traffic"), blocking=True,
+                description=(
+                    "Every feature the service served equals the offline transaction_features "
+                    "value of the same payment within 1e-9; a failure lists examples and stops "
+                    "the reports of the run."
+                ),
             )
         ],
+        description=(
+            "The payments the scoring service scored each day (one row per payment, the first "
+            "logged of a retried one), their served features and score beside the offline "
+            "transaction_features values (Parquet under monitoring/scored_traffic/)."
+        ),
     )
+    def scored_traffic(
+        context: dg.AssetExecutionContext, warehouse: DuckDBResource
+    ) -> dg.MaterializeResult:
+        settings = scope.settings()
+        days = partition_days(context)
+        end = days[-1] + timedelta(days=1)
+        traffic = load_scored_traffic(settings.raw_predictions_dir, days[0], end)
+        features = online_feature_names(traffic)
+        with warehouse.get_connection() as con:
+            known = {row[0] for row in con.execute("describe transaction_features").fetchall()}
+            unknown = [f for f in features if f not in known]
+            offline = con.execute(
+                f"select transaction_id{''.join(f', {f}' for f in features if f in known)} "
+                "from transaction_features where tx_date >= ? and tx_date < ?",
+                [days[0], end],
+            ).df()
+        for name in unknown:  # a served feature the mart does not have: every row differs
+            offline[name] = np.nan
+        tx_day = pd.to_datetime(traffic["tx_datetime"]).dt.date
+        totals = Counter()
+        examples, by_feature = [], Counter()
+        versions: Counter = Counter()
+        for day in days:
+            rows = traffic.loc[tx_day == day].reset_index(drop=True)
+            joined = rows.merge(offline, on="transaction_id", how="left")
+            path = traffic_path(settings, day)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_output(path) as tmp:
+                joined.to_parquet(tmp, index=False)
+            result = compare_features(rows, offline, features)
+            marker = path.parent / SKEW_FILE
+            if result.passed:
+                marker.unlink(missing_ok=True)
+            else:
+                atomic_write_bytes(
+                    marker,
+                    json.dumps({"mismatched": result.mismatched, "by_feature": result.by_feature,
+                                "examples": [e.__dict__ for e in result.examples]}).encode(),
+                )
+            totals.update(
+                rows=len(rows), retries=int(rows["retries"].sum()) if len(rows) else 0,
+                compared=result.compared, mismatched=result.mismatched,
+                missing_offline=result.missing_offline,
+            )
+            by_feature.update({k: v for k, v in result.by_feature.items() if v})
+            examples.extend((day, e) for e in result.examples)
+            versions.update(rows["model_version"].astype(str))
+        table = "\n".join(
+            f"| {day} | {e.transaction_id} | {e.feature} | {e.online} | {e.offline} |"
+            for day, e in examples[:20]
+        )
+        check_metadata = {
+            "compared": totals["compared"],
+            "mismatched": totals["mismatched"],
+            "missing_offline": totals["missing_offline"],
+            "tolerance": 1e-9,
+            "mismatches_by_feature": dict(by_feature),
+        }
+        if examples:
+            check_metadata["examples"] = dg.MetadataValue.md(
+                "| day | transaction_id | feature | online | offline |\n|---|---|---|---|---|\n"
+                + table
+            )
+        if unknown:
+            check_metadata["features_missing_offline"] = unknown
+        return dg.MaterializeResult(
+            metadata={
+                "rows": totals["rows"],
+                "retried_rows_dropped": totals["retries"],
+                "missing_offline": totals["missing_offline"],
+                "model_versions": dict(versions),
+                "days": len(days),
+                "path": dg.MetadataValue.path(str(settings.monitoring_dir / "scored_traffic")),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=SKEW_CHECK,
+                    passed=totals["mismatched"] == 0 and not unknown,
+                    metadata=check_metadata,
+                )
+            ],
+        )
+
+    return scored_traffic
 
 
 # -- reports --------------------------------------------------------------------------------
@@ -186,9 +192,11 @@ def _read_traffic(settings: Settings, day: date) -> pd.DataFrame:
 
 
 @lru_cache(maxsize=2)  # the champion and the one before: `blueprint replay` runs in one process
-def _reference(home: str, version: str) -> tuple[ScoringModel, pd.DataFrame, np.ndarray]:
+def _reference(
+    home: str, usecase: str, version: str
+) -> tuple[ScoringModel, pd.DataFrame, np.ndarray]:
     """A version's model, its training rows and its scores on its test window."""
-    settings = get_settings()
+    settings = get_settings(usecase)
     model = load_scoring_model(version, settings)
     train, test = reference_rows(model.facts, settings)
     return model, train, model.score(test)
@@ -240,56 +248,52 @@ def _no_traffic(day: date) -> dict:
     return {"traffic_rows": 0, "note": f"the service scored no payment of {day}"}
 
 
-def _report_asset(kind: str, description: str, extra_deps=(), warehouse: bool = False):
-    """A daily report asset: ``build(context, settings, day, traffic)`` writes the day's HTML
-    and returns its numbers; days without traffic get no report."""
+def _report_asset(
+    scope: Scope, kind: str, description: str, build, extra_deps=(), warehouse: bool = False
+) -> dg.AssetsDefinition:
+    """A daily report asset: ``build(context, scope, settings, day, traffic)`` writes the day's
+    HTML and returns its numbers; days without traffic get no report."""
 
-    def decorator(build):
-        @dg.asset(
-            name=f"{kind}_report",
-            group_name=MONITORING_GROUP,
-            partitions_def=daily_partitions,
-            backfill_policy=single_run,
-            deps=["scored_traffic", *extra_deps],
-            required_resource_keys={"warehouse"} if warehouse else set(),
-            pool=WAREHOUSE_POOL if warehouse else None,
-            description=description,
-        )
-        def report_asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-            settings = get_settings()
-            results = []
-            for day in partition_days(context):
-                traffic = _read_traffic(settings, day)
-                if traffic.empty:
-                    results.append((day, _no_traffic(day)))
-                    continue
-                numbers = build(context, settings, day, traffic)
-                numbers["traffic_rows"] = len(traffic)
-                _record(settings, day, kind, numbers)
-                results.append((day, numbers))
-            pruned = monitoring.prune_reports(settings.reports_dir, settings.report_keep_days)
-            if pruned:
-                context.log.info(f"pruned {len(pruned)} report(s) older than the kept days")
-            day, numbers = results[-1]
-            metadata = _metadata(numbers)
-            if numbers.get("traffic_rows"):
-                metadata.update(_link(settings, day, kind))
-            metadata["days"] = len(results)
-            metadata["days_with_traffic"] = sum(1 for _, n in results if n.get("traffic_rows"))
-            return dg.MaterializeResult(metadata=metadata)
+    @dg.asset(
+        key=scope.key(f"{kind}_report"),
+        group_name=MONITORING_GROUP,
+        partitions_def=daily_partitions,
+        backfill_policy=single_run,
+        deps=scope.keys("scored_traffic", *extra_deps),
+        required_resource_keys={"warehouse"} if warehouse else set(),
+        pool=scope.pool if warehouse else None,
+        description=description,
+    )
+    def report_asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        settings = scope.settings()
+        results = []
+        for day in partition_days(context):
+            traffic = _read_traffic(settings, day)
+            if traffic.empty:
+                results.append((day, _no_traffic(day)))
+                continue
+            numbers = build(context, scope, settings, day, traffic)
+            numbers["traffic_rows"] = len(traffic)
+            _record(settings, day, kind, numbers)
+            results.append((day, numbers))
+        pruned = monitoring.prune_reports(settings.reports_dir, settings.report_keep_days)
+        if pruned:
+            context.log.info(f"pruned {len(pruned)} report(s) older than the kept days")
+        day, numbers = results[-1]
+        metadata = _metadata(numbers)
+        if numbers.get("traffic_rows"):
+            metadata.update(_link(settings, day, kind))
+        metadata["days"] = len(results)
+        metadata["days_with_traffic"] = sum(1 for _, n in results if n.get("traffic_rows"))
+        return dg.MaterializeResult(metadata=metadata)
 
-        return report_asset
-
-    return decorator
+    return report_asset
 
 
-@_report_asset(
-    monitoring.REPORT_KINDS[0],
-    "Evidently data drift of each day's served features against the serving model's "
-    "training rows (HTML under `reports/<day>/`), with the share of drifted features.",
-)
-def data_drift_report(context, settings: Settings, day: date, traffic: pd.DataFrame) -> dict:
-    model, reference, _ = _reference(str(settings.home), _serving_version(traffic))
+def data_drift_report(
+    context, scope: Scope, settings: Settings, day: date, traffic: pd.DataFrame
+) -> dict:
+    model, reference, _ = _reference(str(settings.home), scope.name, _serving_version(traffic))
     numbers = monitoring.data_drift_report(
         reference, _served_features(traffic, model.features), model.features,
         monitoring.report_path(settings.reports_dir, day, "data_drift"),
@@ -298,15 +302,11 @@ def data_drift_report(context, settings: Settings, day: date, traffic: pd.DataFr
     return {**numbers, "model_version": model.version}
 
 
-@_report_asset(
-    monitoring.REPORT_KINDS[1],
-    "Evidently drift of each day's fraud scores against the serving model's scores on its "
-    "test window (HTML under `reports/<day>/`).",
-)
 def prediction_drift_report(
-    context, settings: Settings, day: date, traffic: pd.DataFrame
+    context, scope: Scope, settings: Settings, day: date, traffic: pd.DataFrame
 ) -> dict:
-    model, _, reference_scores = _reference(str(settings.home), _serving_version(traffic))
+    version = _serving_version(traffic)
+    model, _, reference_scores = _reference(str(settings.home), scope.name, version)
     numbers = monitoring.prediction_drift_report(
         reference_scores, traffic["fraud_probability"].to_numpy(float),
         monitoring.report_path(settings.reports_dir, day, "prediction_drift"),
@@ -319,16 +319,10 @@ def prediction_drift_report(
     }
 
 
-@_report_asset(
-    monitoring.REPORT_KINDS[2],
-    "Evidently classification performance of each day whose labels are mature: the served "
-    "scores joined with the fraud reports by transaction id; realized Average Precision, Card "
-    "Precision@100 and alert precision.",
-    extra_deps=("stg_fraud_reports",),
-    warehouse=True,
-)
-def performance_report(context, settings: Settings, day: date, traffic: pd.DataFrame) -> dict:
-    newest = max_report_date(context.instance)
+def performance_report(
+    context, scope: Scope, settings: Settings, day: date, traffic: pd.DataFrame
+) -> dict:
+    newest = max_report_date(context.instance, scope)
     maturity = label_maturity(
         pd.to_datetime(traffic["tx_datetime"]), newest,
         protocol_from(settings.usecase).max_report_delay_days,
@@ -366,19 +360,50 @@ def performance_report(context, settings: Settings, day: date, traffic: pd.DataF
     }
 
 
-monitoring_assets = [scored_traffic, data_drift_report, prediction_drift_report, performance_report]
+DATA_DRIFT, PREDICTION_DRIFT, PERFORMANCE = monitoring.REPORT_KINDS
+
+
+def monitoring_assets(scope: Scope) -> list[dg.AssetsDefinition]:
+    """The traffic of each day and its three reports (for a use case monitored from the
+    service's prediction log)."""
+    return [
+        scored_traffic_asset(scope),
+        _report_asset(
+            scope, DATA_DRIFT,
+            "Evidently data drift of each day's served features against the serving model's "
+            "training rows (HTML under `reports/<day>/`), with the share of drifted features.",
+            data_drift_report,
+        ),
+        _report_asset(
+            scope, PREDICTION_DRIFT,
+            "Evidently drift of each day's scores against the serving model's scores on its "
+            "test window (HTML under `reports/<day>/`).",
+            prediction_drift_report,
+        ),
+        _report_asset(
+            scope, PERFORMANCE,
+            "Evidently classification performance of each day whose labels are mature: the "
+            "served scores joined with the labels by id; the realized metrics and the alert "
+            "precision achieved.",
+            performance_report, extra_deps=("stg_fraud_reports",), warehouse=True,
+        ),
+    ]
 
 
 def performance_ready_until(
-    settings: Settings, instance: dg.DagsterInstance, ingesting: Mapping[str, list[date]]
+    scope: Scope, settings: Settings, instance: dg.DagsterInstance,
+    ingesting: Mapping[str, list[date]],
 ) -> date | None:
     """The newest day with mature labels once the partitions being ingested are loaded."""
-    loaded = [d for d in (max_report_date(instance),) if d is not None]
-    newest = max([*loaded, *ingesting.get("fraud_reports", [])], default=None)
+    loaded = [d for d in (max_report_date(instance, scope),) if d is not None]
+    newest = max([*loaded, *ingesting.get(scope.usecase.label.source, [])], default=None)
     return None if newest is None else newest - settings.usecase.label.maturity
 
 
-READY_UNTIL = {performance_report.key: performance_ready_until}
-"""Daily assets that can only be built up to a day (here: mature labels), with how to tell
-from the instance and the partitions about to be ingested (source -> days): ``blueprint
-materialize`` plans them up to that day and comes back for the rest later."""
+def ready_until(scope: Scope) -> dict[dg.AssetKey, Callable[..., date | None]]:
+    """Daily assets that can only be built up to a day (here: mature labels), with how to tell
+    from the instance and the partitions about to be ingested (source -> days): ``blueprint
+    materialize`` plans them up to that day and comes back for the rest later."""
+    if scope.usecase.monitoring.traffic != "prediction_log":
+        return {}
+    return {scope.key(f"{PERFORMANCE}_report"): partial(performance_ready_until, scope)}

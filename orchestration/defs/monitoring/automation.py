@@ -10,13 +10,14 @@ retrains every Sunday whatever the drift. ``failed_run_sensor`` writes every fai
 """
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from orchestration.defs.monitoring.assets import max_report_date
+from orchestration.defs.monitoring.assets import PERFORMANCE, max_report_date
 from orchestration.defs.partitions import daily_partitions, newest_partition
-from orchestration.defs.training.automation import training_job
+from orchestration.defs.scope import Scope
+from orchestration.defs.training.automation import TRAINING_JOB
 from orchestration.lib.core.atomic import append_line
 from orchestration.lib.monitoring import reports as monitoring
 from orchestration.lib.monitoring.retraining import (
@@ -28,7 +29,7 @@ from orchestration.lib.monitoring.retraining import (
 )
 from orchestration.lib.registry import registry
 from orchestration.lib.training.validation import protocol_from
-from orchestration.settings import Settings, get_settings
+from orchestration.settings import Settings
 
 RETRAIN_KEY_TAG = "blueprint/retrain_key"
 FAILED_RUNS_FILE = "failed_runs.jsonl"
@@ -44,14 +45,22 @@ def thresholds_from(settings: Settings) -> Thresholds:
     )
 
 
-def retraining_decision(instance: dg.DagsterInstance, settings: Settings) -> Decision:
+def newest_loaded_day(instance: dg.DagsterInstance, scope: Scope) -> date | None:
+    """The newest day any of the use case's sources is loaded for."""
+    days = [newest_partition(instance, scope.key(f"raw_{source}"))
+            for source in scope.usecase.sources]
+    return max((day for day in days if day is not None), default=None)
+
+
+def retraining_decision(instance: dg.DagsterInstance, scope: Scope) -> Decision:
     """What the retraining sensor decides now (also what ``blueprint replay`` asks)."""
+    settings = scope.settings()
     champion = registry.champion(settings)
     if champion is None:
         return Decision(False, "no champion yet: the first training is not drift-triggered")
     facts = registry.model_facts(champion.version, settings)
-    newest_report = max_report_date(instance)
-    last_day = newest_partition(instance, "raw_transactions")
+    newest_report = max_report_date(instance, scope)
+    last_day = newest_loaded_day(instance, scope)
     if newest_report is None or last_day is None:
         return Decision(False, "no data loaded")
     thresholds = thresholds_from(settings)
@@ -88,35 +97,6 @@ def retraining_request(
     return dg.RunRequest(run_key=f"retrain-{decision.key}", tags=decision.tags())
 
 
-@dg.sensor(
-    job=training_job,
-    minimum_interval_seconds=300,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=(
-        "Launches training_job when the monitoring reports breach a drift or decay threshold "
-        "and the newest mature training window holds enough days since the first breach."
-    ),
-)
-def retraining_sensor(context: dg.SensorEvaluationContext):
-    return retraining_request(
-        context.instance, retraining_decision(context.instance, get_settings())
-    )
-
-
-@dg.schedule(
-    job=training_job,
-    cron_schedule="0 5 * * 0",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Retrains every Sunday at 05:00 even without drift; the promotion gate decides.",
-)
-def weekly_retraining_schedule(context: dg.ScheduleEvaluationContext):
-    day = context.scheduled_execution_time.date()
-    return dg.RunRequest(
-        run_key=f"weekly-{day.isoformat()}",
-        tags={"blueprint/trigger": "weekly_retraining_schedule"},
-    )
-
-
 def record_failed_run(settings: Settings, run: dg.DagsterRun, message: str) -> dict:
     """Append a failed run to ``logs/failed_runs.jsonl`` (one JSON object per line)."""
     record = {
@@ -130,67 +110,118 @@ def record_failed_run(settings: Settings, run: dg.DagsterRun, message: str) -> d
     return record
 
 
-@dg.run_failure_sensor(
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Writes every failed run to logs/failed_runs.jsonl so a broken run is seen.",
-)
-def failed_run_sensor(context: dg.RunFailureSensorContext):
-    message = context.failure_event.message or "the run failed"
-    record_failed_run(get_settings(), context.dagster_run, message)
-    context.log.error(f"run {context.dagster_run.run_id} ({context.dagster_run.job_name}) failed")
+def monitoring_automation(
+    scope: Scope,
+) -> tuple[list, list[dg.SensorDefinition], list[dg.ScheduleDefinition]]:
+    """The use case's retraining sensor, weekly retraining, failed-run sensor, and (for a use
+    case monitored from the service's prediction log) the daily monitoring job and schedule."""
+
+    @dg.sensor(
+        name="retraining_sensor",
+        job_name=TRAINING_JOB,
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Launches training_job when the monitoring reports breach a drift or decay "
+            "threshold and the newest mature training window holds enough days since the "
+            "first breach."
+        ),
+    )
+    def retraining_sensor(context: dg.SensorEvaluationContext):
+        return retraining_request(context.instance, retraining_decision(context.instance, scope))
+
+    @dg.schedule(
+        name="weekly_retraining_schedule",
+        job_name=TRAINING_JOB,
+        cron_schedule="0 5 * * 0",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=(
+            "Retrains every Sunday at 05:00 even without drift; the promotion gate decides."
+        ),
+    )
+    def weekly_retraining_schedule(context: dg.ScheduleEvaluationContext):
+        day = context.scheduled_execution_time.date()
+        if max_report_date(context.instance, scope) is None:
+            return dg.SkipReason("no labels loaded yet: nothing to train on")
+        return dg.RunRequest(
+            run_key=f"weekly-{day.isoformat()}",
+            tags={"blueprint/trigger": "weekly_retraining_schedule"},
+        )
+
+    @dg.run_failure_sensor(
+        name="failed_run_sensor",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Writes every failed run to logs/failed_runs.jsonl so a broken run is seen.",
+    )
+    def failed_run_sensor(context: dg.RunFailureSensorContext):
+        message = context.failure_event.message or "the run failed"
+        record_failed_run(scope.settings(), context.dagster_run, message)
+        context.log.error(
+            f"run {context.dagster_run.run_id} ({context.dagster_run.job_name}) failed"
+        )
+
+    jobs, schedules = [], [weekly_retraining_schedule]
+    if scope.usecase.monitoring.traffic == "prediction_log":
+        job, schedule = daily_monitoring(scope)
+        jobs.append(job)
+        schedules.append(schedule)
+    return jobs, [retraining_sensor, failed_run_sensor], schedules
 
 
-monitoring_sensors = [retraining_sensor, failed_run_sensor]
+DRIFT_ASSETS = ("raw_predictions", "scored_traffic", "data_drift_report",
+                "prediction_drift_report")
 
 
-monitoring_job = dg.define_asset_job(
-    "monitoring_job",
-    selection=dg.AssetSelection.assets(
-        "raw_predictions", "scored_traffic", "data_drift_report", "prediction_drift_report",
-        "performance_report",
-    ),
-    partitions_def=daily_partitions,
-    description=(
-        "Ingest the service's closed prediction logs, compare the served features with the "
-        "offline ones and write a day's drift reports; or a matured day's performance report."
-    ),
-)
-
-
-@dg.schedule(
-    job=monitoring_job,
-    cron_schedule="30 4 * * *",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description=(
-        "At 04:30, after the nightly ingestion: yesterday's traffic, skew check and drift "
-        "reports, and the performance report of the day whose labels just matured."
-    ),
-)
-def daily_monitoring_schedule(context: dg.ScheduleEvaluationContext):
-    settings = get_settings()
-    yesterday = context.scheduled_execution_time.date() - timedelta(days=1)
-    matured = yesterday - settings.usecase.label.maturity
-    start = daily_partitions.start.date()
-    newest_report = max_report_date(context.instance)
-    requests = []
-    if yesterday >= start:
-        requests.append(dg.RunRequest(
-            run_key=f"drift-{yesterday.isoformat()}", partition_key=yesterday.isoformat(),
-            asset_selection=[dg.AssetKey(k) for k in (
-                "raw_predictions", "scored_traffic", "data_drift_report",
-                "prediction_drift_report",
-            )],
-        ))
-    labels_known = newest_report is not None and newest_report >= yesterday
-    if matured >= start and labels_known:  # the reports of the days since are all loaded
-        requests.append(dg.RunRequest(
-            run_key=f"performance-{matured.isoformat()}", partition_key=matured.isoformat(),
-            asset_selection=[dg.AssetKey("performance_report")],
-        ))
-    return requests or dg.SkipReason(
-        f"{yesterday} is before the first partition, or its fraud reports are not loaded"
+def daily_monitoring(
+    scope: Scope,
+) -> tuple[object, dg.ScheduleDefinition]:
+    """``monitoring_job`` and its nightly schedule: yesterday's drift, and the performance of
+    the day whose labels just matured."""
+    monitoring_job = dg.define_asset_job(
+        "monitoring_job",
+        selection=dg.AssetSelection.assets(
+            *scope.keys(*DRIFT_ASSETS, f"{PERFORMANCE}_report")
+        ),
+        partitions_def=daily_partitions,
+        description=(
+            "Ingest the service's closed prediction logs, compare the served features with the "
+            "offline ones and write a day's drift reports; or a matured day's performance "
+            "report."
+        ),
     )
 
+    @dg.schedule(
+        name="daily_monitoring_schedule",
+        job=monitoring_job,
+        cron_schedule="30 4 * * *",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=(
+            "At 04:30, after the nightly ingestion: yesterday's traffic, skew check and drift "
+            "reports, and the performance report of the day whose labels just matured."
+        ),
+    )
+    def daily_monitoring_schedule(context: dg.ScheduleEvaluationContext):
+        settings = scope.settings()
+        if registry.champion(settings) is None:
+            return dg.SkipReason("no champion yet: no traffic to monitor")
+        yesterday = context.scheduled_execution_time.date() - timedelta(days=1)
+        matured = yesterday - settings.usecase.label.maturity
+        start = daily_partitions.start.date()
+        newest_report = max_report_date(context.instance, scope)
+        requests = []
+        if yesterday >= start:
+            requests.append(dg.RunRequest(
+                run_key=f"drift-{yesterday.isoformat()}", partition_key=yesterday.isoformat(),
+                asset_selection=scope.keys(*DRIFT_ASSETS),
+            ))
+        labels_known = newest_report is not None and newest_report >= yesterday
+        if matured >= start and labels_known:  # the labels of the days since are all loaded
+            requests.append(dg.RunRequest(
+                run_key=f"performance-{matured.isoformat()}", partition_key=matured.isoformat(),
+                asset_selection=[scope.key(f"{PERFORMANCE}_report")],
+            ))
+        return requests or dg.SkipReason(
+            f"{yesterday} is before the first partition, or its labels are not loaded"
+        )
 
-monitoring_jobs = [monitoring_job]
-monitoring_schedules = [weekly_retraining_schedule, daily_monitoring_schedule]
+    return monitoring_job, daily_monitoring_schedule

@@ -11,14 +11,11 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from orchestration.defs.partitions import WAREHOUSE_POOL
+from orchestration.defs.scope import Scope
+from orchestration.lib.core.usecase import declared_pii_columns
 from orchestration.lib.quality.expectations import validate_frame
 from orchestration.lib.quality.pii import scan_outside_raw_zone
-from orchestration.settings import EXPECTATIONS_DIR, get_settings
-
-PII_CHECKED_ASSETS = (get_settings().usecase.data.table,)
-"""The scan covers everything outside the raw zone (every table, not only this one); it runs
-once per build, after the last warehouse table, and gates what trains on it."""
+from orchestration.settings import EXPECTATIONS_DIR, USECASES_DIR
 
 
 def _failures_markdown(failures: list[dict]) -> str:
@@ -31,14 +28,14 @@ def _failures_markdown(failures: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def build_suite_check(suite_path: Path) -> dg.AssetChecksDefinition:
+def build_suite_check(scope: Scope, suite_path: Path) -> dg.AssetChecksDefinition:
     asset_name = suite_path.stem
 
     @dg.asset_check(
-        asset=dg.AssetKey(asset_name),
+        asset=scope.key(asset_name),
         name="expectations_suite",
         blocking=True,
-        pool=WAREHOUSE_POOL,
+        pool=scope.pool,
         description=(
             f"Great Expectations suite {suite_path.relative_to(EXPECTATIONS_DIR.parent)}; "
             "blocks downstream."
@@ -62,21 +59,24 @@ def build_suite_check(suite_path: Path) -> dg.AssetChecksDefinition:
     return _suite_check
 
 
-def build_pii_check(asset_name: str) -> dg.AssetChecksDefinition:
+def build_pii_check(scope: Scope, asset_name: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=dg.AssetKey(asset_name),
+        asset=scope.key(asset_name),
         name="no_personal_data",
         blocking=True,
-        pool=WAREHOUSE_POOL,
+        pool=scope.pool,
         description=(
-            "Scans every table and file outside the raw zone for PANs, emails, phone numbers "
-            "and CRM customer names; blocks downstream on any finding. Incremental: a file "
-            "found clean before and unchanged since is only checked for what the CRM learned "
-            "in between (`blueprint scan-pii --full` rescans everything)."
+            "Scans every table and file outside the raw zone for the values of every column "
+            "a use case declares personal data, and for PANs, IBANs, emails and phone "
+            "numbers; blocks downstream on any finding. Incremental: a file found clean "
+            "before and unchanged since is only checked for what the raw zone learned in "
+            "between (`blueprint scan-pii --full` rescans everything)."
         ),
     )
     def _pii_check() -> dg.AssetCheckResult:
-        report, crm = scan_outside_raw_zone(get_settings())
+        # every use case's personal data: the home (and what is outside its raw zone) is shared
+        pii_columns = declared_pii_columns(USECASES_DIR)
+        report, crm = scan_outside_raw_zone(scope.settings(), pii_columns)
         findings = "\n".join(f"- {f}" for f in report.findings[:50]) or "none"
         return dg.AssetCheckResult(
             passed=report.clean,
@@ -84,7 +84,7 @@ def build_pii_check(asset_name: str) -> dg.AssetChecksDefinition:
                 "locations_scanned": len(report.scanned),
                 "files_unchanged_since_a_clean_scan": report.unchanged,
                 "findings": len(report.findings),
-                "crm_names_known": len(crm.name_keys),
+                "names_known": len(crm.name_keys),
                 "details": dg.MetadataValue.md(findings),
             },
         )
@@ -92,9 +92,13 @@ def build_pii_check(asset_name: str) -> dg.AssetChecksDefinition:
     return _pii_check
 
 
-suite_checks = [
-    build_suite_check(path)
-    for path in sorted((EXPECTATIONS_DIR / get_settings().usecase.name).glob("*.json"))
-]
-"""One blocking check per suite of the use case (``expectations/<use case>/<table>.json``)."""
-pii_checks = [build_pii_check(name) for name in PII_CHECKED_ASSETS]
+def quality_checks(scope: Scope) -> list[dg.AssetChecksDefinition]:
+    """One blocking check per suite of the use case (``expectations/<use case>/<table>.json``),
+    and the personal-data scan on the table its models learn from: the scan covers everything
+    outside the raw zone (every table, not only this one); it runs once per build, after the
+    last warehouse table, and gates what trains on it."""
+    suites = sorted((EXPECTATIONS_DIR / scope.name).glob("*.json"))
+    return [
+        *(build_suite_check(scope, path) for path in suites),
+        build_pii_check(scope, scope.usecase.data.table),
+    ]

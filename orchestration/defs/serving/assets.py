@@ -19,53 +19,55 @@ import dagster as dg
 import yaml
 from dagster_duckdb import DuckDBResource
 
-from orchestration.defs.partitions import (
-    WAREHOUSE_POOL,
-    daily_partitions,
-    partition_days,
-    single_run,
-)
+from orchestration.defs.partitions import daily_partitions, partition_days, single_run
+from orchestration.defs.scope import Scope
 from orchestration.defs.training.assets import load_published_definitions
 from orchestration.lib.core.atomic import atomic_output
 from orchestration.lib.registry import registry
 from orchestration.lib.serving.scoring import SCORE_COLUMNS, load_champion, score_days
 from orchestration.lib.serving.snapshot import publish_serving_snapshot
 from orchestration.lib.training.metrics import DEFAULT_TOP_K
-from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT, Settings, get_settings
+from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT, Settings
 
 SERVING_GROUP = "serving"
 BATCH_SCORING_CHUNK_DAYS = 7
 """Days ``batch_scores`` reads and scores at once (a backfill of months stays in memory)."""
 
-@dg.asset(
-    group_name=SERVING_GROUP,
-    backfill_policy=single_run,
-    deps=["stg_transactions", "stg_fraud_reports", "transaction_features"],
-    pool=WAREHOUSE_POOL,
-    description=(
-        "The staged history the scoring service bootstraps its online features from (the "
-        "longest feature window up to the last loaded day) and the compiled feature SQL, as "
-        "Parquet files switched atomically (serving/snapshots/CURRENT)."
-    ),
-)
-def serving_snapshot(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    settings = get_settings()
-    definitions = load_published_definitions(settings)
-    snapshot = publish_serving_snapshot(
-        settings.warehouse_path, definitions, settings.snapshot_dir
+def serving_snapshot_asset(scope: Scope) -> dg.AssetsDefinition:
+    """What an online use case's scoring service bootstraps from."""
+
+    @dg.asset(
+        group_name=SERVING_GROUP,
+        backfill_policy=single_run,
+        key=scope.key("serving_snapshot"),
+        deps=scope.keys("stg_transactions", "stg_fraud_reports", "transaction_features"),
+        pool=scope.pool,
+        description=(
+            "The staged history the scoring service bootstraps its online features from (the "
+            "longest feature window up to the last loaded day) and the compiled feature SQL, as "
+            "Parquet files switched atomically (serving/snapshots/CURRENT)."
+        ),
     )
-    tables = snapshot.manifest["tables"]
-    return dg.MaterializeResult(
-        metadata={
-            "version": snapshot.version,
-            "first_day": snapshot.manifest["first_day"],
-            "last_day": snapshot.manifest["last_day"],
-            "transactions": tables["stg_transactions"]["rows"],
-            "fraud_reports": tables["stg_fraud_reports"]["rows"],
-            "feature_definitions_hash": definitions.hash,
-            "path": dg.MetadataValue.path(str(snapshot.path)),
-        }
-    )
+    def serving_snapshot(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        settings = scope.settings()
+        definitions = load_published_definitions(settings)
+        snapshot = publish_serving_snapshot(
+            settings.warehouse_path, definitions, settings.snapshot_dir
+        )
+        tables = snapshot.manifest["tables"]
+        return dg.MaterializeResult(
+            metadata={
+                "version": snapshot.version,
+                "first_day": snapshot.manifest["first_day"],
+                "last_day": snapshot.manifest["last_day"],
+                "transactions": tables["stg_transactions"]["rows"],
+                "fraud_reports": tables["stg_fraud_reports"]["rows"],
+                "feature_definitions_hash": definitions.hash,
+                "path": dg.MetadataValue.path(str(snapshot.path)),
+            }
+        )
+
+    return serving_snapshot
 
 
 def scores_path(settings: Settings, day: date) -> tuple:
@@ -73,53 +75,59 @@ def scores_path(settings: Settings, day: date) -> tuple:
     return folder / "scores.parquet", folder / "investigation_queue.parquet"
 
 
-@dg.asset(
-    group_name=SERVING_GROUP,
-    partitions_def=daily_partitions,
-    backfill_policy=single_run,
-    deps=["transaction_features", "champion_model"],
-    pool=WAREHOUSE_POOL,
-    description=(
-        "Each day's payments scored by the champion, and the day's investigation queue (the "
-        f"top {DEFAULT_TOP_K} cards by score with reason codes), as Parquet under scores/."
-    ),
-)
-def batch_scores(
-    context: dg.AssetExecutionContext, warehouse: DuckDBResource
-) -> dg.MaterializeResult:
-    settings = get_settings()
-    model = load_champion(settings)
-    days = partition_days(context)
-    columns = ", ".join(dict.fromkeys([*SCORE_COLUMNS, *model.features]))
-    n_alerts = n_rows = 0
-    # days in chunks: one prediction per chunk, and memory bounded by a chunk, not the range
-    for start in range(0, len(days), BATCH_SCORING_CHUNK_DAYS):
-        chunk = days[start:start + BATCH_SCORING_CHUNK_DAYS]
-        with warehouse.get_connection() as con:
-            frame = con.execute(
-                f"select {columns} from transaction_features where tx_date >= ? and tx_date < ? "
-                "order by tx_datetime, transaction_id",
-                [chunk[0], chunk[-1] + timedelta(days=1)],
-            ).df()
-        n_rows += len(frame)
-        for day, (scored, queue) in score_days(model, frame, chunk).items():
-            n_alerts += int(scored["alert"].sum())
-            scores_file, queue_file = scores_path(settings, day)
-            scores_file.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_output(scores_file) as tmp:
-                scored.to_parquet(tmp, index=False)
-            with atomic_output(queue_file) as tmp:
-                queue.to_parquet(tmp, index=False)
-    return dg.MaterializeResult(
-        metadata={
-            "model_version": model.version,
-            "alert_threshold": model.alert_threshold,
-            "rows_scored": n_rows,
-            "alerts": n_alerts,
-            "days": len(days),
-            "path": dg.MetadataValue.path(str(settings.scores_dir)),
-        }
+def batch_scores_asset(scope: Scope) -> dg.AssetsDefinition:
+    """Each day scored by the champion, and the day's decisions within the budget."""
+
+    @dg.asset(
+        group_name=SERVING_GROUP,
+        partitions_def=daily_partitions,
+        backfill_policy=single_run,
+        key=scope.key("batch_scores"),
+        deps=scope.keys("transaction_features", "champion_model"),
+        pool=scope.pool,
+        description=(
+            "Each day's payments scored by the champion, and the day's investigation queue (the "
+            f"top {DEFAULT_TOP_K} cards by score with reason codes), as Parquet under scores/."
+        ),
     )
+    def batch_scores(
+        context: dg.AssetExecutionContext, warehouse: DuckDBResource
+    ) -> dg.MaterializeResult:
+        settings = scope.settings()
+        model = load_champion(settings)
+        days = partition_days(context)
+        columns = ", ".join(dict.fromkeys([*SCORE_COLUMNS, *model.features]))
+        n_alerts = n_rows = 0
+        # days in chunks: one prediction per chunk, and memory bounded by a chunk, not the range
+        for start in range(0, len(days), BATCH_SCORING_CHUNK_DAYS):
+            chunk = days[start:start + BATCH_SCORING_CHUNK_DAYS]
+            with warehouse.get_connection() as con:
+                frame = con.execute(
+                    f"select {columns} from transaction_features "
+                    "where tx_date >= ? and tx_date < ? order by tx_datetime, transaction_id",
+                    [chunk[0], chunk[-1] + timedelta(days=1)],
+                ).df()
+            n_rows += len(frame)
+            for day, (scored, queue) in score_days(model, frame, chunk).items():
+                n_alerts += int(scored["alert"].sum())
+                scores_file, queue_file = scores_path(settings, day)
+                scores_file.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_output(scores_file) as tmp:
+                    scored.to_parquet(tmp, index=False)
+                with atomic_output(queue_file) as tmp:
+                    queue.to_parquet(tmp, index=False)
+        return dg.MaterializeResult(
+            metadata={
+                "model_version": model.version,
+                "alert_threshold": model.alert_threshold,
+                "rows_scored": n_rows,
+                "alerts": n_alerts,
+                "days": len(days),
+                "path": dg.MetadataValue.path(str(settings.scores_dir)),
+            }
+        )
+
+    return batch_scores
 
 
 BENTOFILE = PROJECT_ROOT / "bentos" / "fraud_scorer" / "bentofile.yaml"
@@ -140,45 +148,56 @@ def _bentoml(settings: Settings, *args: str) -> str:
     return completed.stdout
 
 
-@dg.asset(
-    group_name=SERVING_GROUP,
-    backfill_policy=single_run,
-    deps=["champion_model"],
-    description=(
-        "The deployable artifact: a Bento of bentos/fraud_scorer with the champion's model "
-        "packed in, built once per champion (labelled `champion_version=<version>`)."
-    ),
-)
-def fraud_scorer_bento(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    settings = get_settings()
-    version = registry.champion_version(settings)
-    bentos = json.loads(_bentoml(settings, "list", "-o", "json") or "[]")
-    for bento in bentos:
-        labels = bento.get("labels") or {}
-        if bento["tag"].startswith("fraud_scorer:") and labels.get("champion_version") == version:
-            tag = bento["tag"]
-            context.log.info(f"{tag} already packs champion {version}: not rebuilt")
-            break
-    else:
-        bentofile = yaml.safe_load(BENTOFILE.read_text())
-        bentofile["models"] = [f"{registry.model_name(settings)}:{version}"]
-        with tempfile.TemporaryDirectory() as tmp:
-            spec = Path(tmp) / "bentofile.yaml"
-            spec.write_text(yaml.safe_dump(bentofile, sort_keys=False))
-            tag = _bentoml(
-                settings, "build", "-f", str(spec), "--label", f"champion_version={version}",
-                "-o", "tag", str(PROJECT_ROOT),
-            ).strip().splitlines()[-1].removeprefix("__tag__:")
-    return dg.MaterializeResult(
-        metadata={
-            "bento": tag,
-            "champion_version": version,
-            "serve": dg.MetadataValue.md(
-                f"`BENTOML_HOME={settings.bentoml_home} bentoml serve {tag}`, or "
-                "`bentoml containerize` it; `blueprint serve` runs the same service from source"
-            ),
-        }
+def bento_asset(scope: Scope) -> dg.AssetsDefinition:
+    """The deployable Bento of an online use case's champion."""
+
+    @dg.asset(
+        group_name=SERVING_GROUP,
+        backfill_policy=single_run,
+        key=scope.key("fraud_scorer_bento"),
+        deps=[scope.key("champion_model")],
+        description=(
+            "The deployable artifact: a Bento of bentos/fraud_scorer with the champion's model "
+            "packed in, built once per champion (labelled `champion_version=<version>`)."
+        ),
     )
+    def fraud_scorer_bento(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        settings = scope.settings()
+        version = registry.champion_version(settings)
+        bentos = json.loads(_bentoml(settings, "list", "-o", "json") or "[]")
+        for bento in bentos:
+            labels = bento.get("labels") or {}
+            built = labels.get("champion_version") == version
+            if bento["tag"].startswith("fraud_scorer:") and built:
+                tag = bento["tag"]
+                context.log.info(f"{tag} already packs champion {version}: not rebuilt")
+                break
+        else:
+            bentofile = yaml.safe_load(BENTOFILE.read_text())
+            bentofile["models"] = [f"{registry.model_name(settings)}:{version}"]
+            with tempfile.TemporaryDirectory() as tmp:
+                spec = Path(tmp) / "bentofile.yaml"
+                spec.write_text(yaml.safe_dump(bentofile, sort_keys=False))
+                tag = _bentoml(
+                    settings, "build", "-f", str(spec), "--label", f"champion_version={version}",
+                    "-o", "tag", str(PROJECT_ROOT),
+                ).strip().splitlines()[-1].removeprefix("__tag__:")
+        return dg.MaterializeResult(
+            metadata={
+                "bento": tag,
+                "champion_version": version,
+                "serve": dg.MetadataValue.md(
+                    f"`BENTOML_HOME={settings.bentoml_home} bentoml serve {tag}`, or "
+                    "`bentoml containerize` it; `blueprint serve` runs the same service from source"
+                ),
+            }
+        )
+
+    return fraud_scorer_bento
 
 
-serving_assets = [serving_snapshot, batch_scores, fraud_scorer_bento]
+def serving_assets(scope: Scope) -> list[dg.AssetsDefinition]:
+    """Online: the serving snapshot and the Bento; batch: the daily scores (both: all)."""
+    mode = scope.usecase.serving.mode
+    online = [serving_snapshot_asset(scope), bento_asset(scope)] if mode != "batch" else []
+    return [*online, *([batch_scores_asset(scope)] if mode != "online" else [])]

@@ -18,7 +18,8 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from orchestration.defs.partitions import WAREHOUSE_POOL, newest_partition, single_run
+from orchestration.defs.partitions import newest_partition, single_run
+from orchestration.defs.scope import Scope
 from orchestration.lib.core.atomic import atomic_output
 from orchestration.lib.core.usecase import UseCase
 from orchestration.lib.features.feature_definitions import FeatureDefinitions
@@ -49,7 +50,7 @@ from orchestration.lib.training.validation import (
     train_test_frames,
     validation_test_start,
 )
-from orchestration.settings import Settings, get_settings, pseudonymization_key
+from orchestration.settings import Settings, pseudonymization_key
 
 TRAINING_GROUP = "training"
 
@@ -101,180 +102,21 @@ def _png_markdown(title: str, png: bytes) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"**{title}**\n\n![{title}](data:image/png;base64,{encoded})")
 
 
-def _max_report_date(instance: dg.DagsterInstance, settings: Settings) -> date:
-    source = settings.usecase.label.source
-    newest = newest_partition(instance, f"raw_{source}")
+def _max_report_date(instance: dg.DagsterInstance, scope: Scope) -> date:
+    source = scope.usecase.label.source
+    newest = newest_partition(instance, scope.key(f"raw_{source}"))
     if newest is None:
         raise dg.Failure(f"no partition of {source} (the label source) is ingested: labels are "
                          "unknown")
     return newest
 
 
-@dg.asset(
-    group_name=TRAINING_GROUP,
-    backfill_policy=single_run,
-    deps=["training_set"],
-    pool=WAREHOUSE_POOL,
-    description=(
-        "The exact rows training and testing read (features, label, report date) for the "
-        "latest mature test window and its prequential folds, as Parquet named by content hash."
-    ),
-)
-def training_data(
-    context: dg.AssetExecutionContext, warehouse: DuckDBResource
-) -> dg.Output[TrainingDataRef]:
-    settings = get_settings()
-    protocol = protocol_from(settings.usecase)
-    usecase = settings.usecase
-    max_report = _max_report_date(context.instance, settings)
-    features = _exported_features(settings)
-    label_columns = (usecase.label.column, usecase.label.known_at)
-    columns = ", ".join(dict.fromkeys([*ID_COLUMNS, *features, *label_columns]))
-    with warehouse.get_connection() as con:
-        (last_tx_day,) = con.execute("select max(tx_date) from training_set").fetchall()[0]
-        if last_tx_day is None:
-            raise dg.Failure("training_set is empty")
-        probe = pd.DataFrame({"tx_date": [last_tx_day]})
-        test_start = latest_test_start(probe, protocol, max_report)
-        final = split_windows(protocol, test_start)
-        folds = prequential_folds(protocol, validation_test_start(protocol, test_start))
-        first, end = data_span([final, *folds])
-        query = (
-            f"select {columns} from training_set where tx_date >= '{first}' "
-            f"and tx_date < '{end}' order by tx_datetime, transaction_id"
-        )
-        frame = con.execute(query).df()
-    if frame.empty or pd.Timestamp(frame["tx_date"].min()).date() > first:
-        raise dg.Failure(
-            f"training needs the days {first}..{end - timedelta(days=1)} but training_set "
-            f"starts later: simulate or ingest more history, or shorten the windows "
-            f"({usecase.env_prefix}PROTOCOL_TRAIN, _DELAY, _TEST, _FOLDS)"
-        )
-    fingerprint = registry.frame_fingerprint(frame)
-    path = settings.training_dir / f"training_data-{fingerprint[:16]}.parquet"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_output(path) as tmp:
-            frame.to_parquet(tmp, index=False)
-    ref = TrainingDataRef(
-        path=str(path), fingerprint=fingerprint, query=query, rows=len(frame), first_day=first,
-        last_day=end - timedelta(days=1), test_start=test_start, max_report_date=max_report,
-    )
-    return dg.Output(
-        ref,
-        metadata={
-            "rows": len(frame),
-            "frauds": int(frame["is_fraud"].sum()),
-            "first_day": first.isoformat(),
-            "last_day": ref.last_day.isoformat(),
-            "test_window": str(final),
-            "max_report_date": max_report.isoformat(),
-            "fingerprint": fingerprint,
-            "path": dg.MetadataValue.path(str(path)),
-        },
-    )
-
-
-@dg.asset(
-    group_name=TRAINING_GROUP,
-    backfill_policy=single_run,
-    description=(
-        "Prequential model selection over the candidate grids, the chosen model trained on the "
-        "latest training window and tested on the test window, registered as a candidate."
-    ),
-)
-def model_candidate(
-    context: dg.AssetExecutionContext, training_data: TrainingDataRef
-) -> dg.Output[str]:
-    settings = get_settings()
-    protocol = protocol_from(settings.usecase)
-    started = time.perf_counter()
-    frame = training_data.frame()
-    definitions = load_published_definitions(settings)
-    features = _training_features(settings)
-    usecase = settings.usecase
-    seed = usecase.models.seed
-    families, grids = declared_families(usecase)
-    search = prequential_search(
-        frame, features, protocol, validation_test_start(protocol, training_data.test_start),
-        grids=grids, families=families, random_state=seed, log=context.log.info,
-        selection_metric=usecase.selection_metric,
-    )
-    windows = split_windows(protocol, training_data.test_start)
-    final = fit_final(search.best, frame, windows, features, random_state=seed)
-    train, test = train_test_frames(frame, windows)
-    importances = feature_importances(
-        final.pipeline, test[features], test[LABEL], random_state=seed
-    )
-    fold_metrics = [
-        {**row, "test_start": row["test_start"].isoformat()}
-        for row in search.scores[search.scores["candidate"] == search.best.name]
-        .drop(columns=["candidate", "family"])
-        .to_dict("records")
-    ]
-    facts = registry.ModelFacts(
-        params={
-            "family": search.best.family,
-            "family_spec": search.best.spec.as_dict(),
-            "hyperparameters": dict(search.best.params),
-            "pipeline": registry.estimator_params(final.pipeline),
-            "random_state": seed,
-            TRAINING_DATA_FILE: str(Path(training_data.path).relative_to(settings.home)),
-            "protocol": asdict(protocol),
-            "grids": {k: {p: list(v) for p, v in g.items()} for k, g in grids.items()},
-        },
-        training_data=registry.TrainingData(
-            train=window_facts(train, features, windows.train_start, windows.train_end),
-            test=window_facts(test, features, windows.test_start, windows.test_end),
-            label_cutoff=windows.test_start,
-            query=training_data.query,
-        ),
-        features=features,
-        feature_definitions_hash=definitions.hash,
-        pseudonymization_key_fingerprint=key_fingerprint(pseudonymization_key(settings)),
-        fold_metrics=fold_metrics,
-        test_metrics=final.performance.as_dict(),
-        training_seconds=time.perf_counter() - started,
-        reference_means={k: float(v) for k, v in final.reference_means.fillna(0.0).items()},
-    )
-    version = registry.save_model(final.pipeline, facts, settings=settings)
-    summary = search.summary.reset_index()
-    return dg.Output(
-        version,
-        metadata={
-            "model_version": version,
-            "model": search.best.name,
-            "hyperparameters": dg.MetadataValue.json(dict(search.best.params)),
-            **{f"test_{k}": v for k, v in final.performance.as_dict().items()},
-            f"validation_{usecase.selection_metric}_mean": float(
-                search.summary.loc[search.best.name, f"{usecase.selection_metric}_mean"]
-            ),
-            f"validation_{usecase.selection_metric}_std": float(
-                search.summary.loc[search.best.name, f"{usecase.selection_metric}_std"]
-            ),
-            "test_window": str(windows),
-            "train_rows": final.n_train,
-            "train_frauds": final.n_train_frauds,
-            "test_rows": final.n_test,
-            "training_seconds": round(facts.training_seconds, 1),
-            "candidates": dg.MetadataValue.md(summary.round(4).to_markdown(index=False)),
-            "roc_pr_curves": _png_markdown(
-                "ROC and precision-recall curves (test window)",
-                roc_pr_figure(test[LABEL], final.test_predictions["score"]),
-            ),
-            "feature_importances": _png_markdown(
-                "Permutation importance (test window)", importance_figure(importances)
-            ),
-        },
-    )
-
-
 def _inputs_checked(
-    instance: dg.DagsterInstance, settings: Settings
+    instance: dg.DagsterInstance, scope: Scope
 ) -> tuple[bool, dict[str, str]]:
     """Whether the latest evaluation of every check the gate requires passed."""
-    required = [pair.split(":") for pair in settings.usecase.gate.required_checks]
-    keys = [dg.AssetCheckKey(dg.AssetKey(asset), name) for asset, name in required]
+    required = [pair.split(":") for pair in scope.usecase.gate.required_checks]
+    keys = [dg.AssetCheckKey(scope.key(asset), name) for asset, name in required]
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
     states: dict[str, str] = {}
     for key in keys:
@@ -287,75 +129,247 @@ def _inputs_checked(
     return all(state == "passed" for state in states.values()), states
 
 
-@dg.asset(
-    group_name=TRAINING_GROUP,
-    backfill_policy=single_run,
-    description=(
-        "The promotion gate: the candidate becomes champion only if its inputs passed their "
-        "checks and it beats the champion on the same latest test window (the use case's "
-        "primary metric by its margin, no guard metric worse than its tolerance); its "
-        "decision threshold meets the daily decision budget on that window."
-    ),
-)
-def champion_model(
-    context: dg.AssetExecutionContext, model_candidate: str, training_data: TrainingDataRef
-) -> dg.MaterializeResult:
-    settings = get_settings()
-    protocol = protocol_from(settings.usecase)
-    windows = split_windows(protocol, training_data.test_start)
-    _, test = train_test_frames(training_data.frame(), windows)
+def training_assets(scope: Scope) -> list[dg.AssetsDefinition]:
+    """The use case's training data, candidate and promotion gate."""
 
-    usecase = settings.usecase
-    challenger = load_scoring_model(model_candidate, settings)
-    challenger_scores = challenger.score(test)
-    challenger_metrics = _evaluate(test, challenger_scores, usecase)
-    current = registry.champion(settings)
-    champion_metrics = None
-    if current is not None:
-        champion = load_scoring_model(current.version, settings)
-        champion_metrics = _evaluate(test, champion.score(test), usecase)
-    inputs_ok, check_states = _inputs_checked(context.instance, settings)
-    decision = decide(
-        challenger_metrics, champion_metrics, GatePolicy.declared(usecase), inputs_ok
+    @dg.asset(
+        group_name=TRAINING_GROUP,
+        backfill_policy=single_run,
+        key=scope.key("training_data"),
+        deps=[scope.key(scope.usecase.data.table)],
+        pool=scope.pool,
+        description=(
+            "The exact rows training and testing read (features, label, report date) for the "
+            "latest mature test window and its prequential folds, as Parquet named by content hash."
+        ),
     )
-    budget = usecase.decision_budget.per_day if usecase.decision_budget else None
-    threshold = None if budget is None else alert_threshold_for_budget(
-        {day: group for day, group in pd.Series(challenger_scores).groupby(
-            test[usecase.data.partition_date].to_numpy())},
-        budget,
+    def training_data(
+        context: dg.AssetExecutionContext, warehouse: DuckDBResource
+    ) -> dg.Output[TrainingDataRef]:
+        settings = scope.settings()
+        protocol = protocol_from(settings.usecase)
+        usecase = settings.usecase
+        max_report = _max_report_date(context.instance, scope)
+        features = _exported_features(settings)
+        label_columns = (usecase.label.column, usecase.label.known_at)
+        columns = ", ".join(dict.fromkeys([*ID_COLUMNS, *features, *label_columns]))
+        with warehouse.get_connection() as con:
+            (last_tx_day,) = con.execute("select max(tx_date) from training_set").fetchall()[0]
+            if last_tx_day is None:
+                raise dg.Failure("training_set is empty")
+            probe = pd.DataFrame({"tx_date": [last_tx_day]})
+            test_start = latest_test_start(probe, protocol, max_report)
+            final = split_windows(protocol, test_start)
+            folds = prequential_folds(protocol, validation_test_start(protocol, test_start))
+            first, end = data_span([final, *folds])
+            query = (
+                f"select {columns} from training_set where tx_date >= '{first}' "
+                f"and tx_date < '{end}' order by tx_datetime, transaction_id"
+            )
+            frame = con.execute(query).df()
+        if frame.empty or pd.Timestamp(frame["tx_date"].min()).date() > first:
+            raise dg.Failure(
+                f"training needs the days {first}..{end - timedelta(days=1)} but training_set "
+                f"starts later: simulate or ingest more history, or shorten the windows "
+                f"({usecase.env_prefix}PROTOCOL_TRAIN, _DELAY, _TEST, _FOLDS)"
+            )
+        fingerprint = registry.frame_fingerprint(frame)
+        path = settings.training_dir / f"training_data-{fingerprint[:16]}.parquet"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_output(path) as tmp:
+                frame.to_parquet(tmp, index=False)
+        ref = TrainingDataRef(
+            path=str(path), fingerprint=fingerprint, query=query, rows=len(frame), first_day=first,
+            last_day=end - timedelta(days=1), test_start=test_start, max_report_date=max_report,
+        )
+        return dg.Output(
+            ref,
+            metadata={
+                "rows": len(frame),
+                "frauds": int(frame["is_fraud"].sum()),
+                "first_day": first.isoformat(),
+                "last_day": ref.last_day.isoformat(),
+                "test_window": str(final),
+                "max_report_date": max_report.isoformat(),
+                "fingerprint": fingerprint,
+                "path": dg.MetadataValue.path(str(path)),
+            },
+        )
+
+
+    @dg.asset(
+        key=scope.key("model_candidate"),
+        ins={"training_data": dg.AssetIn(scope.key("training_data"))},
+        group_name=TRAINING_GROUP,
+        backfill_policy=single_run,
+        description=(
+            "Prequential model selection over the candidate grids, the chosen model trained on the "
+            "latest training window and tested on the test window, registered as a candidate."
+        ),
     )
-    numbers = {
-        **decision.numbers,
-        registry.ALERT_THRESHOLD: threshold,
-        "decisions_per_day": budget,
-        "test_window": str(windows),
-        "champion_version": current.version if current else None,
-        "checks": check_states,
-    }
-    registry.record_decision(model_candidate, decision.promote, decision.reason, numbers,
-                             settings=settings)
-    serving = model_candidate if decision.promote else (current.version if current else None)
-    context.log.info(
-        f"gate: {'promoted' if decision.promote else 'rejected'} {model_candidate}: "
-        f"{decision.reason}"
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "decision": "promoted" if decision.promote else "rejected",
-            "reason": decision.reason,
-            "candidate_version": model_candidate,
-            "champion_version": serving or "none",
-            "previous_champion": current.version if current else "none",
-            **{f"candidate_{name}": value for name, value in challenger_metrics.items()},
-            **{f"champion_{name}": value for name, value in (champion_metrics or {}).items()},
-            **({"alert_threshold": threshold} if threshold is not None else {}),
-            "inputs_checked": inputs_ok,
-            "registry": dg.MetadataValue.md(_registry_markdown(settings)),
-            "gate_numbers": dg.MetadataValue.json(
-                {k: v for k, v in numbers.items() if v is not None}
+    def model_candidate(
+        context: dg.AssetExecutionContext, training_data: TrainingDataRef
+    ) -> dg.Output[str]:
+        settings = scope.settings()
+        protocol = protocol_from(settings.usecase)
+        started = time.perf_counter()
+        frame = training_data.frame()
+        definitions = load_published_definitions(settings)
+        features = _training_features(settings)
+        usecase = settings.usecase
+        seed = usecase.models.seed
+        families, grids = declared_families(usecase)
+        search = prequential_search(
+            frame, features, protocol, validation_test_start(protocol, training_data.test_start),
+            grids=grids, families=families, random_state=seed, log=context.log.info,
+            selection_metric=usecase.selection_metric,
+        )
+        windows = split_windows(protocol, training_data.test_start)
+        final = fit_final(search.best, frame, windows, features, random_state=seed)
+        train, test = train_test_frames(frame, windows)
+        importances = feature_importances(
+            final.pipeline, test[features], test[LABEL], random_state=seed
+        )
+        fold_metrics = [
+            {**row, "test_start": row["test_start"].isoformat()}
+            for row in search.scores[search.scores["candidate"] == search.best.name]
+            .drop(columns=["candidate", "family"])
+            .to_dict("records")
+        ]
+        facts = registry.ModelFacts(
+            params={
+                "family": search.best.family,
+                "family_spec": search.best.spec.as_dict(),
+                "hyperparameters": dict(search.best.params),
+                "pipeline": registry.estimator_params(final.pipeline),
+                "random_state": seed,
+                TRAINING_DATA_FILE: str(Path(training_data.path).relative_to(settings.home)),
+                "protocol": asdict(protocol),
+                "grids": {k: {p: list(v) for p, v in g.items()} for k, g in grids.items()},
+            },
+            training_data=registry.TrainingData(
+                train=window_facts(train, features, windows.train_start, windows.train_end),
+                test=window_facts(test, features, windows.test_start, windows.test_end),
+                label_cutoff=windows.test_start,
+                query=training_data.query,
             ),
-        }
+            features=features,
+            feature_definitions_hash=definitions.hash,
+            pseudonymization_key_fingerprint=key_fingerprint(pseudonymization_key(settings)),
+            fold_metrics=fold_metrics,
+            test_metrics=final.performance.as_dict(),
+            training_seconds=time.perf_counter() - started,
+            reference_means={k: float(v) for k, v in final.reference_means.fillna(0.0).items()},
+        )
+        version = registry.save_model(final.pipeline, facts, settings=settings)
+        summary = search.summary.reset_index()
+        return dg.Output(
+            version,
+            metadata={
+                "model_version": version,
+                "model": search.best.name,
+                "hyperparameters": dg.MetadataValue.json(dict(search.best.params)),
+                **{f"test_{k}": v for k, v in final.performance.as_dict().items()},
+                f"validation_{usecase.selection_metric}_mean": float(
+                    search.summary.loc[search.best.name, f"{usecase.selection_metric}_mean"]
+                ),
+                f"validation_{usecase.selection_metric}_std": float(
+                    search.summary.loc[search.best.name, f"{usecase.selection_metric}_std"]
+                ),
+                "test_window": str(windows),
+                "train_rows": final.n_train,
+                "train_frauds": final.n_train_frauds,
+                "test_rows": final.n_test,
+                "training_seconds": round(facts.training_seconds, 1),
+                "candidates": dg.MetadataValue.md(summary.round(4).to_markdown(index=False)),
+                "roc_pr_curves": _png_markdown(
+                    "ROC and precision-recall curves (test window)",
+                    roc_pr_figure(test[LABEL], final.test_predictions["score"]),
+                ),
+                "feature_importances": _png_markdown(
+                    "Permutation importance (test window)", importance_figure(importances)
+                ),
+            },
+        )
+
+
+    @dg.asset(
+        key=scope.key("champion_model"),
+        ins={
+            "model_candidate": dg.AssetIn(scope.key("model_candidate")),
+            "training_data": dg.AssetIn(scope.key("training_data")),
+        },
+        group_name=TRAINING_GROUP,
+        backfill_policy=single_run,
+        description=(
+            "The promotion gate: the candidate becomes champion only if its inputs passed their "
+            "checks and it beats the champion on the same latest test window (the use case's "
+            "primary metric by its margin, no guard metric worse than its tolerance); its "
+            "decision threshold meets the daily decision budget on that window."
+        ),
     )
+    def champion_model(
+        context: dg.AssetExecutionContext, model_candidate: str, training_data: TrainingDataRef
+    ) -> dg.MaterializeResult:
+        settings = scope.settings()
+        protocol = protocol_from(settings.usecase)
+        windows = split_windows(protocol, training_data.test_start)
+        _, test = train_test_frames(training_data.frame(), windows)
+
+        usecase = settings.usecase
+        challenger = load_scoring_model(model_candidate, settings)
+        challenger_scores = challenger.score(test)
+        challenger_metrics = _evaluate(test, challenger_scores, usecase)
+        current = registry.champion(settings)
+        champion_metrics = None
+        if current is not None:
+            champion = load_scoring_model(current.version, settings)
+            champion_metrics = _evaluate(test, champion.score(test), usecase)
+        inputs_ok, check_states = _inputs_checked(context.instance, scope)
+        decision = decide(
+            challenger_metrics, champion_metrics, GatePolicy.declared(usecase), inputs_ok
+        )
+        budget = usecase.decision_budget.per_day if usecase.decision_budget else None
+        threshold = None if budget is None else alert_threshold_for_budget(
+            {day: group for day, group in pd.Series(challenger_scores).groupby(
+                test[usecase.data.partition_date].to_numpy())},
+            budget,
+        )
+        numbers = {
+            **decision.numbers,
+            registry.ALERT_THRESHOLD: threshold,
+            "decisions_per_day": budget,
+            "test_window": str(windows),
+            "champion_version": current.version if current else None,
+            "checks": check_states,
+        }
+        registry.record_decision(model_candidate, decision.promote, decision.reason, numbers,
+                                 settings=settings)
+        serving = model_candidate if decision.promote else (current.version if current else None)
+        context.log.info(
+            f"gate: {'promoted' if decision.promote else 'rejected'} {model_candidate}: "
+            f"{decision.reason}"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "decision": "promoted" if decision.promote else "rejected",
+                "reason": decision.reason,
+                "candidate_version": model_candidate,
+                "champion_version": serving or "none",
+                "previous_champion": current.version if current else "none",
+                **{f"candidate_{name}": value for name, value in challenger_metrics.items()},
+                **{f"champion_{name}": value for name, value in (champion_metrics or {}).items()},
+                **({"alert_threshold": threshold} if threshold is not None else {}),
+                "inputs_checked": inputs_ok,
+                "registry": dg.MetadataValue.md(_registry_markdown(settings)),
+                "gate_numbers": dg.MetadataValue.json(
+                    {k: v for k, v in numbers.items() if v is not None}
+                ),
+            }
+        )
+
+    return [training_data, model_candidate, champion_model]
 
 
 def _evaluate(test: pd.DataFrame, scores, usecase: UseCase) -> dict[str, float]:
@@ -374,5 +388,3 @@ def _registry_markdown(settings: Settings) -> str:
         )
     return "\n".join(lines)
 
-
-training_assets = [training_data, model_candidate, champion_model]

@@ -2,15 +2,26 @@
 
 import dagster as dg
 
+from orchestration.defs.scope import Scope
 from orchestration.defs.training.assets import TRAINING_GROUP
 
-training_job = dg.define_asset_job(
-    "training_job",
-    selection=dg.AssetSelection.groups(TRAINING_GROUP)
-    | dg.AssetSelection.assets("serving_snapshot", "fraud_scorer_bento"),
-    description=(
-        "Export the training data, select and train a candidate, run the promotion gate, "
-        "publish the serving snapshot and build the champion's Bento. Monitoring's sensors "
-        "and schedule launch it."
-    ),
-)
+TRAINING_JOB = "training_job"
+
+
+def training_job(scope: Scope):
+    """Training and the gate; for an online use case, also the serving snapshot and Bento."""
+    selection = dg.AssetSelection.groups(TRAINING_GROUP)
+    published = "."
+    if scope.usecase.serving.online:
+        selection |= dg.AssetSelection.assets(
+            *scope.keys("serving_snapshot", "fraud_scorer_bento")
+        )
+        published = ", publish the serving snapshot and build the champion's Bento."
+    return dg.define_asset_job(
+        TRAINING_JOB,
+        selection=selection,
+        description=(
+            "Export the training data, select and train a candidate, run the promotion gate"
+            f"{published} Monitoring's sensors and schedule launch it."
+        ),
+    )
