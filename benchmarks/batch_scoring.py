@@ -84,9 +84,11 @@ def _materialize(days: list) -> None:
 def _phases(model, warehouse: Path, days: list, scratch: Path) -> list[tuple[str, float]]:
     """The asset's work, phase by phase, in this process (one pass, seconds each)."""
     from orchestration.defs.serving.assets import BATCH_SCORING_CHUNK_DAYS
-    from orchestration.lib.serving.scoring import SCORE_COLUMNS, score_days
+    from orchestration.lib.serving.scoring import DailyScoring, score_days
+    from orchestration.settings import get_settings
 
-    columns = ", ".join(dict.fromkeys([*SCORE_COLUMNS, *model.features]))
+    scoring = DailyScoring.declared(get_settings().usecase)
+    columns = ", ".join(dict.fromkeys([*scoring.kept, *model.features]))
     chunks = [days[i:i + BATCH_SCORING_CHUNK_DAYS]
               for i in range(0, len(days), BATCH_SCORING_CHUNK_DAYS)]
     started = time.perf_counter()
@@ -106,7 +108,7 @@ def _phases(model, warehouse: Path, days: list, scratch: Path) -> list[tuple[str
     started = time.perf_counter()
     outputs = [
         output for frame, chunk in zip(frames, chunks, strict=True)
-        for output in score_days(model, frame, chunk).values()
+        for output in score_days(model, frame, chunk, scoring).values()
     ]
     whole = time.perf_counter() - started
     started = time.perf_counter()

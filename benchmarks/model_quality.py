@@ -39,7 +39,7 @@ from orchestration.lib.training.families import (
     candidates,
     declared_families,
 )
-from orchestration.lib.training.metrics import METRICS, Performance
+from orchestration.lib.training.metrics import METRICS, Performance, Scorecard
 from orchestration.lib.training.model_selection import (
     FinalModel,
     SearchResult,
@@ -51,6 +51,7 @@ from orchestration.lib.training.validation import (
     Protocol,
     Windows,
     data_span,
+    labelled_rows,
     latest_test_start,
     prequential_folds,
     protocol_from,
@@ -65,6 +66,9 @@ TITLE = "Model quality, handbook protocol"
 
 DECLARED = load_usecase("fraud", USECASES_DIR, environ={})
 """The fraud use case as declared (no environment overrides): what the pipeline deploys."""
+ROWS = labelled_rows(DECLARED)
+SCORECARD = Scorecard.declared(DECLARED)
+"""The handbook's three metrics, as the fraud use case declares them."""
 LOGISTIC_REGRESSION = "logistic_regression"
 DECISION_TREE = "decision_tree"
 RANDOM_FOREST = "random_forest"
@@ -197,7 +201,7 @@ class Study:
         """The latest mature test window, its validation folds, and the days they read."""
         last_day, reports_until = label_horizon(warehouse)
         test_start = latest_test_start(
-            pd.DataFrame({"tx_date": [last_day]}), protocol, reports_until
+            pd.DataFrame({"tx_date": [last_day]}), protocol, reports_until, ROWS
         )
         folds = [
             *prequential_folds(protocol, validation_test_start(protocol, test_start)),
@@ -264,8 +268,8 @@ def measure(
     def search_over(pool: Grids) -> SearchResult:
         return prequential_search(
             study.frame, features, study.protocol, validation_start, grids=pool,
-            families=FAMILY_SPECS,
-            random_state=random_state, n_threads=n_threads,
+            families=FAMILY_SPECS, rows=ROWS, scorecard=SCORECARD,
+            selection_metric="average_precision", random_state=random_state, n_threads=n_threads,
             log=(lambda line: log(f"{name}: {line}")) if log is not None else None,
         )
 
@@ -276,12 +280,12 @@ def measure(
         if candidate not in finals:
             finals[candidate] = fit_final(
                 found.candidates[candidate], study.frame, study.test_windows, features,
-                random_state=random_state, n_threads=n_threads,
+                ROWS, SCORECARD, random_state=random_state, n_threads=n_threads,
             )
         summary = found.summary.loc[candidate]
         return Row(
             features=name, n_features=len(features), family=str(summary["family"]),
-            candidate=candidate, test=finals[candidate].performance,
+            candidate=candidate, test=Performance(**finals[candidate].metrics),
             folds_mean={m: float(summary[f"{m}_mean"]) for m in METRICS},
             folds_std={m: float(summary[f"{m}_std"]) for m in METRICS},
             deployed=deployed,
@@ -525,7 +529,7 @@ def run(bench: Bench) -> Section:
 
 
 def _sizes(study: Study) -> tuple[str, str]:
-    train, test = train_test_frames(study.frame, study.test_windows)
+    train, test = train_test_frames(study.frame, study.test_windows, ROWS)
     return (
         f"{len(train):,} payments, {int(train[LABEL].sum())} known frauds",
         f"{len(test):,} payments, {int(test[LABEL].sum())} frauds",

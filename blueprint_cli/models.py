@@ -11,6 +11,7 @@ import typer
 
 from blueprint_cli.usecase import DEFAULT_USECASE, UsecaseOption, select_usecase
 from orchestration.lib.registry import registry
+from orchestration.settings import get_settings
 
 models_app = typer.Typer(
     help="The model registry: which versions exist, which one is champion, and why.",
@@ -60,6 +61,7 @@ def list_models(
     if not known:
         typer.echo("No model is registered yet: train one first.")
         return
+    shown = _shown_metrics()
     rows = []
     for entry in reversed(known):
         facts = _facts_or_none(entry.version)
@@ -72,10 +74,16 @@ def list_models(
             entry.version,
             status,
             _when(entry.registered_at),
-            _metric(facts, registry.TEST_AVERAGE_PRECISION),
-            _metric(facts, registry.TEST_CARD_PRECISION_AT_100),
+            *(_metric(facts, name) for name in shown),
         ])
-    typer.echo(_table(["use case", "", "version", "status", "created", "test AP", "CP@100"], rows))
+    header = ["use case", "", "version", "status", "created", *(f"test {m}" for m in shown)]
+    typer.echo(_table(header, rows))
+
+
+def _shown_metrics() -> list[str]:
+    """The gate's primary metric and its guards: what decides a promotion."""
+    gate = get_settings().usecase.gate
+    return list(dict.fromkeys([gate.primary.metric, *(g.metric for g in gate.guards)]))
 
 
 @models_app.command("show")
@@ -151,7 +159,7 @@ def reproduce(version: Annotated[str, typer.Argument(help="The version to retrai
         raise _fail(str(error)) from None
     rows = []
     same = result.same_rows
-    for key, value in result.reproduced.as_dict().items():
+    for key, value in result.reproduced.items():
         recorded = result.recorded.get(key)
         rows.append([key, "-" if recorded is None else f"{recorded:.6f}", f"{value:.6f}"])
         same = same and recorded is not None and abs(recorded - value) <= 1e-9

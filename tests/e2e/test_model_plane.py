@@ -73,7 +73,7 @@ def test_materialize_trains_registers_and_promotes_a_champion_with_its_lineage(
     assert facts.code.commit == head
     assert facts.library_versions["scikit-learn"]
     assert len(facts.fold_metrics) == int(SHORT_WINDOWS["BLUEPRINT_FRAUD_PROTOCOL_FOLDS"])
-    assert set(facts.test_metrics) == {"auc_roc", "average_precision", "card_precision_at_100"}
+    assert set(facts.test_metrics) == {"auc_roc", "average_precision", "card_precision_top_k"}
     data = facts.training_data
     assert (data.train.end - data.train.start).days + 1 == 5
     assert (data.test.end - data.test.start).days + 1 == 5
@@ -147,7 +147,7 @@ def test_batch_scoring_scores_every_day_with_the_champion(world: Path, registry_
     assert (got - expected).abs().max() <= 1e-12
 
     queue = pd.read_parquet(
-        world / "scores" / "fraud" / f"tx_date={day}" / "investigation_queue.parquet"
+        world / "scores" / "fraud" / f"tx_date={day}" / "daily_list.parquet"
     )
     assert 0 < len(queue) <= 100 and queue["card_key"].is_unique
     assert list(queue["rank"]) == list(range(1, len(queue) + 1))

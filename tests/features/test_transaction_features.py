@@ -280,7 +280,10 @@ def test_side_marts_hold_one_row_per_entity(built: DbtRun, world: World, table, 
 
 def test_every_model_and_every_column_is_described(built: DbtRun) -> None:
     manifest = json.loads((built.target_path / "manifest.json").read_text())
-    models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
+    models = [  # the fraud use case's: each use case's models are built in its own warehouse
+        n for n in manifest["nodes"].values()
+        if n["resource_type"] == "model" and n["original_file_path"].startswith("models/fraud/")
+    ]
     assert len(models) >= 9
     for model in models:
         assert len(model["description"]) > 40, model["name"]

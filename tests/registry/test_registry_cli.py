@@ -20,12 +20,13 @@ def _models(*args: str):
 
 @pytest.fixture
 def two_models(fit, make_facts) -> tuple[str, str]:
-    """Two saved versions: the first with test AP 0.6, the second with 0.7 and CP@100 0.3."""
+    """Two saved versions: the first with test AP 0.6, the second with 0.7 and CP@100 0.3 (the
+    fraud declaration's gate metrics: the columns `models list` shows)."""
     first_pipeline, second_pipeline = fit(c=1.0), fit(c=0.1)
     first = registry.save_model(first_pipeline, make_facts(first_pipeline))
     second = registry.save_model(second_pipeline, make_facts(
         second_pipeline,
-        test_metrics={"average_precision": 0.7, "card_precision_at_100": 0.3},
+        test_metrics={"average_precision": 0.7, "card_precision_top_k": 0.3},
     ))
     return first, second
 
@@ -49,7 +50,8 @@ def test_list_shows_status_metrics_and_the_champion_marker(two_models):
     result = _models("list")
     assert result.exit_code == 0, result.output
     header = result.output.splitlines()[0].split()
-    assert header == ["use", "case", "version", "status", "created", "test", "AP", "CP@100"]
+    assert header == ["use", "case", "version", "status", "created", "test", "average_precision",
+                      "test", "card_precision_top_k"]
     assert _row(result.output, first).split()[:4] == ["fraud", "*", first, "champion"]
     assert _row(result.output, first).split()[-2:] == ["0.6000", "0.2000"]
     second_row = _row(result.output, second)

@@ -13,6 +13,18 @@ from tests.registry.conftest import FEATURES
 from tests.training.families import build_pipeline
 
 
+def _scoring(top_k: int):
+    """Batch scoring as the fraud declaration says, with a list of ``top_k`` cards a day."""
+    from dataclasses import replace
+
+    from orchestration.lib.core.usecase import load_usecase
+    from orchestration.lib.serving.scoring import DailyScoring
+    from orchestration.settings import USECASES_DIR
+
+    fraud = load_usecase("fraud", USECASES_DIR, environ={})
+    return replace(DailyScoring.declared(fraud), top_k=top_k)
+
+
 @pytest.mark.parametrize(
     ("family", "params"),
     [("random_forest", {"n_estimators": 20, "max_depth": 4}), ("logistic_regression", {"C": 1.0})],
@@ -74,13 +86,13 @@ def test_scoring_many_days_at_once_gives_each_days_scores_and_queue(
     )
     asked = sorted({d.date() for d in days})
     quiet_day = asked[-1] + pd.Timedelta(days=1)  # no payment: empty frames
-    together = score_days(model, rows, [*asked, quiet_day], top_k=10)
+    together = score_days(model, rows, [*asked, quiet_day], _scoring(10))
     assert sorted(together) == [*asked, quiet_day]
     scored, queue = together.pop(quiet_day)
     assert scored.empty and queue.empty and "reasons" in queue.columns
     for day, (scored, queue) in together.items():
         alone_scored, alone_queue = score_days(
-            model, rows[rows["tx_date"].dt.date == day].reset_index(drop=True), [day], top_k=10
+            model, rows[rows["tx_date"].dt.date == day].reset_index(drop=True), [day], _scoring(10)
         )[day]
         assert len(queue) == 10 and queue["card_key"].is_unique
         # equal up to the last bit a different batch may change (BLAS, see above)
@@ -116,7 +128,7 @@ def test_each_days_queue_is_its_best_cards_by_their_best_payment(
         card_key=[f"c{i % 40}" for i in range(n)],
         terminal_id="1", amount=frame["amount"],
     )
-    result = score_days(model, rows, sorted({d.date() for d in days}), top_k=top_k)
+    result = score_days(model, rows, sorted({d.date() for d in days}), _scoring(top_k))
     assert len(result) == 2
     for scored, queue in result.values():
         assert scored["fraud_probability"].duplicated().any()  # ties exist

@@ -16,7 +16,7 @@ import pandas as pd
 
 from orchestration.lib.features.pseudonymize import key_fingerprint
 from orchestration.lib.registry import registry
-from orchestration.lib.training.lineage import ID_COLUMNS
+from orchestration.lib.training.lineage import id_columns
 from orchestration.settings import Settings, get_settings
 from tests.features.raw_world import luhn_complete
 from tests.serving.serving_world import ServingWorld
@@ -55,7 +55,7 @@ def register_model(
         pseudonymization_key_fingerprint=key_fingerprint(key_hex.encode()),
         fold_metrics=[],
         test_metrics={
-            registry.TEST_AVERAGE_PRECISION: 0.5, registry.TEST_CARD_PRECISION_AT_100: 0.1
+            "average_precision": 0.5, "card_precision_top_k": 0.1
         },
         training_seconds=0.1,
         reference_means=rows[features].astype(float).mean().to_dict(),
@@ -131,7 +131,8 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
 
 def feature_mismatches(logged: pd.DataFrame, offline: pd.DataFrame, tolerance: float) -> list[str]:
     """(transaction, feature) pairs where the logged online value differs from the offline mart."""
-    features = [c for c in offline.columns if c not in ID_COLUMNS]
+    ids = id_columns(get_settings("fraud").usecase)
+    features = [c for c in offline.columns if c not in ids]
     found = []
     for row in logged.to_dict("records"):
         expected = offline.loc[row["transaction_id"]]

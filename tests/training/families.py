@@ -10,6 +10,8 @@ from sklearn.pipeline import Pipeline
 from orchestration.lib.core.usecase import load_usecase
 from orchestration.lib.training import families
 from orchestration.lib.training.families import FamilySpec, declared_families
+from orchestration.lib.training.metrics import Scorecard
+from orchestration.lib.training.validation import labelled_rows
 from orchestration.settings import USECASES_DIR
 
 LOGISTIC_REGRESSION = "logistic_regression"
@@ -31,3 +33,10 @@ def build_pipeline(family: str, params: Mapping[str, Any], random_state: int = 0
 
 def candidates(grids) -> list[families.Candidate]:
     return families.candidates(grids, FAMILIES)
+
+
+FRAUD = load_usecase("fraud", USECASES_DIR, environ={})
+ROWS = labelled_rows(FRAUD)
+"""How the fraud declaration frames and labels ``training_set`` rows (as the synthetic ones)."""
+SCORECARD = Scorecard.declared(FRAUD)
+"""The fraud declaration's metrics: AUC ROC, AP and card precision@100."""

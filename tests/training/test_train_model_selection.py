@@ -26,12 +26,16 @@ from tests.training.families import (
     GRADIENT_BOOSTING,
     LOGISTIC_REGRESSION,
     RANDOM_FOREST,
+    ROWS,
+    SCORECARD,
     build_pipeline,
     candidates,
 )
 from tests.training.train_synthetic import FEATURES, day, synthetic_frame
 
 PROTOCOL = Protocol(n_folds=3)
+DECLARED = {"rows": ROWS, "scorecard": SCORECARD, "selection_metric": "average_precision"}
+"""What the search takes from the fraud declaration."""
 LAST_TEST_START = day(35)
 """Folds test from days 35, 28 and 21; the oldest trains on days 7..13."""
 
@@ -85,7 +89,7 @@ def test_search_picks_the_model_that_is_clearly_better(frame):
     lines = []
     result = prequential_search(
         frame, FEATURES, PROTOCOL, LAST_TEST_START, grids=SMALL_GRIDS, families=FAMILIES,
-        log=lines.append
+        **DECLARED, log=lines.append
     )
 
     assert result.best.family == GRADIENT_BOOSTING
@@ -108,10 +112,10 @@ def test_search_picks_the_model_that_is_clearly_better(frame):
 def test_each_fold_is_scored_on_its_own_test_window(frame):
     result = prequential_search(
         frame, FEATURES, PROTOCOL, LAST_TEST_START, grids={LOGISTIC_REGRESSION: {"C": [1.0]}},
-        families=FAMILIES,
+        families=FAMILIES, **DECLARED,
     )
     fold = result.folds[1]
-    train, test = train_test_frames(frame, fold)
+    train, test = train_test_frames(frame, fold, ROWS)
     linear = Candidate(LOGISTIC_REGRESSION, (("C", 1.0),), FAMILIES[LOGISTIC_REGRESSION])
     pipeline = linear.pipeline()
     pipeline.fit(train[FEATURES], train[LABEL])
@@ -126,9 +130,9 @@ def test_same_seed_gives_the_same_metrics(frame):
     grids = {RANDOM_FOREST: {"n_estimators": [10], "max_depth": [4]}, **SMALL_GRIDS}
     metrics = ["candidate", "fold", "auc_roc", "average_precision", "card_precision_top_k"]
     first = prequential_search(frame, FEATURES, PROTOCOL, LAST_TEST_START, grids, FAMILIES,
-                               random_state=3)
+                               **DECLARED, random_state=3)
     again = prequential_search(frame, FEATURES, PROTOCOL, LAST_TEST_START, grids, FAMILIES,
-                               random_state=3)
+                               **DECLARED, random_state=3)
     pd.testing.assert_frame_equal(first.scores[metrics], again.scores[metrics])
     assert first.best == again.best
 
@@ -137,22 +141,26 @@ def test_search_refuses_a_frame_that_does_not_cover_the_folds(frame):
     late = frame[frame["tx_date"] >= pd.Timestamp(day(10))]
     with pytest.raises(ValueError, match="the folds need"):
         prequential_search(late, FEATURES, PROTOCOL, LAST_TEST_START, grids=SMALL_GRIDS,
-                           families=FAMILIES)
+                           families=FAMILIES, **DECLARED)
 
 
 def test_final_model_trains_on_the_latest_window_and_tests_on_the_next(frame):
     windows = split_windows(PROTOCOL, LAST_TEST_START)
     best = candidates({GRADIENT_BOOSTING: SMALL_GRIDS[GRADIENT_BOOSTING]})[0]
-    final = fit_final(best, frame, windows, FEATURES)
-    train, test = train_test_frames(frame, windows)
+    final = fit_final(best, frame, windows, FEATURES, ROWS, SCORECARD)
+    train, test = train_test_frames(frame, windows, ROWS)
     assert (final.n_train, final.n_test) == (len(train), len(test))
-    assert final.n_train_frauds == train[LABEL].sum()
+    assert final.n_train_positives == train[LABEL].sum()
     predictions = final.test_predictions
     pd.testing.assert_frame_equal(predictions.drop(columns=SCORE), test)
     np.testing.assert_allclose(
         predictions[SCORE], final.pipeline.predict_proba(test[FEATURES])[:, 1]
     )
-    assert final.performance == performance(test, predictions[SCORE])
+    expected = performance(test, predictions[SCORE])  # the handbook's three, computed apart
+    assert final.metrics == {
+        "auc_roc": expected.auc_roc, "average_precision": expected.average_precision,
+        "card_precision_top_k": expected.card_precision_top_k,
+    }
     pd.testing.assert_series_equal(final.reference_means, train[FEATURES].mean())
     assert list(final.pipeline.feature_names_in_) == FEATURES
 

@@ -18,6 +18,7 @@ from orchestration.lib.training.validation import (
     train_test_frames,
     validation_test_start,
 )
+from tests.training.families import ROWS
 
 
 def test_default_windows_train_a_week_skip_a_week_test_a_week():
@@ -80,13 +81,14 @@ def _frame_of_days(first: date, last: date) -> pd.DataFrame:
 def test_latest_test_window_holds_only_days_whose_labels_are_mature():
     frame = _frame_of_days(date(2018, 4, 1), date(2018, 9, 30))
     # reports loaded up to 09-30 and a 7-day maximum delay: labels are final up to 09-23
-    assert latest_test_start(frame, Protocol(), date(2018, 9, 30)) == date(2018, 9, 17)
+    assert latest_test_start(frame, Protocol(), date(2018, 9, 30), ROWS) == date(2018, 9, 17)
     # reports lag the payments: the reports decide
-    assert latest_test_start(frame, Protocol(), date(2018, 9, 20)) == date(2018, 9, 7)
+    assert latest_test_start(frame, Protocol(), date(2018, 9, 20), ROWS) == date(2018, 9, 7)
     # reports run ahead of the payments: the payments decide
     short = _frame_of_days(date(2018, 4, 1), date(2018, 9, 10))
-    assert latest_test_start(short, Protocol(), date(2018, 9, 30)) == date(2018, 9, 4)
-    assert latest_test_start(frame, Protocol(test_days=3), date(2018, 9, 30)) == date(2018, 9, 21)
+    assert latest_test_start(short, Protocol(), date(2018, 9, 30), ROWS) == date(2018, 9, 4)
+    three_days = Protocol(test_days=3)
+    assert latest_test_start(frame, three_days, date(2018, 9, 30), ROWS) == date(2018, 9, 21)
 
 
 def _payment(card: str, day: date, fraud: bool = False, reported: date | None = None) -> dict:
@@ -117,7 +119,7 @@ def test_a_fraud_reported_on_or_after_the_test_start_is_not_a_training_positive(
             _payment("outside", date(2018, 5, 31), fraud=True, reported=date(2018, 6, 1)),
         ]
     )
-    train, _ = train_test_frames(frame, _short_windows())
+    train, _ = train_test_frames(frame, _short_windows(), ROWS)
     labels = dict(zip(train["card_key"], train[LABEL], strict=True))
     assert labels == {"known": 1, "on_start": 0, "later": 0, "genuine": 0}
     assert train["is_fraud"].tolist() == [1, 1, 1, 0], "the eventual label is kept untouched"
@@ -141,7 +143,7 @@ def test_cards_known_compromised_on_a_test_day_are_removed_from_that_day_on():
         rows += [_payment(card, d) for d in test_days]
     frame = pd.DataFrame(rows)
 
-    _, test = train_test_frames(frame, _short_windows())
+    _, test = train_test_frames(frame, _short_windows(), ROWS)
 
     kept = test.groupby("card_key")["tx_date"].apply(lambda s: sorted(d.date() for d in s))
     assert "A" not in kept
@@ -166,7 +168,7 @@ def test_date_objects_work_as_well_as_timestamps():
     )
     frame["tx_date"] = frame["tx_date"].dt.date
     frame["report_date"] = [d.date() if pd.notna(d) else None for d in frame["report_date"]]
-    train, test = train_test_frames(frame, _short_windows())
+    train, test = train_test_frames(frame, _short_windows(), ROWS)
     assert train[LABEL].tolist() == [1]
     assert test["card_key"].tolist() == ["B"]
 

@@ -27,8 +27,8 @@ from orchestration.defs.partitions import single_run
 from orchestration.defs.scope import Scope
 from orchestration.lib.core.atomic import atomic_output, atomic_write_bytes
 from orchestration.lib.features.feature_definitions import (
-    OUTPUT_MODEL,
     FeatureDefinitionsError,
+    load_compiled_chain,
     load_feature_definitions,
 )
 from orchestration.settings import Settings, export_to_subprocesses
@@ -64,10 +64,14 @@ class BlueprintDbtTranslator(DagsterDbtTranslator):
 def publish_feature_definitions(manifest_path: Path, settings: Settings) -> str:
     """Write the compiled feature SQL of a dbt run where training and serving read it.
 
-    Returns the definitions' hash. Training records it in every model's facts; serving runs
-    exactly this SQL and refuses a champion whose hash differs.
+    Returns the definitions' hash. Training records it in every model's facts; serving (of an
+    online use case) runs exactly this SQL and refuses a champion whose hash differs.
     """
-    definitions = load_feature_definitions(manifest_path)
+    usecase = settings.usecase
+    definitions = (
+        load_feature_definitions(manifest_path) if usecase.serving.online
+        else load_compiled_chain(manifest_path, usecase.data.features_table)
+    )
     target = settings.feature_definitions_path
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(target, (json.dumps(definitions.to_dict(), indent=2) + "\n").encode())
@@ -144,7 +148,8 @@ def _build_dbt_assets(
     scope: Scope, name: str, publishes_definitions: bool = False, **selection: str
 ) -> dg.AssetsDefinition:
     """One dbt step: ``dbt build`` of the selected models and their tests."""
-    features_output = scope.key(OUTPUT_MODEL)
+    output = scope.usecase.data.features_table
+    features_output = scope.key(output)
 
     @dbt_assets(
         manifest=dbt_project.manifest_path,
@@ -177,7 +182,7 @@ def _build_dbt_assets(
             except FeatureDefinitionsError:
                 # a subset run did not build the whole chain: compile it (no data is touched)
                 compiled = dbt.cli(
-                    ["compile", "--select", f"+{OUTPUT_MODEL}"], raise_on_error=True,
+                    ["compile", "--select", f"+{output}"], raise_on_error=True,
                     target_path=_target_path(context, settings, name),
                 )
                 compiled.wait()
@@ -193,7 +198,7 @@ def dbt_steps(scope: Scope) -> list[dg.AssetsDefinition]:
     """The use case's two dbt steps: its feature models, then (after the feature gate) the
     table its models learn from and what depends on it."""
     feature_models = _build_dbt_assets(
-        scope, "feature_models", publishes_definitions=scope.usecase.serving.online,
+        scope, "feature_models", publishes_definitions=True,
         select=usecase_models(scope), exclude=gated_selection(scope),
     )
     training_models = _build_dbt_assets(

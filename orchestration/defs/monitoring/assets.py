@@ -41,7 +41,6 @@ from orchestration.lib.monitoring.traffic import (
     load_scored_traffic,
     online_feature_names,
 )
-from orchestration.lib.registry import registry
 from orchestration.lib.serving.scoring import ScoringModel, load_scoring_model
 from orchestration.lib.training.lineage import reference_rows
 from orchestration.lib.training.metrics import DEFAULT_TOP_K
@@ -351,7 +350,7 @@ def performance_report(
         alert_threshold=model.alert_threshold, top_k=DEFAULT_TOP_K,
         max_rows=settings.report_max_rows, seed=settings.usecase.models.seed,
     )
-    test_ap = model.facts.test_metrics.get(registry.TEST_AVERAGE_PRECISION)
+    test_ap = model.facts.test_metrics.get(scope.usecase.monitoring.decay.metric)
     return {
         **numbers,
         "label_maturity": maturity,

@@ -71,7 +71,7 @@ def retraining_decision(instance: dg.DagsterInstance, scope: Scope) -> Decision:
         ),
         after=facts.training_data.test.end,
         champion_version=champion.version,
-        champion_test_ap=facts.test_metrics.get(registry.TEST_AVERAGE_PRECISION),
+        champion_test_ap=facts.test_metrics.get(scope.usecase.monitoring.decay.metric),
         thresholds=thresholds,
     )
     window = newest_training_window(protocol_from(settings.usecase), newest_report, last_day)

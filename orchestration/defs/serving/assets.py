@@ -24,9 +24,8 @@ from orchestration.defs.scope import Scope
 from orchestration.defs.training.assets import load_published_definitions
 from orchestration.lib.core.atomic import atomic_output
 from orchestration.lib.registry import registry
-from orchestration.lib.serving.scoring import SCORE_COLUMNS, load_champion, score_days
+from orchestration.lib.serving.scoring import DailyScoring, load_champion, score_days
 from orchestration.lib.serving.snapshot import publish_serving_snapshot
-from orchestration.lib.training.metrics import DEFAULT_TOP_K
 from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT, Settings
 
 SERVING_GROUP = "serving"
@@ -70,9 +69,14 @@ def serving_snapshot_asset(scope: Scope) -> dg.AssetsDefinition:
     return serving_snapshot
 
 
-def scores_path(settings: Settings, day: date) -> tuple:
-    folder = settings.scores_dir / f"tx_date={day.isoformat()}"
-    return folder / "scores.parquet", folder / "investigation_queue.parquet"
+SCORES_FILE, LIST_FILE = "scores.parquet", "daily_list.parquet"
+"""Per day: every row's score, and the day's list within the decision budget (the riskiest
+entities with their reasons: fraud's investigation queue, churn's retention list)."""
+
+
+def scores_path(settings: Settings, day: date) -> tuple[Path, Path]:
+    folder = settings.scores_dir / f"{settings.usecase.data.partition_date}={day.isoformat()}"
+    return folder / SCORES_FILE, folder / LIST_FILE
 
 
 def batch_scores_asset(scope: Scope) -> dg.AssetsDefinition:
@@ -83,32 +87,36 @@ def batch_scores_asset(scope: Scope) -> dg.AssetsDefinition:
         partitions_def=daily_partitions,
         backfill_policy=single_run,
         key=scope.key("batch_scores"),
-        deps=scope.keys("transaction_features", "champion_model"),
+        deps=scope.keys(scope.usecase.data.features_table, "champion_model"),
         pool=scope.pool,
         description=(
-            "Each day's payments scored by the champion, and the day's investigation queue (the "
-            f"top {DEFAULT_TOP_K} cards by score with reason codes), as Parquet under scores/."
+            "Each day's rows scored by the champion, and the day's list within the decision "
+            "budget (the riskiest entities, each with the reasons of its riskiest row), as "
+            "Parquet under scores/<use case>/."
         ),
     )
     def batch_scores(
         context: dg.AssetExecutionContext, warehouse: DuckDBResource
     ) -> dg.MaterializeResult:
         settings = scope.settings()
+        data = settings.usecase.data
+        scoring = DailyScoring.declared(settings.usecase)
         model = load_champion(settings)
         days = partition_days(context)
-        columns = ", ".join(dict.fromkeys([*SCORE_COLUMNS, *model.features]))
+        columns = ", ".join(dict.fromkeys([*scoring.kept, *model.features]))
         n_alerts = n_rows = 0
         # days in chunks: one prediction per chunk, and memory bounded by a chunk, not the range
         for start in range(0, len(days), BATCH_SCORING_CHUNK_DAYS):
             chunk = days[start:start + BATCH_SCORING_CHUNK_DAYS]
             with warehouse.get_connection() as con:
                 frame = con.execute(
-                    f"select {columns} from transaction_features "
-                    "where tx_date >= ? and tx_date < ? order by tx_datetime, transaction_id",
+                    f"select {columns} from {data.features_table} "
+                    f"where {data.partition_date} >= ? and {data.partition_date} < ? "
+                    f"order by {data.event_time}, {data.row_id}",
                     [chunk[0], chunk[-1] + timedelta(days=1)],
                 ).df()
             n_rows += len(frame)
-            for day, (scored, queue) in score_days(model, frame, chunk).items():
+            for day, (scored, queue) in score_days(model, frame, chunk, scoring).items():
                 n_alerts += int(scored["alert"].sum())
                 scores_file, queue_file = scores_path(settings, day)
                 scores_file.parent.mkdir(parents=True, exist_ok=True)

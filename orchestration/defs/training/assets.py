@@ -22,15 +22,19 @@ from orchestration.defs.partitions import newest_partition, single_run
 from orchestration.defs.scope import Scope
 from orchestration.lib.core.atomic import atomic_output
 from orchestration.lib.core.usecase import UseCase
-from orchestration.lib.features.feature_definitions import FeatureDefinitions
+from orchestration.lib.features.feature_definitions import (
+    CompiledChain,
+    FeatureDefinitions,
+    definitions_from_dict,
+)
 from orchestration.lib.features.pseudonymize import key_fingerprint
 from orchestration.lib.registry import registry
 from orchestration.lib.serving.scoring import load_scoring_model
 from orchestration.lib.training.families import declared_families
-from orchestration.lib.training.lineage import ID_COLUMNS, TRAINING_DATA_FILE, window_facts
+from orchestration.lib.training.lineage import TRAINING_DATA_FILE, id_columns, window_facts
 from orchestration.lib.training.metrics import (
+    Scorecard,
     alert_threshold_for_budget,
-    evaluate,
     importance_figure,
     roc_pr_figure,
 )
@@ -43,6 +47,7 @@ from orchestration.lib.training.promotion import GatePolicy, decide
 from orchestration.lib.training.validation import (
     LABEL,
     data_span,
+    labelled_rows,
     latest_test_start,
     prequential_folds,
     protocol_from,
@@ -56,13 +61,13 @@ TRAINING_GROUP = "training"
 
 
 
-def load_published_definitions(settings: Settings) -> FeatureDefinitions:
+def load_published_definitions(settings: Settings) -> FeatureDefinitions | CompiledChain:
     path = settings.feature_definitions_path
     if not path.exists():
         raise dg.Failure(
             f"{path} does not exist: materialize the feature models (group features) first"
         )
-    return FeatureDefinitions.from_dict(json.loads(path.read_text()))
+    return definitions_from_dict(json.loads(path.read_text()))
 
 
 def _training_features(settings: Settings) -> list[str]:
@@ -139,8 +144,9 @@ def training_assets(scope: Scope) -> list[dg.AssetsDefinition]:
         deps=[scope.key(scope.usecase.data.table)],
         pool=scope.pool,
         description=(
-            "The exact rows training and testing read (features, label, report date) for the "
-            "latest mature test window and its prequential folds, as Parquet named by content hash."
+            "The exact rows training and testing read (ids, features, label and when it became "
+            "known) for the latest mature test window and its prequential folds, as Parquet "
+            "named by content hash."
         ),
     )
     def training_data(
@@ -149,29 +155,35 @@ def training_assets(scope: Scope) -> list[dg.AssetsDefinition]:
         settings = scope.settings()
         protocol = protocol_from(settings.usecase)
         usecase = settings.usecase
+        data, rows = usecase.data, labelled_rows(usecase)
         max_report = _max_report_date(context.instance, scope)
         features = _exported_features(settings)
         label_columns = (usecase.label.column, usecase.label.known_at)
-        columns = ", ".join(dict.fromkeys([*ID_COLUMNS, *features, *label_columns]))
+        columns = ", ".join(dict.fromkeys([*id_columns(usecase), *features, *label_columns]))
         with warehouse.get_connection() as con:
-            (last_tx_day,) = con.execute("select max(tx_date) from training_set").fetchall()[0]
-            if last_tx_day is None:
-                raise dg.Failure("training_set is empty")
-            probe = pd.DataFrame({"tx_date": [last_tx_day]})
-            test_start = latest_test_start(probe, protocol, max_report)
+            (last_day,) = con.execute(
+                f"select max({data.partition_date}) from {data.table}"
+            ).fetchall()[0]
+            if last_day is None:
+                raise dg.Failure(f"{data.table} is empty")
+            probe = pd.DataFrame({data.partition_date: [last_day]})
+            test_start = latest_test_start(probe, protocol, max_report, rows)
             final = split_windows(protocol, test_start)
             folds = prequential_folds(protocol, validation_test_start(protocol, test_start))
             first, end = data_span([final, *folds])
             query = (
-                f"select {columns} from training_set where tx_date >= '{first}' "
-                f"and tx_date < '{end}' order by tx_datetime, transaction_id"
+                f"select {columns} from {data.table} where {data.partition_date} >= '{first}' "
+                f"and {data.partition_date} < '{end}' order by {data.event_time}, {data.row_id}"
             )
             frame = con.execute(query).df()
-        if frame.empty or pd.Timestamp(frame["tx_date"].min()).date() > first:
+        if frame.empty or pd.Timestamp(frame[data.partition_date].min()).date() > first:
+            minimum = (end - first).days + protocol.max_report_delay_days
             raise dg.Failure(
-                f"training needs the days {first}..{end - timedelta(days=1)} but training_set "
-                f"starts later: simulate or ingest more history, or shorten the windows "
-                f"({usecase.env_prefix}PROTOCOL_TRAIN, _DELAY, _TEST, _FOLDS)"
+                f"training needs the days {first}..{end - timedelta(days=1)} but {data.table} "
+                f"starts later: the protocol needs at least {minimum} days of data (the "
+                f"windows, the folds and the label's maturity); simulate or ingest more "
+                f"history, or shorten the windows ({usecase.env_prefix}PROTOCOL_TRAIN, _DELAY, "
+                f"_TEST, _FOLDS, _FOLD_STEP)"
             )
         fingerprint = registry.frame_fingerprint(frame)
         path = settings.training_dir / f"training_data-{fingerprint[:16]}.parquet"
@@ -187,7 +199,7 @@ def training_assets(scope: Scope) -> list[dg.AssetsDefinition]:
             ref,
             metadata={
                 "rows": len(frame),
-                "frauds": int(frame["is_fraud"].sum()),
+                "positives": int(frame[usecase.label.column].sum()),
                 "first_day": first.isoformat(),
                 "last_day": ref.last_day.isoformat(),
                 "test_window": str(final),
@@ -220,14 +232,16 @@ def training_assets(scope: Scope) -> list[dg.AssetsDefinition]:
         usecase = settings.usecase
         seed = usecase.models.seed
         families, grids = declared_families(usecase)
+        rows, scorecard = labelled_rows(usecase), Scorecard.declared(usecase)
+        ids = id_columns(usecase)
         search = prequential_search(
             frame, features, protocol, validation_test_start(protocol, training_data.test_start),
-            grids=grids, families=families, random_state=seed, log=context.log.info,
-            selection_metric=usecase.selection_metric,
+            grids=grids, families=families, rows=rows, scorecard=scorecard,
+            selection_metric=usecase.selection_metric, random_state=seed, log=context.log.info,
         )
         windows = split_windows(protocol, training_data.test_start)
-        final = fit_final(search.best, frame, windows, features, random_state=seed)
-        train, test = train_test_frames(frame, windows)
+        final = fit_final(search.best, frame, windows, features, rows, scorecard, random_state=seed)
+        train, test = train_test_frames(frame, windows, rows)
         importances = feature_importances(
             final.pipeline, test[features], test[LABEL], random_state=seed
         )
@@ -249,8 +263,8 @@ def training_assets(scope: Scope) -> list[dg.AssetsDefinition]:
                 "grids": {k: {p: list(v) for p, v in g.items()} for k, g in grids.items()},
             },
             training_data=registry.TrainingData(
-                train=window_facts(train, features, windows.train_start, windows.train_end),
-                test=window_facts(test, features, windows.test_start, windows.test_end),
+                train=window_facts(train, ids, features, windows.train_start, windows.train_end),
+                test=window_facts(test, ids, features, windows.test_start, windows.test_end),
                 label_cutoff=windows.test_start,
                 query=training_data.query,
             ),
@@ -258,7 +272,7 @@ def training_assets(scope: Scope) -> list[dg.AssetsDefinition]:
             feature_definitions_hash=definitions.hash,
             pseudonymization_key_fingerprint=key_fingerprint(pseudonymization_key(settings)),
             fold_metrics=fold_metrics,
-            test_metrics=final.performance.as_dict(),
+            test_metrics=dict(final.metrics),
             training_seconds=time.perf_counter() - started,
             reference_means={k: float(v) for k, v in final.reference_means.fillna(0.0).items()},
         )
@@ -270,7 +284,7 @@ def training_assets(scope: Scope) -> list[dg.AssetsDefinition]:
                 "model_version": version,
                 "model": search.best.name,
                 "hyperparameters": dg.MetadataValue.json(dict(search.best.params)),
-                **{f"test_{k}": v for k, v in final.performance.as_dict().items()},
+                **{f"test_{k}": v for k, v in final.metrics.items()},
                 f"validation_{usecase.selection_metric}_mean": float(
                     search.summary.loc[search.best.name, f"{usecase.selection_metric}_mean"]
                 ),
@@ -279,7 +293,7 @@ def training_assets(scope: Scope) -> list[dg.AssetsDefinition]:
                 ),
                 "test_window": str(windows),
                 "train_rows": final.n_train,
-                "train_frauds": final.n_train_frauds,
+                "train_positives": final.n_train_positives,
                 "test_rows": final.n_test,
                 "training_seconds": round(facts.training_seconds, 1),
                 "candidates": dg.MetadataValue.md(summary.round(4).to_markdown(index=False)),
@@ -315,7 +329,7 @@ def training_assets(scope: Scope) -> list[dg.AssetsDefinition]:
         settings = scope.settings()
         protocol = protocol_from(settings.usecase)
         windows = split_windows(protocol, training_data.test_start)
-        _, test = train_test_frames(training_data.frame(), windows)
+        _, test = train_test_frames(training_data.frame(), windows, labelled_rows(scope.usecase))
 
         usecase = settings.usecase
         challenger = load_scoring_model(model_candidate, settings)
@@ -373,8 +387,7 @@ def training_assets(scope: Scope) -> list[dg.AssetsDefinition]:
 
 
 def _evaluate(test: pd.DataFrame, scores, usecase: UseCase) -> dict[str, float]:
-    return evaluate(test, scores, usecase.metrics, LABEL, usecase.data.partition_date,
-                    usecase.data.entities)
+    return Scorecard.declared(usecase)(test, scores, LABEL)
 
 
 def _registry_markdown(settings: Settings) -> str:

@@ -155,7 +155,10 @@ class Data(_Strict):
     """Where a model's rows come from and what identifies them."""
 
     table: Identifier
-    """The mart a model learns from and is tested on: one row per decision."""
+    """The mart a model learns from and is tested on: one row per decision, with its label."""
+    features_table: Identifier
+    """The mart of every decision's features, without the label: what batch scoring scores and
+    what monitoring compares the served features with."""
     row_id: Identifier
     event_time: Identifier
     """When the event happened: rows are ordered by it."""
@@ -208,6 +211,10 @@ class Protocol(_Strict):
     test: Duration
     folds: int = Field(ge=1)
     fold_step: Duration
+    exclude_known_positives: Identifier | None = None
+    """An entity (of ``data.entities``) whose rows leave a test day once one of its rows is a
+    known positive before that day (the handbook drops the payments of cards already known
+    compromised: investigators would have blocked them); None keeps every test row."""
 
     @model_validator(mode="after")
     def _positive(self) -> Protocol:
@@ -319,10 +326,15 @@ class Gate(_Strict):
 class DecisionBudget(_Strict):
     per_day: float = Field(ge=0)
     """Positive decisions (alerts, retention calls) a day; the threshold is chosen for it."""
+    entity: Identifier | None = None
+    """The entity (of ``data.entities``) a day's list ranks, each by its riskiest row (the
+    investigation queue of cards, the retention list of accounts); None ranks rows."""
 
 
 class Serving(_Strict):
     mode: Literal["online", "batch", "both"]
+    score: Identifier = "score"
+    """The name of the score in answers, batch scores and monitoring (``fraud_probability``)."""
 
     @property
     def online(self) -> bool:
@@ -377,10 +389,15 @@ class UseCase(_Strict):
         if self.label.source not in self.sources:
             raise ValueError(f"label.source: {self.label.source!r} is not a declared source "
                              f"({sorted(self.sources)})")
-        for name, metric in self.metrics.items():
-            if metric.entity is not None and metric.entity not in self.data.entities:
-                raise ValueError(f"metrics.{name}.entity: {metric.entity!r} is not an entity "
-                                 f"of data.entities ({sorted(self.data.entities)})")
+        entities = {f"metrics.{name}.entity": metric.entity
+                    for name, metric in self.metrics.items()}
+        entities["protocol.exclude_known_positives"] = self.protocol.exclude_known_positives
+        if self.decision_budget is not None:
+            entities["decision_budget.entity"] = self.decision_budget.entity
+        for field, entity in entities.items():
+            if entity is not None and entity not in self.data.entities:
+                raise ValueError(f"{field}: {entity!r} is not an entity of data.entities "
+                                 f"({sorted(self.data.entities)})")
         return self
 
     @property

@@ -201,6 +201,66 @@ def dbt_window_vars(project_dir: Path = DBT_PROJECT_DIR) -> FeatureWindows:
     return FeatureWindows.from_dict(declared)
 
 
+@dataclass(frozen=True)
+class CompiledChain:
+    """Any use case's feature mart and every model it is built from, as dbt compiled them: the
+    feature definitions a batch-scored model records (an online use case publishes the richer
+    :class:`FeatureDefinitions`, which serving runs)."""
+
+    output: str
+    compiled_sql: dict[str, str]
+    """Model name -> compiled SQL, in dependency order; the last is ``output``."""
+
+    @property
+    def hash(self) -> str:
+        """sha256 over the normalised compiled SQL of the chain (as :class:`FeatureDefinitions`)."""
+        digest = hashlib.sha256()
+        for name, sql in self.compiled_sql.items():
+            digest.update(f"{name}\n{normalise_sql(sql)}\n\0".encode())
+        return digest.hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hash": self.hash, "output": self.output, "compiled_sql": self.compiled_sql}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CompiledChain:
+        chain = cls(output=data["output"], compiled_sql=dict(data["compiled_sql"]))
+        if data.get("hash") != chain.hash:
+            raise FeatureDefinitionsError("feature definitions do not match their recorded hash")
+        return chain
+
+
+def load_compiled_chain(manifest_path: Path, output: str) -> CompiledChain:
+    """The compiled SQL of ``output`` and of every model upstream of it in a dbt manifest."""
+    manifest = json.loads(Path(manifest_path).read_text())
+    nodes = {
+        node["unique_id"]: node
+        for node in manifest.get("nodes", {}).values()
+        if node.get("resource_type") == "model"
+    }
+    by_name = {node["name"]: uid for uid, node in nodes.items()}
+    if output not in by_name:
+        raise FeatureDefinitionsError(f"{manifest_path}: no model {output}")
+    chain: dict[str, str] = {}
+
+    def visit(uid: str) -> None:
+        node = nodes[uid]
+        if node["name"] in chain:
+            return
+        for parent in node["depends_on"]["nodes"]:
+            if parent in nodes:
+                visit(parent)
+        chain[node["name"]] = _model_sql(manifest_path, node, []).compiled_sql
+
+    visit(by_name[output])
+    return CompiledChain(output=output, compiled_sql=chain)
+
+
+def definitions_from_dict(data: Mapping[str, Any]) -> FeatureDefinitions | CompiledChain:
+    """Published feature definitions, of either kind."""
+    return FeatureDefinitions.from_dict(data) if "inputs" in data else CompiledChain.from_dict(data)
+
+
 def load_feature_definitions(
     manifest_path: Path, windows: FeatureWindows | None = None
 ) -> FeatureDefinitions:

@@ -69,10 +69,6 @@ MODEL_FILENAME = "saved_model.pkl"
 FACTS_SCHEMA = 1
 """Version of the layout of :class:`ModelFacts` in the metadata; bump it when fields change."""
 
-TEST_AVERAGE_PRECISION = "average_precision"
-"""Key of the test average precision in ``ModelFacts.test_metrics`` (shown by the CLI)."""
-TEST_CARD_PRECISION_AT_100 = "card_precision_at_100"
-"""Key of the test card precision@100 in ``ModelFacts.test_metrics`` (shown by the CLI)."""
 
 GATE_ACTOR = "promotion_gate"
 TRAINING_ACTOR = "training"
@@ -305,8 +301,7 @@ class ModelFacts:
     fold_metrics: list[dict[str, Any]]
     """Metrics per validation fold (each may carry its own window)."""
     test_metrics: dict[str, float]
-    """Metrics on the test window; keys include :data:`TEST_AVERAGE_PRECISION` and
-    :data:`TEST_CARD_PRECISION_AT_100`."""
+    """The use case's declared metrics on the test window, by their declared names."""
     training_seconds: float
     """Wall-clock time the training took."""
     trained_at: datetime = field(default_factory=_utc_now)

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,9 @@ from orchestration.lib.serving.flat_forest import FLAT_MAX_ROWS, FlatForest
 from orchestration.lib.training.metrics import DEFAULT_TOP_K
 from orchestration.lib.training.model_selection import ReasonCode
 from orchestration.settings import Settings
+
+if TYPE_CHECKING:
+    from orchestration.lib.core.usecase import UseCase
 
 _THREADPOOLS = ThreadpoolController()
 """Scanned once: ``threadpool_limits()`` rescans the loaded libraries on every call (~8 ms)."""
@@ -165,29 +168,54 @@ def load_champion(settings: Settings | None = None) -> ScoringModel:
     return load_scoring_model(registry.champion_version(settings), settings)
 
 
-SCORE_COLUMNS = (
-    "transaction_id", "tx_datetime", "tx_date", "card_key", "terminal_id", "amount",
-)
-"""Columns of ``transaction_features`` a batch score row keeps beside the score."""
+@dataclass(frozen=True)
+class DailyScoring:
+    """What batch scoring of a use case keeps and ranks each day (from its declaration)."""
+
+    day: str
+    """The rows' day column."""
+    row_id: str
+    kept: tuple[str, ...]
+    """Columns a score row keeps beside its score (the row's ids, time and entities)."""
+    score: str
+    """The score column's name."""
+    entity: str | None
+    """The key column the day's list ranks, each entity by its riskiest row (None: rows)."""
+    top_k: int
+    """How many the day's list holds: the decision budget."""
+
+    @classmethod
+    def declared(cls, usecase: UseCase) -> DailyScoring:
+        data, budget = usecase.data, usecase.decision_budget
+        kept = [data.row_id, data.event_time, data.partition_date, *data.entities.values()]
+        entity = None if budget is None or budget.entity is None else budget.entity
+        return cls(
+            day=data.partition_date, row_id=data.row_id, kept=tuple(dict.fromkeys(kept)),
+            score=usecase.serving.score,
+            entity=None if entity is None else data.entities[entity],
+            top_k=DEFAULT_TOP_K if budget is None else max(1, int(budget.per_day)),
+        )
 
 
 def score_days(
-    model: ScoringModel, rows: pd.DataFrame, days: Sequence[date], top_k: int = DEFAULT_TOP_K
+    model: ScoringModel, rows: pd.DataFrame, days: Sequence[date], scoring: DailyScoring
 ) -> dict[date, tuple[pd.DataFrame, pd.DataFrame]]:
-    """Each of ``days``: its ``transaction_features`` rows scored (``rows`` hold them, by
-    ``tx_date``) and its investigation queue, the ``top_k`` cards by their highest score, each
-    with the reasons of that payment. One prediction for all the payments and one for all the
-    queues' reason codes; a day without rows gets empty frames."""
+    """Each of ``days``: its rows scored (``rows`` hold them, by ``scoring.day``) and its list,
+    the ``top_k`` entities by their highest score (or rows), each with the reasons of that row.
+    One prediction for all the rows and one for all the lists' reason codes; a day without rows
+    gets empty frames."""
     scores = model.score(rows) if len(rows) else np.empty(0)
-    scored = _scored(model, rows, scores)
-    day = np.asarray(rows["tx_date"].to_numpy(), dtype="datetime64[D]")
-    candidates = _queue_candidates(day, rows["card_key"].to_numpy(), scores, top_k)
+    scored = _scored(model, rows, scores, scoring)
+    day = np.asarray(rows[scoring.day].to_numpy(), dtype="datetime64[D]")
+    entity = scoring.entity or scoring.row_id
+    top_k = scoring.top_k
+    candidates = _queue_candidates(day, rows[entity].to_numpy(), scores, top_k)
     best = (
         scored.iloc[candidates]
         .assign(_row=candidates, _day=day[candidates])
-        .sort_values(["_day", "fraud_probability", "transaction_id"],
+        .sort_values(["_day", scoring.score, scoring.row_id],
                      ascending=[True, False, True])
-        .drop_duplicates(["_day", "card_key"])
+        .drop_duplicates(["_day", entity])
         .groupby("_day", sort=False)
         .head(top_k)
     )
@@ -206,16 +234,15 @@ def score_days(
 
 
 def _queue_candidates(
-    day: np.ndarray, cards: np.ndarray, scores: np.ndarray, top_k: int
+    day: np.ndarray, entities: np.ndarray, scores: np.ndarray, top_k: int
 ) -> np.ndarray:
-    """Positions (ascending) of the only rows that can reach their day's queue: by day, those
-    scoring at least as high as the row where the ``top_k``-th distinct card first appears in
-    descending score order (all of the day's rows when it has fewer cards).
+    """Positions (ascending) of the only rows that can reach their day's list: by day, those
+    scoring at least as high as the row where the ``top_k``-th distinct entity first appears in
+    descending score order (all of the day's rows when it has fewer entities).
 
-    A card ranks by its best row, so a card whose best row scores below that row's score is
-    outranked by ``top_k`` others; rows tied with it stay, for the tie-break on
-    ``transaction_id``. Sorting these few rows instead of all of them (strings included) gives
-    the same queue."""
+    An entity ranks by its best row, so an entity whose best row scores below that row's score
+    is outranked by ``top_k`` others; rows tied with it stay, for the tie-break on the row id.
+    Sorting these few rows instead of all of them (strings included) gives the same list."""
     if not len(day):
         return np.empty(0, dtype=np.int64)
     order = np.lexsort((-scores, day))
@@ -226,7 +253,7 @@ def _queue_candidates(
         seen: set = set()
         cut = end
         for i in range(start, end):
-            seen.add(cards[order[i]])
+            seen.add(entities[order[i]])
             if len(seen) == top_k:
                 cut = i + 1
                 while cut < end and scores[order[cut]] == scores[order[i]]:
@@ -236,9 +263,11 @@ def _queue_candidates(
     return np.sort(np.concatenate(keep))
 
 
-def _scored(model: ScoringModel, rows: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
-    return rows[list(SCORE_COLUMNS)].assign(
-        fraud_probability=scores,
+def _scored(
+    model: ScoringModel, rows: pd.DataFrame, scores: np.ndarray, scoring: DailyScoring
+) -> pd.DataFrame:
+    return rows[list(scoring.kept)].assign(
+        **{scoring.score: scores},
         alert=model.alerts(scores),
         model_version=model.version,
     )

@@ -9,26 +9,38 @@ from datetime import date, timedelta
 
 import pandas as pd
 
+from orchestration.lib.core.usecase import UseCase
 from orchestration.lib.registry import registry
 from orchestration.lib.training.families import Candidate, FamilySpec
-from orchestration.lib.training.metrics import Performance
+from orchestration.lib.training.metrics import Scorecard
 from orchestration.lib.training.model_selection import fit_final
-from orchestration.lib.training.validation import LABEL, Windows, train_test_frames
+from orchestration.lib.training.validation import (
+    LABEL,
+    Windows,
+    labelled_rows,
+    train_test_frames,
+)
 from orchestration.settings import Settings, get_settings
 
-ID_COLUMNS = ("transaction_id", "tx_datetime", "tx_date", "card_key", "terminal_id")
-"""Columns that identify a training row (hashed with the features and the label)."""
+
+def id_columns(usecase: UseCase) -> list[str]:
+    """Columns that identify a training row (hashed with the features and the label): its id,
+    its time, its day and its entities' keys."""
+    data = usecase.data
+    return list(dict.fromkeys(
+        [data.row_id, data.event_time, data.partition_date, *data.entities.values()]
+    ))
 
 TRAINING_DATA_FILE = "training_data_file"
 """Key, in a model's params, of its exported training data (relative to BLUEPRINT_HOME)."""
 
 
 def window_facts(
-    rows: pd.DataFrame, features: Sequence[str], start: date, end: date
+    rows: pd.DataFrame, ids: Sequence[str], features: Sequence[str], start: date, end: date
 ) -> registry.DataWindow:
     """The facts of the rows of ``[start, end)``: days, count, content hash (ids, features,
     label)."""
-    used = rows[[*ID_COLUMNS, *features, LABEL]].reset_index(drop=True)
+    used = rows[[*ids, *features, LABEL]].reset_index(drop=True)
     return registry.DataWindow(
         start=start, end=end - timedelta(days=1), rows=len(used),
         fingerprint=registry.frame_fingerprint(used),
@@ -53,11 +65,12 @@ def reference_rows(
     file also holds ids, timestamps and every candidate feature)."""
     path = settings.home / facts.params[TRAINING_DATA_FILE]
     features = list(facts.features)
-    frame = pd.read_parquet(path, columns=[*dict.fromkeys([*features, "tx_date"])])
+    day_column = settings.usecase.data.partition_date
+    frame = pd.read_parquet(path, columns=[*dict.fromkeys([*features, day_column])])
     windows = recorded_windows(facts)
-    tx_date = pd.to_datetime(frame["tx_date"]).dt.date
-    train = frame.loc[(tx_date >= windows.train_start) & (tx_date < windows.train_end)]
-    test = frame.loc[(tx_date >= windows.test_start) & (tx_date < windows.test_end)]
+    day = pd.to_datetime(frame[day_column]).dt.date
+    train = frame.loc[(day >= windows.train_start) & (day < windows.train_end)]
+    test = frame.loc[(day >= windows.test_start) & (day < windows.test_end)]
     return train[features].reset_index(drop=True), test[features].reset_index(drop=True)
 
 
@@ -65,7 +78,7 @@ def reference_rows(
 class Reproduction:
     version: str
     recorded: dict[str, float]
-    reproduced: Performance
+    reproduced: dict[str, float]
     same_rows: bool
     """Whether the rows selected again hash exactly as the recorded training and test rows."""
 
@@ -81,11 +94,13 @@ def reproduce(version: str, settings: Settings | None = None) -> Reproduction:
         raise FileNotFoundError(f"the training data of {version} is gone: {path}")
     frame = pd.read_parquet(path)
     windows = recorded_windows(facts)
-    train, test = train_test_frames(frame, windows)
+    usecase = settings.usecase
+    rows, ids = labelled_rows(usecase), id_columns(usecase)
+    train, test = train_test_frames(frame, windows, rows)
     same_rows = (
-        window_facts(train, facts.features, windows.train_start, windows.train_end)
+        window_facts(train, ids, facts.features, windows.train_start, windows.train_end)
         == facts.training_data.train
-        and window_facts(test, facts.features, windows.test_start, windows.test_end)
+        and window_facts(test, ids, facts.features, windows.test_start, windows.test_end)
         == facts.training_data.test
     )
     candidate = Candidate(
@@ -93,9 +108,10 @@ def reproduce(version: str, settings: Settings | None = None) -> Reproduction:
         FamilySpec.from_dict(params["family_spec"]),
     )
     final = fit_final(
-        candidate, frame, windows, facts.features, random_state=params["random_state"]
+        candidate, frame, windows, facts.features, rows, Scorecard.declared(usecase),
+        random_state=params["random_state"],
     )
     return Reproduction(
-        version=version, recorded=dict(facts.test_metrics), reproduced=final.performance,
+        version=version, recorded=dict(facts.test_metrics), reproduced=final.metrics,
         same_rows=same_rows,
     )

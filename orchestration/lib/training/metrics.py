@@ -25,7 +25,7 @@ from sklearn.metrics import (
 )
 
 if TYPE_CHECKING:
-    from orchestration.lib.core.usecase import Metric
+    from orchestration.lib.core.usecase import Metric, UseCase
 
 DEFAULT_TOP_K = 100
 """Cards investigators can check per day (the handbook's k)."""
@@ -162,6 +162,38 @@ def evaluate(
 
 
 _THRESHOLD_FREE = {"auc_roc": roc_auc_score, "average_precision": average_precision_score}
+
+
+@dataclass(frozen=True)
+class Scorecard:
+    """A use case's declared metrics, ready to measure a test window (:func:`evaluate`)."""
+
+    metrics: Mapping[str, Metric]
+    day: str
+    """The rows' day column: an entity precision ranks each day."""
+    entities: Mapping[str, str]
+    """Entity name -> its key column."""
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.metrics)
+
+    def higher_is_better(self, name: str) -> bool:
+        return self.metrics[name].higher_is_better
+
+    def __call__(
+        self, test: pd.DataFrame, scores: ArrayLike, label: str = "label"
+    ) -> dict[str, float]:
+        return evaluate(test, scores, self.metrics, label, self.day, self.entities)
+
+    @classmethod
+    def declared(cls, usecase: UseCase) -> Scorecard:
+        """The metrics a use case declares, on its table's day and entity columns."""
+        return cls(usecase.metrics, usecase.data.partition_date, usecase.data.entities)
+
+    def line(self, values: Mapping[str, float]) -> str:
+        """The values in one line, for a log."""
+        return ", ".join(f"{name} {value:.3f}" for name, value in values.items())
 
 
 def alert_threshold_for_budget(

@@ -19,9 +19,10 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from orchestration.lib.training.families import Candidate, Families, Grids, candidates
-from orchestration.lib.training.metrics import DEFAULT_TOP_K, METRICS, Performance, performance
+from orchestration.lib.training.metrics import Scorecard
 from orchestration.lib.training.validation import (
     LABEL,
+    LabelledRows,
     Protocol,
     Windows,
     data_span,
@@ -40,10 +41,11 @@ class SearchResult:
     folds: list[Windows]
     scores: pd.DataFrame
     """One row per candidate and fold: ``candidate``, ``family``, ``fold``, ``test_start``, the
-    three metrics, ``fit_seconds`` and the fold's sizes."""
+    declared metrics, ``fit_seconds`` and the fold's sizes."""
     summary: pd.DataFrame
     """One row per candidate (index ``candidate``): ``family``, mean and std (over folds, ddof 0
-    as in the handbook) of each metric, mean fit time; best mean of the selection metric first."""
+    as in the handbook) of each metric, mean fit time; best mean of the selection metric first
+    (the lowest for a metric where lower is better)."""
     best: Candidate
     """The candidate with the best mean of the selection metric."""
     candidates: dict[str, Candidate] = field(repr=False)
@@ -61,11 +63,12 @@ def prequential_search(
     last_test_start: date,
     grids: Grids,
     families: Families,
+    rows: LabelledRows,
+    scorecard: Scorecard,
+    selection_metric: str,
     random_state: int = 0,
-    top_k: int = DEFAULT_TOP_K,
     n_threads: int = 1,
     log: Callable[[str], None] | None = None,
-    selection_metric: str = "average_precision",
 ) -> SearchResult:
     """Train and test every candidate on every prequential fold; pick the best by its mean of
     ``selection_metric`` over the folds.
@@ -78,45 +81,46 @@ def prequential_search(
     ``log`` receives one line per fitted candidate (e.g. a Dagster ``context.log.info``).
     """
     folds = prequential_folds(protocol, last_test_start)
-    _check_coverage(frame, folds)
+    _check_coverage(frame, folds, rows)
     features = list(features)
-    if selection_metric not in METRICS:
-        raise ValueError(f"selection metric {selection_metric!r} is not one of {METRICS}")
+    if selection_metric not in scorecard.metrics:
+        raise ValueError(
+            f"selection metric {selection_metric!r} is not one of {scorecard.names}"
+        )
     pool = candidates(grids, families)
     if not pool:
         raise ValueError("the grids hold no candidate")
-    rows = []
+    records = []
     for fold, windows in enumerate(folds):
-        train, test = train_test_frames(frame, windows)
+        train, test = train_test_frames(frame, windows, rows)
         if train[LABEL].nunique() < 2:
             raise ValueError(f"fold {fold} ({windows}) has a single class in training")
         for candidate in pool:
             with threadpool_limits(limits=n_threads):
                 fitted, seconds = _fit(candidate.pipeline(random_state), train, features)
                 scores = fitted.predict_proba(test[features])[:, 1]
-            result = performance(test, scores, top_k=top_k)
+            result = scorecard(test, scores)
             if log is not None:
                 log(
-                    f"fold {fold} ({windows}) {candidate.name}: AP {result.average_precision:.3f}"
-                    f", AUC {result.auc_roc:.3f}, CP@{top_k} {result.card_precision_top_k:.3f}"
+                    f"fold {fold} ({windows}) {candidate.name}: {scorecard.line(result)}"
                     f", fit {seconds:.1f}s"
                 )
-            rows.append(
+            records.append(
                 {
                     "candidate": candidate.name,
                     "family": candidate.family,
                     "fold": fold,
                     "test_start": windows.test_start,
-                    **{m: getattr(result, m) for m in METRICS},
+                    **result,
                     "fit_seconds": seconds,
                     "n_train": len(train),
-                    "n_train_frauds": int(train[LABEL].sum()),
+                    "n_train_positives": int(train[LABEL].sum()),
                     "n_test": len(test),
-                    "n_test_frauds": int(test[LABEL].sum()),
+                    "n_test_positives": int(test[LABEL].sum()),
                 }
             )
-    scores_table = pd.DataFrame(rows)
-    summary = _summarize(scores_table, selection_metric)
+    scores_table = pd.DataFrame(records)
+    summary = _summarize(scores_table, scorecard, selection_metric)
     by_name = {c.name: c for c in pool}
     return SearchResult(
         folds=folds,
@@ -135,14 +139,15 @@ class FinalModel:
     pipeline: Pipeline
     features: list[str]
     windows: Windows
-    performance: Performance
+    metrics: dict[str, float]
+    """The declared metrics on the test window."""
     test_predictions: pd.DataFrame = field(repr=False)
     """The test rows (all columns of the frame, ``label`` included) with their ``score``: for
     figures, the alert threshold and monitoring's reference data."""
     reference_means: pd.Series = field(repr=False)
     """Mean of each feature over the training window: the baseline of :func:`reason_codes`."""
     n_train: int
-    n_train_frauds: int
+    n_train_positives: int
     n_test: int
     fit_seconds: float
 
@@ -152,14 +157,15 @@ def fit_final(
     frame: pd.DataFrame,
     windows: Windows,
     features: Sequence[str],
+    rows: LabelledRows,
+    scorecard: Scorecard,
     random_state: int = 0,
-    top_k: int = DEFAULT_TOP_K,
     n_threads: int = 1,
 ) -> FinalModel:
     """Train ``best`` on ``windows``' training window and evaluate it on its test window."""
-    _check_coverage(frame, [windows])
+    _check_coverage(frame, [windows], rows)
     features = list(features)
-    train, test = train_test_frames(frame, windows)
+    train, test = train_test_frames(frame, windows, rows)
     with threadpool_limits(limits=n_threads):
         fitted, seconds = _fit(best.pipeline(random_state), train, features)
         scores = fitted.predict_proba(test[features])[:, 1]
@@ -168,11 +174,11 @@ def fit_final(
         pipeline=fitted,
         features=features,
         windows=windows,
-        performance=performance(test, scores, top_k=top_k),
+        metrics=scorecard(test, scores),
         test_predictions=test.assign(**{SCORE: scores}),
         reference_means=train[features].astype(float).mean(),
         n_train=len(train),
-        n_train_frauds=int(train[LABEL].sum()),
+        n_train_positives=int(train[LABEL].sum()),
         n_test=len(test),
         fit_seconds=seconds,
     )
@@ -283,8 +289,10 @@ def _fit(pipeline: Pipeline, train: pd.DataFrame, features: list[str]) -> tuple[
     return pipeline, time.perf_counter() - started
 
 
-def _summarize(scores: pd.DataFrame, selection_metric: str) -> pd.DataFrame:
-    metrics = list(METRICS)
+def _summarize(
+    scores: pd.DataFrame, scorecard: Scorecard, selection_metric: str
+) -> pd.DataFrame:
+    metrics = scorecard.names
     grouped = scores.groupby("candidate", sort=False)
     summary = pd.concat(
         [
@@ -295,12 +303,15 @@ def _summarize(scores: pd.DataFrame, selection_metric: str) -> pd.DataFrame:
         ],
         axis=1,
     )
-    return summary.sort_values(f"{selection_metric}_mean", ascending=False, kind="stable")
+    return summary.sort_values(
+        f"{selection_metric}_mean", ascending=not scorecard.higher_is_better(selection_metric),
+        kind="stable",
+    )
 
 
-def _check_coverage(frame: pd.DataFrame, folds: Sequence[Windows]) -> None:
+def _check_coverage(frame: pd.DataFrame, folds: Sequence[Windows], rows: LabelledRows) -> None:
     first, end = data_span(folds)
-    days = pd.to_datetime(frame["tx_date"])
+    days = pd.to_datetime(frame[rows.day])
     if days.min() > pd.Timestamp(first) or days.max() < pd.Timestamp(end - timedelta(days=1)):
         raise ValueError(
             f"the frame covers {days.min().date()}..{days.max().date()}, the folds need "

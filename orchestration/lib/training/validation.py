@@ -1,25 +1,24 @@
-"""The validation protocol of the Fraud Detection Handbook (Le Borgne et al., ch. 3 and 5).
+"""The validation protocol of the Fraud Detection Handbook (Le Borgne et al., ch. 3 and 5),
+for any use case's rows (:class:`LabelledRows` names their columns).
 
-A model is trained on ``train_days`` whole days of payments, then ``delay_days`` are skipped
-(in production the frauds of the most recent days are not reported yet) and it is tested on
-the next ``test_days``. Prequential validation repeats this on ``n_folds`` folds, each shifted
-back ``fold_step_days`` from the previous one; fold 0 is the most recent.
+A model is trained on ``train_days`` whole days of rows, then ``delay_days`` are skipped (in
+production the labels of the most recent days are not known yet) and it is tested on the next
+``test_days``. Prequential validation repeats this on ``n_folds`` folds, each shifted back
+``fold_step_days`` from the previous one; fold 0 is the most recent.
 
-Labels are used only once they are known. A fraud label is usable on day ``d`` iff its
-``report_date`` is before ``d``:
+Labels are used only once they are known. A label is usable on day ``d`` iff the day it became
+known is before ``d``:
 
-- a training payment is a positive iff ``is_fraud = 1`` and ``report_date`` is before the first
-  test day (with the default windows every training fraud is reported by then; the rule is
-  applied anyway, so shorter gaps stay honest);
-- a test payment is scored against its eventual label (``is_fraud``): test windows are chosen
-  among mature days only (:func:`latest_test_start`);
-- on each test day ``d`` the cards already known to be compromised are removed from the test
-  set, as the handbook does: cards with a fraud made since the start of the training window and
-  reported before ``d``. Investigators would already have blocked them, so detecting them again
-  says nothing about the model. Frauds made before the training window are outside the
-  protocol's view, as in the handbook.
+- a training row is a positive iff its label is 1 and it was known before the first test day
+  (the rule is applied whatever the gap, so shorter gaps stay honest);
+- a test row is scored against its eventual label: test windows are chosen among mature days
+  only (:func:`latest_test_start`);
+- optionally, on each test day ``d`` the rows of entities already known positive are removed,
+  as the handbook does for cards already known compromised (a fraud made since the start of
+  the training window and reported before ``d``): investigators would already have blocked
+  them, so detecting them again says nothing about the model.
 
-All dates are whole days of ``tx_date``; windows are half-open ``[start, end)``.
+All dates are whole days of the rows' day column; windows are half-open ``[start, end)``.
 """
 
 from __future__ import annotations
@@ -39,6 +38,21 @@ if TYPE_CHECKING:
 
 LABEL = "label"
 """Column added by :func:`train_test_frames`: the label a model may learn from or is scored on."""
+
+
+@dataclass(frozen=True)
+class LabelledRows:
+    """Which columns of a use case's table place its rows in time and carry their label."""
+
+    day: str
+    """The row's day (its partition date): the unit of every window."""
+    label: str
+    """The eventual label, 1 or 0."""
+    known_at: str
+    """The day the label became known (null: a positive never reported is not known)."""
+    exclude_known_positives_of: str | None = None
+    """An entity key column: a test day leaves out the rows of entities with a positive row
+    since the training window started that was known before that day. None keeps every row."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +152,9 @@ def data_span(folds: Sequence[Windows]) -> tuple[date, date]:
     return min(w.train_start for w in folds), max(w.test_end for w in folds)
 
 
-def latest_test_start(frame: pd.DataFrame, protocol: Protocol, max_report_date: date) -> date:
+def latest_test_start(
+    frame: pd.DataFrame, protocol: Protocol, max_report_date: date, rows: LabelledRows
+) -> date:
     """First day of the newest test window whose days all have mature labels.
 
     A day ``d`` is mature when ``d + max_report_delay_days <= max_report_date``: every fraud of
@@ -147,40 +163,43 @@ def latest_test_start(frame: pd.DataFrame, protocol: Protocol, max_report_date: 
     would otherwise make the labels look younger than they are).
     """
     last_mature = max_report_date - timedelta(days=protocol.max_report_delay_days)
-    last_day = min(last_mature, _as_date(frame["tx_date"].max()))
+    last_day = min(last_mature, _as_date(frame[rows.day].max()))
     return last_day - timedelta(days=protocol.test_days - 1)
 
 
-def train_test_frames(frame: pd.DataFrame, windows: Windows) -> tuple[pd.DataFrame, pd.DataFrame]:
+def train_test_frames(
+    frame: pd.DataFrame, windows: Windows, rows: LabelledRows
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The training and test rows of one split, each with a :data:`LABEL` column.
 
-    ``frame`` needs ``tx_date``, ``card_key``, ``is_fraud`` and ``report_date`` (as in the
-    ``training_set`` mart) and must cover ``[windows.train_start, windows.test_end)``.
-    Training rows are labelled with what was known on the first test day; test rows with the
-    eventual label, minus the payments of cards known to be compromised on their day.
+    ``frame`` needs the columns ``rows`` names and must cover
+    ``[windows.train_start, windows.test_end)``. Training rows are labelled with what was known
+    on the first test day; test rows with the eventual label, minus (when ``rows`` says so) the
+    rows of entities already known positive on their day.
     """
-    tx_date = _as_datetime64(frame["tx_date"])
-    report_date = _as_datetime64(frame["report_date"])
-    is_fraud = frame["is_fraud"].to_numpy() == 1
+    day = _as_datetime64(frame[rows.day])
+    known_at = _as_datetime64(frame[rows.known_at])
+    positive = frame[rows.label].to_numpy() == 1
     train_start, train_end, test_start, test_end = (
-        np.datetime64(day, "D")
-        for day in (windows.train_start, windows.train_end, windows.test_start, windows.test_end)
+        np.datetime64(bound, "D")
+        for bound in (windows.train_start, windows.train_end, windows.test_start, windows.test_end)
     )
 
-    in_train = (tx_date >= train_start) & (tx_date < train_end)
+    in_train = (day >= train_start) & (day < train_end)
     train = frame.loc[in_train].copy()
-    # NaT compares False: a fraud never reported is not a known positive
-    train[LABEL] = (is_fraud[in_train] & (report_date[in_train] < test_start)).astype(np.int8)
+    # NaT compares False: a positive never reported is not a known positive
+    train[LABEL] = (positive[in_train] & (known_at[in_train] < test_start)).astype(np.int8)
 
-    cards = frame["card_key"].to_numpy()
-    known_frauds = is_fraud & (tx_date >= train_start) & (report_date < test_end)
-    in_test = (tx_date >= test_start) & (tx_date < test_end)
-    for day in np.unique(tx_date[in_test]):
-        compromised = np.unique(cards[known_frauds & (report_date < day)])
-        on_day = np.flatnonzero(in_test & (tx_date == day))
-        in_test[on_day[np.isin(cards[on_day], compromised)]] = False
+    in_test = (day >= test_start) & (day < test_end)
+    if rows.exclude_known_positives_of is not None:
+        entities = frame[rows.exclude_known_positives_of].to_numpy()
+        known_positives = positive & (day >= train_start) & (known_at < test_end)
+        for test_day in np.unique(day[in_test]):
+            known = np.unique(entities[known_positives & (known_at < test_day)])
+            on_day = np.flatnonzero(in_test & (day == test_day))
+            in_test[on_day[np.isin(entities[on_day], known)]] = False
     test = frame.loc[in_test].copy()
-    test[LABEL] = is_fraud[in_test].astype(np.int8)
+    test[LABEL] = positive[in_test].astype(np.int8)
     return train, test
 
 
@@ -191,6 +210,17 @@ def _as_datetime64(column: pd.Series) -> np.ndarray:
 
 def _as_date(value: object) -> date:
     return pd.Timestamp(value).date()
+
+
+def labelled_rows(usecase: UseCase) -> LabelledRows:
+    """The columns of a use case's table that place its rows in time and label them."""
+    entity = usecase.protocol.exclude_known_positives
+    return LabelledRows(
+        day=usecase.data.partition_date,
+        label=usecase.label.column,
+        known_at=usecase.label.known_at,
+        exclude_known_positives_of=None if entity is None else usecase.data.entities[entity],
+    )
 
 
 def protocol_from(usecase: UseCase) -> Protocol:
