@@ -76,8 +76,8 @@ def run(bench: Bench) -> Section:
     world = bench.world
     bench.log(f"end to end: simulating {world.describe()} in {bench.home}")
     simulate = run_measured(
-        [_blueprint(), "simulate", "--customers", str(world.customers), "--terminals",
-         str(world.terminals), "--days", str(world.days), "--seed", str(world.seed),
+        [_blueprint(), "simulate", "--set", f"n_customers={world.customers}", "--set",
+         f"n_terminals={world.terminals}", "--days", str(world.days), "--seed", str(world.seed),
          "--no-progress"],
         env=bench.env,
     )

@@ -275,10 +275,10 @@ def run_loop(scenario: Scenario, log=lambda message: None) -> LoopRun:
         return value
 
     timed(
-        "simulate", blueprint, "simulate", "--customers", str(scenario.customers),
-        "--terminals", str(scenario.terminals), "--days", str(scenario.days),
+        "simulate", blueprint, "simulate", "--set", f"n_customers={scenario.customers}",
+        "--set", f"n_terminals={scenario.terminals}", "--days", str(scenario.days),
         "--drift-from", str(scenario.drift), "--hold-last", str(scenario.hold),
-        "--max-report-delay-days", str(scenario.max_report_delay), "--seed", "3",
+        "--set", f"max_report_delay_days={scenario.max_report_delay}", "--seed", "3",
         "--no-progress",
     )
     timed("materialize the first days", blueprint, "materialize")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import subprocess
 import sys
@@ -77,45 +78,62 @@ def _parse_drift_from(value: str | None, start: date) -> int | None:
         ) from None
 
 
+def simulated_world(settings: Settings):
+    """The simulator the use case declares (:class:`simulator.worlds.World`), or exit."""
+    module = settings.usecase.simulator
+    if module is None:
+        _echo(f"error: the use case {settings.usecase_name!r} declares no simulator")
+        raise typer.Exit(2)
+    return importlib.import_module(module).WORLD
+
+
 def world_exists(settings: Settings) -> bool:
-    return (settings.simulator_dir / "world.json").exists()
+    return simulated_world(settings).exists(settings.home)
+
+
+def _fields(values: list[str]) -> dict[str, str]:
+    fields = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"{value!r} is not FIELD=VALUE", param_hint="--set")
+        fields[name.strip()] = text.strip()
+    return fields
 
 
 @app.command()
 def simulate(
-    customers: Annotated[int, typer.Option(help="Number of customers.")] = 5000,
-    terminals: Annotated[int, typer.Option(help="Number of terminals.")] = 10000,
-    days: Annotated[int, typer.Option(help="Number of days.")] = 183,
+    days: Annotated[
+        int | None, typer.Option(help="Number of days (default: the world's own).")
+    ] = None,
     start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD.")] = "2018-04-01",
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 0,
     faults: Annotated[bool, typer.Option(help="Inject realistic source faults.")] = False,
     drift_from: Annotated[
         str | None, typer.Option(help="Change the world from this day (index or YYYY-MM-DD).")
     ] = None,
-    max_report_delay_days: Annotated[
-        int, typer.Option(help="A fraud is reported 1 to this many days after it happened.")
-    ] = 7,
+    set_fields: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Any other parameter of the world, FIELD=VALUE (repeatable), e.g. "
+            "--set n_customers=400 or --set n_accounts=2000: the fields of the world's config."
+        ),
+    ] = None,
     hold_last: Annotated[
         int,
         typer.Option(
-            help="Hold the files of the last N days back in simulator/outbox/ for a replay "
-            "(0: deliver everything now)."
+            help="Hold the files of the last N days back in the simulator's outbox for a "
+            "replay (0: deliver everything now)."
         ),
     ] = 0,
     force: Annotated[bool, typer.Option(help="Replace an existing world.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     usecase: UsecaseOption = DEFAULT_USECASE,
 ) -> None:
-    """Simulate the three source systems and deliver their files to the landing zone."""
+    """Simulate the use case's source systems and deliver their files to the landing zone."""
     select_usecase(usecase)
-    if usecase != DEFAULT_USECASE:
-        _echo(f"error: the use case {usecase!r} has no simulator wired to `blueprint simulate`")
-        raise typer.Exit(2)
-    from simulator import WorldConfig
-    from simulator import simulate as run_simulation
-    from simulator.run import outbox_dir
-
     settings = _prepare()
+    world = simulated_world(settings)
     try:
         start_day = date.fromisoformat(start)
     except ValueError:
@@ -128,40 +146,30 @@ def simulate(
             "set BLUEPRINT_PARTITIONS_START to an earlier date",
             param_hint="--start",
         )
+    known = {"start": start_day, "seed": seed, "faults": faults,
+             "drift_from": _parse_drift_from(drift_from, start_day)}
+    if days is not None:
+        known["n_days"] = days
     try:
-        config = WorldConfig(
-            n_customers=customers,
-            n_terminals=terminals,
-            n_days=days,
-            start=start_day,
-            seed=seed,
-            faults=faults,
-            drift_from=_parse_drift_from(drift_from, start_day),
-            max_report_delay_days=max_report_delay_days,
-        )
-    except ValueError as error:
+        config = world.config_with(_fields(set_fields or []), **known)
+    except (ValueError, TypeError) as error:
         raise typer.BadParameter(str(error)) from None
-    if not 0 <= hold_last < days:
+    if not 0 <= hold_last < config.n_days:
         raise typer.BadParameter(
-            f"{hold_last} is not a number of days in [0, {days})", param_hint="--hold-last"
+            f"{hold_last} is not a number of days in [0, {config.n_days})",
+            param_hint="--hold-last",
         )
-    hold_from = days - hold_last if hold_last else None
+    hold_from = config.n_days - hold_last if hold_last else None
     try:
-        world = run_simulation(
-            config, settings.home, progress=progress, overwrite=force, hold_from=hold_from
-        )
+        line = world.simulate(settings.home, config, force, hold_from, progress)
     except FileExistsError as error:
         _echo(f"error: {error} (pass --force to replace it)")
         raise typer.Exit(1) from None
-    summary = world["summary"]
-    typer.echo(
-        f"Simulated {summary['n_transactions']:,} transactions over {config.n_days} days "
-        f"(fraud rate {summary['fraud_rate']:.2%}) into {settings.landing_dir}"
-    )
+    typer.echo(f"{line} into {settings.landing_dir}")
     if hold_from is not None:
         typer.echo(
-            f"Held back the files delivered from the night after {summary['held_from_date']} "
-            f"in {outbox_dir(settings.home)}"
+            f"Held back the files delivered from the night after {config.day(hold_from)} "
+            f"in {world.outbox(settings.home)}"
         )
 
 
@@ -525,21 +533,24 @@ def demo(
     what is stale (training and promotion included), start the scoring service, replay the
     held-back days through it so the reports have traffic, then start the Dagster UI."""
     select_usecase(usecase)
-    from simulator import held_days
-
     settings = _prepare()
+    online = settings.usecase.serving.online
     if not world_exists(settings):
         simulate(
-            customers=5000, terminals=10000, days=183, start="2018-04-01", seed=0,
-            faults=False, drift_from=None, max_report_delay_days=7, hold_last=DEMO_REPLAY_DAYS,
-            force=False, progress=True,
+            days=None, start="2018-04-01", seed=0, faults=False, drift_from=None,
+            set_fields=None, hold_last=DEMO_REPLAY_DAYS if online else 0, force=False,
+            progress=True,
         )
     else:
         typer.echo(f"Using the world already simulated in {settings.landing_dir}")
     materialize(select=None)
+    if not online:  # served in batch: the runs scored every day; the UI shows the rest
+        ui(port=None)
+        typer.echo(f"Models: `blueprint models list --usecase {usecase}`.")
+        return
     serve(port=None)
     try:
-        held = held_days(settings.home)
+        held = simulated_world(settings).held_days(settings.home)
     except FileNotFoundError:
         held = []
     if held:
@@ -551,7 +562,7 @@ def demo(
         replay(from_day=None, to_day=None, step_days=len(held), progress=True)
     # last: with the UI up, its daemon's landing sensor would ingest the replay's deliveries too
     ui(port=None)
-    typer.echo("Models: `blueprint models list`.")
+    typer.echo(f"Models: `blueprint models list --usecase {usecase}`.")
 
 
 DEMO_REPLAY_DAYS = 14
@@ -587,11 +598,14 @@ def replay(
         retrain_if_due,
     )
     from orchestration.lib.serving.process import running_service_url
-    from simulator import held_days
 
     settings = _prepare()
+    if not settings.usecase.serving.online:
+        _echo(f"error: {usecase} is served in batch: replay plays held days through the "
+              "scoring service; deliver them and run `blueprint materialize` instead")
+        raise typer.Exit(2)
     try:
-        held = held_days(settings.home)
+        held = simulated_world(settings).held_days(settings.home)
     except FileNotFoundError as error:
         _echo(f"error: {error} (simulate with --hold-last N to hold days back)")
         raise typer.Exit(1) from None

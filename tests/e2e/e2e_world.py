@@ -57,7 +57,7 @@ def shared_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
             home.mkdir(parents=True)
             with short_windows_env():
                 run_blueprint(
-                    home, "simulate", "--customers", "400", "--terminals", "800",
+                    home, "simulate", "--set", "n_customers=400", "--set", "n_terminals=800",
                     "--days", str(DAYS), "--faults", "--seed", "7", "--no-progress",
                 )
                 first = run_blueprint(home, "materialize")

@@ -16,16 +16,10 @@ from blueprint_cli.main import simulate as simulate_command
 from simulator import WorldConfig, held_days
 
 runner = CliRunner()
-TINY = ["--customers", "200", "--terminals", "400", "--days", "10", "--no-progress"]
+TINY = ["--set", "n_customers=200", "--set", "n_terminals=400", "--days", "10",
+        "--no-progress"]
 """Big enough for a few frauds to be reported."""
-OPTION_FIELDS = {
-    "customers": "n_customers",
-    "terminals": "n_terminals",
-    "days": "n_days",
-    "seed": "seed",
-    "faults": "faults",
-    "max_report_delay_days": "max_report_delay_days",
-}
+OPTION_FIELDS = {"seed": "seed", "faults": "faults"}
 
 
 def _simulate(*options: str):
@@ -33,7 +27,7 @@ def _simulate(*options: str):
 
 
 def test_hold_last_holds_the_last_days_and_the_delay_reaches_the_world(blueprint_home: Path):
-    result = _simulate("--hold-last", "3", "--max-report-delay-days", "2")
+    result = _simulate("--hold-last", "3", "--set", "max_report_delay_days=2")
     assert result.exit_code == 0, result.output
     assert "outbox" in result.output
     world = world_json(blueprint_home)
@@ -57,7 +51,10 @@ def test_hold_last_zero_holds_nothing(blueprint_home: Path):
     [
         (["--hold-last", "10"], "--hold-last"),
         (["--hold-last", "-1"], "--hold-last"),
-        (["--max-report-delay-days", "0"], "max_report_delay_days"),
+        (["--set", "max_report_delay_days=0"], "max_report_delay_days"),
+        (["--set", "n_customer=5"], "not a field of WorldConfig"),
+        (["--set", "n_customers=many"], "n_customers='many' cannot be read as int"),
+        (["--set", "n_customers"], "is not FIELD=VALUE"),
     ],
 )
 def test_invalid_options_are_rejected_before_simulating(blueprint_home: Path, options, hint):
@@ -73,3 +70,4 @@ def test_option_defaults_are_the_world_config_defaults():
     for option, field in OPTION_FIELDS.items():
         assert options[option].default == defaults[field], option
     assert date.fromisoformat(options["start"].default) == defaults["start"]
+    assert options["days"].default is None  # the world's own: 183 days for fraud

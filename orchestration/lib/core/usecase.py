@@ -375,6 +375,9 @@ class UseCase(_Strict):
     decision_budget: DecisionBudget | None = None
     serving: Serving
     monitoring: Monitoring
+    simulator: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*$")
+    """The module whose ``WORLD`` simulates the use case's sources for ``blueprint simulate``
+    (the outside world: only the command line imports it, never the pipeline)."""
 
     @model_validator(mode="after")
     def _references(self) -> UseCase:
