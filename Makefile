@@ -9,7 +9,7 @@ DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o \( -n
 PYTEST_WORKERS ?= 2
 export BLUEPRINT_HOME ?= $(CURDIR)/data
 
-.PHONY: setup demo stop test test-fast test-loop test-slow lint bench bench-quick clean-data
+.PHONY: setup demo stop test test-fast test-loop test-churn test-slow lint bench bench-quick clean-data
 
 setup: $(STAMP) $(MANIFEST)
 
@@ -32,15 +32,19 @@ stop:
 	@if [ -x $(BIN)/blueprint ]; then $(BIN)/blueprint stop; else echo "Nothing is running."; fi
 
 test: setup browser
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15 -m "not loop"
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15 -m "not loop and not churn"
 
 test-fast: setup browser
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow and not loop"
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow and not loop and not churn"
 
 # The closed loop on a tiny drift world, its 12 held days fed to the pipeline one at a time
 # (one process; 4 min 17 s here alone, of which the loop 3 min 47 s). CI runs it after test.
 test-loop: setup browser
 	$(BIN)/pytest tests/e2e/test_closed_loop.py -s
+
+# The churn use case end to end on a 120-day world beside a fraud one (CI runs it after test).
+test-churn: setup
+	$(BIN)/pytest tests/e2e/test_churn.py -m churn --durations=5
 
 # The closed loop at the default world's size and the handbook's windows (not CI; 16 min here).
 test-slow: setup browser

@@ -30,6 +30,9 @@ from orchestration.lib.monitoring.reports import (
     write_index_html,
 )
 from orchestration.lib.training.metrics import card_precision_top_k
+from tests.training.families import SCORECARD
+
+ONE_DAY = SCORECARD  # the fraud metrics; a frame without the day column is one day
 
 FEATURES = [f"feature_{i}" for i in range(6)]
 SHIFTED = ["feature_1", "feature_4"]
@@ -51,7 +54,7 @@ def _scored_day(rows: int, seed: int, fraud_rate: float = 0.03) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "card_key": rng.integers(0, rows // 4, rows),
-            "fraud_probability": score,
+            "score": score,
             "alert": score >= 0.3,
             "label": label,
         }
@@ -195,17 +198,18 @@ def test_performance_numbers_are_the_handbook_metrics_on_every_row(tmp_path):
     frame = _scored_day(6_000, seed=50)
     html_path = report_path(tmp_path, DAY, "performance")
     numbers = performance_report(
-        frame, html_path, alert_threshold=0.3, top_k=100, max_rows=1_000, seed=0
+        frame, html_path, alert_threshold=0.3, scorecard=ONE_DAY, max_rows=1_000, seed=0
     )
 
-    y, score, alert = frame["label"], frame["fraud_probability"], frame["alert"]
+    y, score, alert = frame["label"], frame["score"], frame["alert"]
     assert numbers["average_precision"] == pytest.approx(average_precision_score(y, score))
     assert numbers["auc_roc"] == pytest.approx(roc_auc_score(y, score))
     expected_cp = card_precision_top_k(np.zeros(len(frame)), frame["card_key"], y, score, 100)
-    assert numbers["card_precision_at_100"] == pytest.approx(expected_cp.mean)
+    assert numbers["card_precision_top_k"] == pytest.approx(expected_cp.mean)
     assert numbers["alert_precision"] == pytest.approx(y[alert].sum() / alert.sum())
     assert numbers["alerts"] == int(alert.sum())
-    assert numbers["frauds"] == int(y.sum())
+    assert numbers["positives"] == int(y.sum())
+    assert numbers["metrics"] == ["auc_roc", "average_precision", "card_precision_top_k"]
     assert numbers["rows"] == 6_000
     assert numbers["sampled"] is True
     assert "note" not in numbers
@@ -219,6 +223,7 @@ def test_performance_without_alerts_has_no_alert_precision(tmp_path):
         frame,
         report_path(tmp_path, DAY, "performance"),
         alert_threshold=0.99,
+        scorecard=ONE_DAY,
         max_rows=50_000,
         seed=0,
     )
@@ -231,14 +236,16 @@ def test_performance_without_alerts_has_no_alert_precision(tmp_path):
 def test_a_day_with_one_class_still_gets_a_report_and_a_note(tmp_path, label):
     frame = _scored_day(3_000, seed=52).assign(label=label)
     html_path = report_path(tmp_path, DAY, "performance")
-    numbers = performance_report(frame, html_path, alert_threshold=0.3, max_rows=1_000, seed=0)
+    numbers = performance_report(
+        frame, html_path, alert_threshold=0.3, scorecard=ONE_DAY, max_rows=1_000, seed=0
+    )
 
     assert numbers["average_precision"] is None
     assert numbers["auc_roc"] is None
-    assert numbers["frauds"] == label * 3_000
-    assert numbers["card_precision_at_100"] == pytest.approx(
+    assert numbers["positives"] == label * 3_000
+    assert numbers["card_precision_top_k"] == pytest.approx(
         card_precision_top_k(
-            np.zeros(3_000), frame["card_key"], frame["label"], frame["fraud_probability"], 100
+            np.zeros(3_000), frame["card_key"], frame["label"], frame["score"], 100
         ).mean
     )
     assert "undefined" in numbers["note"]
@@ -252,13 +259,14 @@ def test_a_sample_of_frauds_only_draws_the_one_class_report_but_keeps_the_number
         frame,
         report_path(tmp_path, DAY, "performance"),
         alert_threshold=0.3,
+        scorecard=ONE_DAY,
         max_rows=1_000,
         seed=0,
     )
     assert numbers["average_precision"] == pytest.approx(
-        average_precision_score(frame["label"], frame["fraud_probability"])
+        average_precision_score(frame["label"], frame["score"])
     )
-    assert numbers["note"].startswith("only fraud payments in the report's rows")
+    assert numbers["note"].startswith("only positive rows in the report's rows")
     assert "undefined" not in numbers["note"]
 
 
@@ -340,12 +348,13 @@ SCORE_NUMBERS = {
 PERFORMANCE_NUMBERS = {
     "average_precision": 0.62,
     "auc_roc": 0.9,
-    "card_precision_at_100": 0.27,
+    "card_precision_top_k": 0.27,
     "alert_precision": 0.5,
     "alerts": 40,
-    "frauds": 30,
+    "positives": 30,
     "rows": 9_000,
     "sampled": False,
+    "metrics": ["average_precision", "card_precision_top_k"],
 }
 
 
@@ -392,7 +401,7 @@ def test_index_page_lists_every_entry_and_links_existing_reports(tmp_path):
         assert day.isoformat() in text
     assert "drifted share 0.250" in text
     assert "score drift no" in text
-    assert "AP 0.620" in text and "CP@100 0.270" in text and "alert precision 0.500" in text
+    assert "AP 0.620, card_precision_top_k 0.270" in text and "alert precision 0.500" in text
     assert "no report" in text  # the day before has a performance report only
     raw = (tmp_path / INDEX_HTML).read_text()
     assert "<script" not in raw and "<link" not in raw  # self-contained

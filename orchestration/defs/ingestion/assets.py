@@ -14,6 +14,7 @@ import dagster as dg
 
 from orchestration.defs.partitions import daily_partitions, single_run
 from orchestration.defs.scope import Scope
+from orchestration.lib.core.markdown import markdown_table
 from orchestration.lib.ingestion.contracts import SourceContract
 from orchestration.lib.ingestion.declared import contracts_of
 from orchestration.lib.ingestion.ingest import (
@@ -57,19 +58,23 @@ def _quarantine_check(
     )
 
 
+SUMMARY_ROWS = 60
+"""Partitions the summary table shows (the newest); older ones are counted in one row."""
+
+
 def _summary_table(results: list[IngestResult]) -> str:
-    lines = [
-        "| partition | rows | quarantined rows | quarantined files | duplicates | rewritten |",
-        "|---|---|---|---|---|---|",
+    rows: list[list[object]] = []
+    if len(results) > SUMMARY_ROWS:
+        rows.append([f"… {len(results) - SUMMARY_ROWS} earlier partitions", "", "", "", "", ""])
+    rows += [
+        [r.partition_date, r.rows_written, r.quarantined_rows, r.quarantined_files,
+         r.duplicates, "yes" if r.written else "no"]
+        for r in results[-SUMMARY_ROWS:]
     ]
-    for r in results[-60:]:
-        lines.append(
-            f"| {r.partition_date} | {r.rows_written} | {r.quarantined_rows} | "
-            f"{r.quarantined_files} | {r.duplicates} | {'yes' if r.written else 'no'} |"
-        )
-    if len(results) > 60:
-        lines.insert(2, f"| … {len(results) - 60} earlier partitions | | | | | |")
-    return "\n".join(lines)
+    return markdown_table(
+        ["partition", "rows", "quarantined rows", "quarantined files", "duplicates", "rewritten"],
+        rows,
+    )
 
 
 def build_raw_asset(scope: Scope, contract: SourceContract) -> dg.AssetsDefinition:

@@ -10,6 +10,5 @@ from orchestration.defs.scope import Scope
 def build_defs(scope: Scope) -> dg.Definitions:
     """The monitoring stage of one use case."""
     jobs, sensors, schedules = monitoring_automation(scope)
-    served = scope.usecase.monitoring.traffic == "prediction_log"
-    assets = monitoring_assets(scope) if served else []
+    assets = monitoring_assets(scope)
     return dg.Definitions(assets=assets, jobs=jobs, sensors=sensors, schedules=schedules)

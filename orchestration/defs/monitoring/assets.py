@@ -32,10 +32,13 @@ from orchestration.defs.partitions import (
     single_run,
 )
 from orchestration.defs.scope import Scope
+from orchestration.defs.serving.assets import scores_path
 from orchestration.lib.core.atomic import atomic_output, atomic_write_bytes
+from orchestration.lib.core.markdown import markdown_table
 from orchestration.lib.monitoring import reports as monitoring
 from orchestration.lib.monitoring.traffic import (
     ONLINE_PREFIX,
+    SKEW_TOLERANCE,
     compare_features,
     label_maturity,
     load_scored_traffic,
@@ -43,7 +46,7 @@ from orchestration.lib.monitoring.traffic import (
 )
 from orchestration.lib.serving.scoring import ScoringModel, load_scoring_model
 from orchestration.lib.training.lineage import reference_rows
-from orchestration.lib.training.metrics import DEFAULT_TOP_K
+from orchestration.lib.training.metrics import Scorecard
 from orchestration.lib.training.validation import protocol_from
 from orchestration.settings import Settings, get_settings
 
@@ -136,22 +139,19 @@ def scored_traffic_asset(scope: Scope) -> dg.AssetsDefinition:
             by_feature.update({k: v for k, v in result.by_feature.items() if v})
             examples.extend((day, e) for e in result.examples)
             versions.update(rows["model_version"].astype(str))
-        table = "\n".join(
-            f"| {day} | {e.transaction_id} | {e.feature} | {e.online} | {e.offline} |"
-            for day, e in examples[:20]
-        )
         check_metadata = {
             "compared": totals["compared"],
             "mismatched": totals["mismatched"],
             "missing_offline": totals["missing_offline"],
-            "tolerance": 1e-9,
+            "tolerance": SKEW_TOLERANCE,
             "mismatches_by_feature": dict(by_feature),
         }
         if examples:
-            check_metadata["examples"] = dg.MetadataValue.md(
-                "| day | transaction_id | feature | online | offline |\n|---|---|---|---|---|\n"
-                + table
-            )
+            check_metadata["examples"] = dg.MetadataValue.md(markdown_table(
+                ["day", "transaction_id", "feature", "online", "offline"],
+                [[day, e.transaction_id, e.feature, e.online, e.offline]
+                 for day, e in examples[:20]],
+            ))
         if unknown:
             check_metadata["features_missing_offline"] = unknown
         return dg.MaterializeResult(
@@ -170,6 +170,60 @@ def scored_traffic_asset(scope: Scope) -> dg.AssetsDefinition:
                     metadata=check_metadata,
                 )
             ],
+        )
+
+    return scored_traffic
+
+
+def batch_traffic_asset(scope: Scope) -> dg.AssetsDefinition:
+    """Each day's batch scores beside the features they were scored on (a batch use case)."""
+    data = scope.usecase.data
+
+    @dg.asset(
+        group_name=MONITORING_GROUP,
+        partitions_def=daily_partitions,
+        backfill_policy=single_run,
+        key=scope.key("scored_traffic"),
+        deps=scope.keys("batch_scores", data.features_table),
+        pool=scope.pool,
+        description=(
+            f"The rows batch scoring scored each day after the scoring model's test window, with "
+            f"their score, decision and the {data.features_table} values they were scored on "
+            "(Parquet under monitoring/<use case>/scored_traffic/): what the reports read."
+        ),
+    )
+    def scored_traffic(
+        context: dg.AssetExecutionContext, warehouse: DuckDBResource
+    ) -> dg.MaterializeResult:
+        settings = scope.settings()
+        days = partition_days(context)
+        rows = 0
+        for day in days:
+            scores_file, _ = scores_path(settings, day)
+            scored = pd.read_parquet(scores_file) if scores_file.exists() else pd.DataFrame()
+            model = None if scored.empty else load_scoring_model(_serving_version(scored), settings)
+            if model is not None and day <= model.facts.training_data.test.end:
+                scored = scored.iloc[0:0]  # the model's own training or test days: no traffic
+            if not scored.empty:
+                features = model.features
+                with warehouse.get_connection() as con:
+                    con.register("scored_ids", scored[[data.row_id]])
+                    offline = con.execute(
+                        f"select f.{data.row_id}, {', '.join(f'f.{c}' for c in features)} "
+                        f"from {data.features_table} f join scored_ids s using ({data.row_id})"
+                    ).df()
+                offline = offline.rename(columns={f: ONLINE_PREFIX + f for f in features})
+                scored = scored.merge(offline, on=data.row_id, how="left")
+            path = traffic_path(settings, day)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_output(path) as tmp:
+                scored.to_parquet(tmp, index=False)
+            rows += len(scored)
+        return dg.MaterializeResult(
+            metadata={
+                "rows": rows, "days": len(days),
+                "path": dg.MetadataValue.path(str(settings.monitoring_dir / "scored_traffic")),
+            }
         )
 
     return scored_traffic
@@ -307,7 +361,7 @@ def prediction_drift_report(
     version = _serving_version(traffic)
     model, _, reference_scores = _reference(str(settings.home), scope.name, version)
     numbers = monitoring.prediction_drift_report(
-        reference_scores, traffic["fraud_probability"].to_numpy(float),
+        reference_scores, traffic[settings.usecase.serving.score].to_numpy(float),
         monitoring.report_path(settings.reports_dir, day, "prediction_drift"),
         max_rows=settings.report_max_rows, seed=settings.usecase.models.seed,
     )
@@ -339,18 +393,53 @@ def performance_report(
                 "join traffic_ids t using (transaction_id)"
             ).fetchall()
         }
+    label = traffic["transaction_id"].isin(reported).astype(int)
+    return _performance_numbers(scope, settings, day, traffic, label, maturity)
+
+
+def batch_performance_report(
+    context, scope: Scope, settings: Settings, day: date, traffic: pd.DataFrame
+) -> dict:
+    """The day's batch scores against the labels of the use case's table, once mature."""
+    usecase = settings.usecase
+    data = usecase.data
+    newest = max_report_date(context.instance, scope)
+    mature_until = None if newest is None else newest - usecase.label.maturity
+    if mature_until is None or day > mature_until:
+        raise dg.Failure(
+            f"the labels of {day} are not mature: {usecase.label.source} is loaded up to "
+            f"{newest}, labels are final {usecase.label.maturity} later"
+        )
+    with context.resources.warehouse.get_connection() as con:
+        con.register("traffic_ids", traffic[[data.row_id]])
+        labels = con.execute(
+            f"select t.{data.row_id}, coalesce(l.{usecase.label.column}, 0) as label "
+            f"from traffic_ids t left join {data.table} l using ({data.row_id})"
+        ).df().set_index(data.row_id)["label"]
+    label = traffic[data.row_id].map(labels).fillna(0).astype(int)
+    return _performance_numbers(scope, settings, day, traffic, label, 1.0)
+
+
+def _performance_numbers(
+    scope: Scope, settings: Settings, day: date, traffic: pd.DataFrame, label: pd.Series,
+    maturity: float,
+) -> dict:
+    usecase = settings.usecase
     version = _serving_version(traffic)
     model = load_scoring_model(version, settings)
-    frame = traffic[["card_key", "fraud_probability", "alert"]].assign(
-        alert=traffic["alert"].astype(bool),
-        label=traffic["transaction_id"].isin(reported).astype(int),
+    scorecard = Scorecard.declared(usecase)
+    keys = [scorecard.day, *usecase.data.entities.values()]
+    frame = traffic[[k for k in dict.fromkeys(keys) if k in traffic.columns]].assign(
+        **{monitoring.SCORE: traffic[usecase.serving.score].astype(float),
+           monitoring.ALERT: traffic["alert"].astype(bool),
+           monitoring.LABEL: label.to_numpy()},
     )
     numbers = monitoring.performance_report(
         frame, monitoring.report_path(settings.reports_dir, day, "performance"),
-        alert_threshold=model.alert_threshold, top_k=DEFAULT_TOP_K,
-        max_rows=settings.report_max_rows, seed=settings.usecase.models.seed,
+        alert_threshold=model.alert_threshold, scorecard=scorecard,
+        max_rows=settings.report_max_rows, seed=usecase.models.seed,
     )
-    test_ap = model.facts.test_metrics.get(scope.usecase.monitoring.decay.metric)
+    test_ap = model.facts.test_metrics.get(usecase.monitoring.decay.metric)
     return {
         **numbers,
         "label_maturity": maturity,
@@ -363,10 +452,11 @@ DATA_DRIFT, PREDICTION_DRIFT, PERFORMANCE = monitoring.REPORT_KINDS
 
 
 def monitoring_assets(scope: Scope) -> list[dg.AssetsDefinition]:
-    """The traffic of each day and its three reports (for a use case monitored from the
-    service's prediction log)."""
+    """The traffic of each day and its three reports: the service's prediction log (with the
+    training-serving skew check) or the batch scores, as the use case declares."""
+    served = scope.usecase.monitoring.traffic == "prediction_log"
     return [
-        scored_traffic_asset(scope),
+        scored_traffic_asset(scope) if served else batch_traffic_asset(scope),
         _report_asset(
             scope, DATA_DRIFT,
             "Evidently data drift of each day's served features against the serving model's "
@@ -384,7 +474,9 @@ def monitoring_assets(scope: Scope) -> list[dg.AssetsDefinition]:
             "Evidently classification performance of each day whose labels are mature: the "
             "served scores joined with the labels by id; the realized metrics and the alert "
             "precision achieved.",
-            performance_report, extra_deps=("stg_fraud_reports",), warehouse=True,
+            performance_report if served else batch_performance_report,
+            extra_deps=("stg_fraud_reports",) if served else (scope.usecase.data.table,),
+            warehouse=True,
         ),
     ]
 
@@ -403,6 +495,4 @@ def ready_until(scope: Scope) -> dict[dg.AssetKey, Callable[..., date | None]]:
     """Daily assets that can only be built up to a day (here: mature labels), with how to tell
     from the instance and the partitions about to be ingested (source -> days): ``blueprint
     materialize`` plans them up to that day and comes back for the rest later."""
-    if scope.usecase.monitoring.traffic != "prediction_log":
-        return {}
     return {scope.key(f"{PERFORMANCE}_report"): partial(performance_ready_until, scope)}

@@ -160,16 +160,16 @@ def monitoring_automation(
             f"run {context.dagster_run.run_id} ({context.dagster_run.job_name}) failed"
         )
 
-    jobs, schedules = [], [weekly_retraining_schedule]
-    if scope.usecase.monitoring.traffic == "prediction_log":
-        job, schedule = daily_monitoring(scope)
-        jobs.append(job)
-        schedules.append(schedule)
-    return jobs, [retraining_sensor, failed_run_sensor], schedules
+    job, schedule = daily_monitoring(scope)
+    return [job], [retraining_sensor, failed_run_sensor], [weekly_retraining_schedule, schedule]
 
 
-DRIFT_ASSETS = ("raw_predictions", "scored_traffic", "data_drift_report",
-                "prediction_drift_report")
+def drift_assets(scope: Scope) -> tuple[str, ...]:
+    """What a day's drift run builds: its traffic (the service's ingested prediction log, or
+    the batch scores) and its two drift reports."""
+    served = scope.usecase.monitoring.traffic == "prediction_log"
+    return (*(("raw_predictions",) if served else ()), "scored_traffic", "data_drift_report",
+            "prediction_drift_report")
 
 
 def daily_monitoring(
@@ -180,7 +180,7 @@ def daily_monitoring(
     monitoring_job = dg.define_asset_job(
         "monitoring_job",
         selection=dg.AssetSelection.assets(
-            *scope.keys(*DRIFT_ASSETS, f"{PERFORMANCE}_report")
+            *scope.keys(*drift_assets(scope), f"{PERFORMANCE}_report")
         ),
         partitions_def=daily_partitions,
         description=(
@@ -212,7 +212,7 @@ def daily_monitoring(
         if yesterday >= start:
             requests.append(dg.RunRequest(
                 run_key=f"drift-{yesterday.isoformat()}", partition_key=yesterday.isoformat(),
-                asset_selection=scope.keys(*DRIFT_ASSETS),
+                asset_selection=scope.keys(*drift_assets(scope)),
             ))
         labels_known = newest_report is not None and newest_report >= yesterday
         if matured >= start and labels_known:  # the labels of the days since are all loaded

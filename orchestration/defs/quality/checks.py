@@ -12,6 +12,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.scope import Scope
+from orchestration.lib.core.markdown import markdown_table
 from orchestration.lib.core.usecase import declared_pii_columns
 from orchestration.lib.quality.expectations import validate_frame
 from orchestration.lib.quality.pii import scan_outside_raw_zone
@@ -19,13 +20,14 @@ from orchestration.settings import EXPECTATIONS_DIR, USECASES_DIR
 
 
 def _failures_markdown(failures: list[dict]) -> str:
-    lines = ["| expectation | column | unexpected | examples |", "|---|---|---|---|"]
-    for f in failures:
-        examples = ", ".join(f["examples"]) or f.get("observed") or f.get("error") or ""
-        lines.append(
-            f"| {f['expectation']} | {f['column'] or ''} | {f['unexpected_count']} | {examples} |"
-        )
-    return "\n".join(lines)
+    return markdown_table(
+        ["expectation", "column", "unexpected", "examples"],
+        [
+            [f["expectation"], f["column"] or "", f["unexpected_count"],
+             ", ".join(f["examples"]) or f.get("observed") or f.get("error") or ""]
+            for f in failures
+        ],
+    )
 
 
 def build_suite_check(scope: Scope, suite_path: Path) -> dg.AssetChecksDefinition:

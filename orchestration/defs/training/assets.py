@@ -21,6 +21,7 @@ from dagster_duckdb import DuckDBResource
 from orchestration.defs.partitions import newest_partition, single_run
 from orchestration.defs.scope import Scope
 from orchestration.lib.core.atomic import atomic_output
+from orchestration.lib.core.markdown import markdown_table
 from orchestration.lib.core.usecase import UseCase
 from orchestration.lib.features.feature_definitions import (
     CompiledChain,
@@ -392,12 +393,10 @@ def _evaluate(test: pd.DataFrame, scores, usecase: UseCase) -> dict[str, float]:
 
 def _registry_markdown(settings: Settings) -> str:
     """The registry as it stands after the decision: every version, its status and why."""
-    lines = ["| version | status | since | by | why |", "|---|---|---|---|---|"]
+    rows = []
     for entry in reversed(registry.versions(settings)):
         last = registry.history(entry.version, settings)[-1]
-        lines.append(
-            f"| {entry.version} | {entry.status} | {last.at:%Y-%m-%d %H:%M} | {last.actor} "
-            f"| {last.reason} |"
-        )
-    return "\n".join(lines)
+        rows.append([entry.version, entry.status, f"{last.at:%Y-%m-%d %H:%M}", last.actor,
+                     last.reason])
+    return markdown_table(["version", "status", "since", "by", "why"], rows)
 

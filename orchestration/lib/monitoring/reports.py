@@ -39,17 +39,19 @@ from orchestration.lib.training import metrics
 
 REPORT_KINDS = ("data_drift", "prediction_drift", "performance")
 """The kinds of daily report, in the order the index shows them."""
-SCORE = "fraud_probability"
-"""Column of the model's score (probability of fraud)."""
+SCORE = "score"
+"""Column of the model's score (the probability of the positive class) in the reports' data."""
 LABEL = "label"
-"""Column of the true label (1 = fraud reported)."""
-CARD = "card_key"
+"""Column of the true label (1: positive)."""
 ALERT = "alert"
 
 INDEX_JSON = "index.json"
 INDEX_HTML = "index.html"
 INDEX_TITLE = "Blueprint monitoring reports"
 _LOCK_FILE = ".index.lock"
+
+_METRIC_NAMES = {"average_precision": "AP", "auc_roc": "AUC ROC"}
+"""Short names of the usual metrics in the index; any other shows its declared name."""
 
 # Type names Evidently gives its metric configs in ``Snapshot.dict()``.
 _DRIFTED_COLUMNS_COUNT = "evidently:metric_v2:DriftedColumnsCount"
@@ -190,43 +192,38 @@ def performance_report(
     html_path: Path,
     *,
     alert_threshold: float,
-    top_k: int = metrics.DEFAULT_TOP_K,
+    scorecard: metrics.Scorecard,
     max_rows: int,
     seed: int,
 ) -> dict:
     """Evidently classification report of a day's scores against its labels, and our metrics.
 
-    ``frame`` holds ``card_key``, ``fraud_probability``, ``alert`` (bool) and ``label`` (0/1),
-    optionally ``tx_date`` (all rows are one day without it). The HTML (``ClassificationPreset``
-    at ``alert_threshold``, on a sample keeping every fraud) replaces ``html_path`` atomically.
-    The numbers use every row: Average Precision, AUC ROC and Card Precision@``top_k`` from
-    :func:`orchestration.lib.training.metrics.performance`, and the precision of the alerts raised.
-    A metric undefined on the day (a single class, no alert) is ``None``. When the sample holds
-    a single class, Evidently cannot draw its per-class and curve sections: the HTML then has
-    the confusion-matrix quality and the score's statistics, and ``note`` says why.
+    ``frame`` holds ``score``, ``alert`` (bool), ``label`` (0/1) and the columns the scorecard's
+    entity metrics rank (their entity keys; the day column is optional: all rows are one day
+    without it). The HTML (``ClassificationPreset`` at ``alert_threshold``, on a sample keeping
+    every positive) replaces ``html_path`` atomically. The numbers use every row: the use
+    case's declared metrics (:class:`orchestration.lib.training.metrics.Scorecard`, by their
+    declared names) and the precision of the alerts raised. A metric undefined on the day (a
+    single class, no alert) is ``None``. When the sample holds a single class, Evidently cannot
+    draw its per-class and curve sections: the HTML then has the confusion-matrix quality and
+    the score's statistics, and ``note`` says why.
     """
     if frame.empty:
-        raise ValueError("performance_report needs at least one scored payment")
+        raise ValueError("performance_report needs at least one scored row")
     labels = frame[LABEL].astype(int)
     scores = frame[SCORE].astype(float)
     alerts = frame[ALERT].astype(bool)
-    test = pd.DataFrame(
-        {
-            "tx_date": frame["tx_date"] if "tx_date" in frame.columns else 0,
-            CARD: frame[CARD],
-            LABEL: labels,
-        }
-    )
-    performance = metrics.performance(test, scores, label=LABEL, top_k=top_k).as_dict()
+    test = frame.assign(**{LABEL: labels})
+    if scorecard.day not in test.columns:
+        test[scorecard.day] = 0
     n_alerts = int(alerts.sum())
     numbers: dict = {
-        "average_precision": _number(performance["average_precision"]),
-        "auc_roc": _number(performance["auc_roc"]),
-        f"card_precision_at_{top_k}": _number(performance[f"card_precision_at_{top_k}"]),
+        **{name: _number(value) for name, value in scorecard(test, scores, LABEL).items()},
         "alert_precision": float(labels[alerts].sum() / n_alerts) if n_alerts else None,
         "alerts": n_alerts,
-        "frauds": int(labels.sum()),
+        "positives": int(labels.sum()),
         "rows": len(frame),
+        "metrics": scorecard.names,
     }
 
     sample = sample_for_report(
@@ -236,14 +233,14 @@ def performance_report(
     one_class = sample[LABEL].nunique() < 2
     _classification_html(sample, html_path, alert_threshold, one_class=one_class)
     if one_class:
-        present = "fraud" if int(sample[LABEL].iloc[0]) == 1 else "legitimate"
+        present = "positive" if int(sample[LABEL].iloc[0]) == 1 else "negative"
         undefined = (
             "Average Precision and AUC ROC are undefined; "
             if numbers["average_precision"] is None
             else ""
         )
         numbers["note"] = (
-            f"only {present} payments in the report's rows: {undefined}the report shows the "
+            f"only {present} rows in the report's rows: {undefined}the report shows the "
             "quality at the alert threshold and the score's statistics, without the per-class "
             "and curve sections that need both classes"
         )
@@ -527,11 +524,9 @@ def _headline(kind: str, numbers: dict) -> list[str]:
             f"mean score {_fmt(get('mean_score_current'))} "
             f"(reference {_fmt(get('mean_score_reference'))})",
         ]
-    card_precision = next((key for key in numbers if key.startswith("card_precision_at_")), None)
-    top_k = card_precision.removeprefix("card_precision_at_") if card_precision else "100"
+    measured = get("metrics") or ["average_precision"]
     lines = [
-        f"AP {_fmt(get('average_precision'))}",
-        f"CP@{top_k} {_fmt(get(card_precision) if card_precision else None)}",
+        ", ".join(f"{_METRIC_NAMES.get(key, key)} {_fmt(get(key))}" for key in measured),
         f"alert precision {_fmt(get('alert_precision'))} ({get('alerts', '?')} alerts)",
     ]
     if get("note"):
