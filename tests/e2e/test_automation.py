@@ -44,10 +44,12 @@ def test_the_ui_shows_the_automation_and_the_sensor_ingests_new_files(
         data = graphql(
             port,
             "{ repositoriesOrError { ... on RepositoryConnection { nodes { "
-            "sensors { name sensorState { status } } "
+            "location { name } sensors { name sensorState { status } } "
             "schedules { name scheduleState { status } } } } } }",
         )
-        (repository,) = data["repositoriesOrError"]["nodes"]
+        by_location = {r["location"]["name"]: r for r in data["repositoriesOrError"]["nodes"]}
+        assert sorted(by_location) == ["churn", "fraud"]  # one code location per use case
+        repository = by_location["fraud"]
         assert {(s["name"], s["sensorState"]["status"]) for s in repository["sensors"]} == {
             ("landing_file_sensor", "RUNNING"), ("retraining_sensor", "RUNNING"),
             ("failed_run_sensor", "RUNNING"),
