@@ -42,6 +42,7 @@ SECTIONS = (
     "batch_scoring",
     "monitoring",
     "closed_loop",
+    "churn_quality",
 )
 """Run order: the end-to-end section first, since it builds the world the others measure (the
 closed loop builds its own drift world)."""
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             names.remove("end_to_end")
     else:
         home = (args.workdir / f"blueprint-bench-{'quick' if args.quick else 'full'}").resolve()
-        measured_on_world = set(names) - {"end_to_end", "closed_loop"}
+        measured_on_world = set(names) - {"end_to_end", "closed_loop", "churn_quality"}
         if ("end_to_end" not in names and measured_on_world
                 and not (home / "warehouse" / "fraud.duckdb").exists()):
             parser.error(f"no world at {home}: run the end_to_end section first or pass --home")

@@ -36,6 +36,7 @@ from orchestration.lib.monitoring.reports import (
     report_path,
 )
 from tests import browser
+from tests.training.families import SCORECARD
 
 DAY = date(2024, 5, 1)
 FEATURES = ["amount", "nb_tx_1day", "avg_amount_7day", "risk_7day"]
@@ -53,7 +54,7 @@ def _build_reports(reports_dir: Path) -> None:
     day = pd.DataFrame(
         {
             "card_key": rng.integers(0, 1_000, rows),
-            "fraud_probability": score,
+            "score": score,
             "alert": score >= 0.3,
             "label": label,
         }
@@ -67,7 +68,7 @@ def _build_reports(reports_dir: Path) -> None:
             reference_scores, score, path, max_rows=50_000, seed=0
         ),
         "performance": lambda path: performance_report(
-            day, path, alert_threshold=0.3, max_rows=50_000, seed=0
+            day, path, alert_threshold=0.3, scorecard=SCORECARD, max_rows=50_000, seed=0
         ),
     }
     for kind in REPORT_KINDS:

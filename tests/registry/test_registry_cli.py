@@ -157,4 +157,4 @@ def test_list_names_the_use_case_of_every_version(two_models):
 def test_an_unknown_use_case_is_refused_naming_the_declared_ones():
     result = runner.invoke(app, ["models", "list", "--usecase", "nope"])
     assert result.exit_code == 2
-    assert "no use case 'nope'" in result.output and "declared: fraud" in result.output
+    assert "no use case 'nope'" in result.output and "declared: churn, fraud" in result.output
