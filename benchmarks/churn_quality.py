@@ -14,6 +14,7 @@ folds' spread (their standard deviation, ddof 0 as in the search).
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -97,7 +98,8 @@ def fold_comparison() -> pd.DataFrame:
             scores = test["score"].to_numpy()
         labels = test[LABEL].to_numpy()
         records.append({
-            "window": name, "test days": f"{windows.test_start} .. {windows.test_end}",
+            "window": name,
+            "test days": f"{windows.test_start} .. {windows.test_end - timedelta(days=1)}",
             "rows": len(test), "base rate": float(labels.mean()),
             "model AP": float(average_precision_score(labels, scores)),
             # more days since the last session, more likely to leave
