@@ -315,7 +315,7 @@ def materialize(
     _prepare()
     runs = plan_runs(select)
     if not runs:
-        typer.echo("Everything is up to date: nothing to materialize.")
+        typer.echo(f"Everything of {usecase} is up to date: nothing to materialize.")
         return
     instance = dg.DagsterInstance.get()
     for selection, partition_range in runs:
@@ -327,7 +327,7 @@ def materialize(
         if not materialize_assets(selection, partition_range, instance):
             _echo("error: the Dagster run failed; open the run in the Dagster UI for details.")
             raise typer.Exit(1)
-    typer.echo("Materialized.")
+    typer.echo(f"Materialized {usecase}.")
 
 
 @app.command()
@@ -539,16 +539,16 @@ def demo(
         simulate(
             days=None, start="2018-04-01", seed=0, faults=False, drift_from=None,
             set_fields=None, hold_last=DEMO_REPLAY_DAYS if online else 0, force=False,
-            progress=True,
+            progress=True, usecase=usecase,
         )
     else:
         typer.echo(f"Using the world already simulated in {settings.landing_dir}")
-    materialize(select=None)
+    materialize(select=None, usecase=usecase)
     if not online:  # served in batch: the runs scored every day; the UI shows the rest
-        ui(port=None)
+        ui(port=None, usecase=usecase)
         typer.echo(f"Models: `blueprint models list --usecase {usecase}`.")
         return
-    serve(port=None)
+    serve(port=None, usecase=usecase)
     try:
         held = simulated_world(settings).held_days(settings.home)
     except FileNotFoundError:
@@ -559,9 +559,9 @@ def demo(
             "service: each payment scored over HTTP, the fraud reports sent as filed, then the "
             "files delivered and the pipeline run, so that the monitoring reports have traffic."
         )
-        replay(from_day=None, to_day=None, step_days=len(held), progress=True)
+        replay(from_day=None, to_day=None, step_days=len(held), progress=True, usecase=usecase)
     # last: with the UI up, its daemon's landing sensor would ingest the replay's deliveries too
-    ui(port=None)
+    ui(port=None, usecase=usecase)
     typer.echo(f"Models: `blueprint models list --usecase {usecase}`.")
 
 
@@ -639,7 +639,7 @@ def replay(
         pending = StepResult(first=first, last=first)
         retrain_if_due(  # a retraining an interrupted replay left due
             settings, client, pending,
-            materialize=lambda selection: materialize(select=selection),
+            materialize=lambda selection: materialize(select=selection, usecase=usecase),
         )
         if pending.retrained:
             tqdm.write(f"Retrained first ({pending.decision}); champion {pending.champion_after}")
@@ -647,7 +647,7 @@ def replay(
             clock = time.perf_counter()
             result = replay_step(
                 settings, client, days,
-                materialize=lambda selection: materialize(select=selection),
+                materialize=lambda selection: materialize(select=selection, usecase=usecase),
                 on_stage=bar.set_postfix_str,
             )
             bar.update(len(days))

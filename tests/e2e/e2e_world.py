@@ -61,7 +61,7 @@ def shared_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "--days", str(DAYS), "--faults", "--seed", "7", "--no-progress",
                 )
                 first = run_blueprint(home, "materialize")
-            assert "Materialized." in first.stdout, first.stdout + first.stderr
+            assert "Materialized fraud." in first.stdout, first.stdout + first.stderr
             done.touch()
     return home
 

@@ -14,7 +14,9 @@ import pandas as pd
 import pytest
 
 from orchestration.lib.core.usecase import load_usecase
+from orchestration.lib.serving.process import free_port
 from orchestration.settings import USECASES_DIR
+from tests.e2e.e2e_world import graphql
 from tests.support import run_blueprint
 
 pytestmark = pytest.mark.churn
@@ -33,7 +35,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
                   "--days", "5", "--no-progress")
     run_blueprint(home, "simulate", *WORLD)
     first = run_blueprint(home, "materialize", "--usecase", "churn")
-    assert "Materialized." in first.stdout, first.stdout + first.stderr
+    assert "Materialized churn." in first.stdout, first.stdout + first.stderr
     return home
 
 
@@ -90,7 +92,7 @@ def test_monitoring_reads_the_batch_scores_after_the_models_test_window(world: P
 
 def test_materialize_again_is_a_no_op(world: Path):
     again = run_blueprint(world, "materialize", "--usecase", "churn")
-    assert "up to date" in again.stdout
+    assert "Everything of churn is up to date" in again.stdout
 
 
 def test_a_world_too_short_for_the_protocol_names_the_days_it_needs(tmp_path: Path):
@@ -101,3 +103,22 @@ def test_a_world_too_short_for_the_protocol_names_the_days_it_needs(tmp_path: Pa
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "needs at least 119 days of data" in output, output[-3000:]
+
+
+def test_the_churn_demo_runs_churn_and_opens_the_ui_with_every_use_case(
+    world: Path, monkeypatch: pytest.MonkeyPatch
+):
+    port = free_port()
+    monkeypatch.setenv("BLUEPRINT_DAGSTER_PORT", str(port))
+    monkeypatch.setenv("BLUEPRINT_REPORTS_PORT", str(free_port()))
+    try:
+        demo = run_blueprint(world, "demo", "--usecase", "churn").stdout
+        assert "Using the world already simulated" in demo
+        assert "Everything of churn is up to date" in demo  # its world, not fraud's
+        assert "blueprint models list --usecase churn" in demo
+        data = graphql(port, "{ repositoriesOrError { ... on RepositoryConnection { nodes { "
+                             "location { name } } } } }")
+        locations = {r["location"]["name"] for r in data["repositoriesOrError"]["nodes"]}
+        assert locations == {"churn", "fraud"}
+    finally:
+        run_blueprint(world, "stop")
