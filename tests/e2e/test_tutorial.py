@@ -1,0 +1,207 @@
+"""docs/EXTENDING.md followed literally: a third use case (``loans``) added to a copy of the
+project with new files only (and its entry in ``workspace.yaml``), then run by the copy's own
+``blueprint materialize``: ingestion, dbt, the quality gates, training, the promotion gate,
+batch scoring and monitoring. Marked ``tutorial`` (`make test-tutorial`, run by CI)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from orchestration.settings import PROJECT_ROOT
+from tests.e2e import tutorial_usecase as loans
+
+pytestmark = pytest.mark.tutorial
+
+PIPELINE = ("orchestration/", "bentos/", "blueprint_cli/")
+"""What a new use case must not change."""
+BUILD_OUTPUTS = ("dbt_project/target/", "dbt_project/logs/", "__pycache__/")
+CLI = "from blueprint_cli.main import app; app()"
+
+
+@dataclass(frozen=True)
+class Tutorial:
+    project: Path
+    """The copy of the project, with the use case added."""
+    home: Path
+    originals: dict[str, str]
+    """Every tracked file of the project as copied: path -> SHA-256 of its content."""
+    imported_from: list[str]
+    materialized: subprocess.CompletedProcess
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _copy_project(target: Path) -> dict[str, str]:
+    """The files ``git ls-files`` lists, copied; returns their digests."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=True
+    ).stdout.decode().split("\0")
+    originals = {}
+    for name in listed:
+        source = PROJECT_ROOT / name
+        if not name or not source.is_file():  # deleted in the work tree, not yet committed
+            continue
+        data = source.read_bytes()
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        (target / name).write_bytes(data)
+        (target / name).chmod(source.stat().st_mode)
+        originals[name] = _digest(data)
+    return originals
+
+
+def _add_the_use_case(project: Path) -> None:
+    """What docs/EXTENDING.md says to add: the declaration, the code location, the dbt models
+    and the GX suites."""
+    for name, text in loans.FILES.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    for name, suite in loans.SUITES.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(json.dumps(suite, indent=2) + "\n")
+    with (project / "workspace.yaml").open("a") as workspace:
+        workspace.write(loans.WORKSPACE_ENTRY)
+
+
+def _run(project: Path, env: dict[str, str], *args: str, cwd: Path | None = None
+         ) -> subprocess.CompletedProcess:
+    completed = subprocess.run(
+        list(args), cwd=cwd or project, env=env, capture_output=True, text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    assert completed.returncode == 0, (
+        f"{' '.join(args)} exited {completed.returncode}\n"
+        f"--- stdout\n{completed.stdout[-5000:]}\n--- stderr\n{completed.stderr[-10000:]}"
+    )
+    return completed
+
+
+def _blueprint(tutorial: Tutorial, *args: str) -> subprocess.CompletedProcess:
+    """The copy's `blueprint` command (its code, not this checkout's)."""
+    return _run(tutorial.project, _env(tutorial.project, tutorial.home),
+                sys.executable, "-c", CLI, *args)
+
+
+def _env(project: Path, home: Path) -> dict[str, str]:
+    env = {**os.environ, "BLUEPRINT_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
+           "PYTHONPATH": str(project)}
+    env.pop("BLUEPRINT_USECASE", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def tutorial(tmp_path_factory: pytest.TempPathFactory) -> Tutorial:
+    root = tmp_path_factory.mktemp("tutorial")
+    project, home = root / "project", root / "home"
+    home.mkdir()
+    originals = _copy_project(project)
+    _add_the_use_case(project)
+    loans.landing_files(home / "landing")
+    env = _env(project, home)
+    # "make setup": dbt's manifest, as the Makefile builds it
+    _run(project, env, str(Path(sys.executable).parent / "dbt"), "parse", "--profiles-dir", ".",
+         "--quiet", cwd=project / "dbt_project")
+    imported_from = _run(
+        project, env, sys.executable, "-c",
+        "import blueprint_cli, orchestration; print(orchestration.__file__); "
+        "print(blueprint_cli.__file__)",
+    ).stdout.split()
+    materialized = _run(project, env, sys.executable, "-c", CLI,
+                        "materialize", "--usecase", loans.NAME)
+    return Tutorial(project, home, originals, imported_from, materialized)
+
+
+def _files(project: Path) -> set[str]:
+    found = {path.relative_to(project).as_posix() for path in project.rglob("*")
+             if path.is_file()}
+    return {name for name in found
+            if not any(part in f"/{name}" for part in (f"/{o}" for o in BUILD_OUTPUTS))}
+
+
+def test_the_use_case_is_new_files_only(tutorial: Tutorial):
+    changed = sorted(
+        name for name, digest in tutorial.originals.items()
+        if name.startswith(PIPELINE)
+        and _digest((tutorial.project / name).read_bytes()) != digest
+    )
+    assert not changed, f"the pipeline changed: {changed}"
+    added = sorted(_files(tutorial.project) - set(tutorial.originals))
+    print("added:", *added, sep="\n  ")
+    assert added == sorted([*loans.FILES, *loans.SUITES])
+    edited = sorted(
+        name for name, digest in tutorial.originals.items()
+        if _digest((tutorial.project / name).read_bytes()) != digest
+    )
+    assert edited == ["workspace.yaml"]
+    workspace = (tutorial.project / "workspace.yaml").read_text()
+    assert workspace.endswith(loans.WORKSPACE_ENTRY)
+
+
+def test_the_copys_code_is_what_runs(tutorial: Tutorial):
+    project = tutorial.project.resolve()
+    assert [Path(path).resolve().parent.parent for path in tutorial.imported_from] == [
+        project, project]
+
+
+def test_materialize_runs_every_stage(tutorial: Tutorial):
+    output = tutorial.materialized.stdout
+    assert "Materialized loans." in output, output + tutorial.materialized.stderr
+    snapshots = sorted((tutorial.home / "raw" / loans.SOURCE).glob("date=*/data.parquet"))
+    assert len(snapshots) == loans.DAYS
+    raw = pd.read_parquet(snapshots[0])
+    assert len(raw) == loans.ROWS_PER_DAY and "email" in raw.columns
+
+
+def test_the_champion_records_the_declared_metrics(tutorial: Tutorial):
+    listing = _blueprint(tutorial, "models", "list", "--usecase", loans.NAME).stdout
+    header, _, row = listing.splitlines()[:3]
+    assert "test average_precision" in header and "test auc_roc" in header
+    assert row.split()[:2] == [loans.NAME, "*"]
+    average_precision, auc_roc = (float(v) for v in row.split()[-2:])
+    assert auc_roc > 0.7  # the label depends on amount_to_income: the model learned it
+    assert average_precision > 0.05
+
+
+def test_every_day_is_scored_in_batch(tutorial: Tutorial):
+    days = sorted((tutorial.home / "scores" / loans.NAME).glob("application_date=*"))
+    assert len(days) == loans.DAYS
+    scores = pd.read_parquet(days[-1] / "scores.parquet")
+    assert len(scores) == loans.ROWS_PER_DAY
+    assert scores["default_probability"].between(0, 1).all()
+    review = pd.read_parquet(days[-1] / "daily_list.parquet")
+    assert len(review) == 20 and review["applicant_id"].is_unique
+
+
+def test_its_assets_live_under_its_name(tutorial: Tutorial):
+    instance = dg.DagsterInstance.from_config(str(tutorial.home / "dagster"))
+    keys = instance.get_asset_keys()
+    assert keys and all(key.path[0] == loans.NAME for key in keys)
+    names = {key.path[-1] for key in keys}
+    assert {f"raw_{loans.SOURCE}", "stg_loan_applications", "loan_features",
+            "loan_training_set", "training_data", "model_candidate", "champion_model",
+            "batch_scores"} <= names, names
+
+
+def test_the_quality_gates_passed(tutorial: Tutorial):
+    instance = dg.DagsterInstance.from_config(str(tutorial.home / "dagster"))
+    checks = [
+        dg.AssetCheckKey(dg.AssetKey([loans.NAME, "loan_features"]), "expectations_suite"),
+        dg.AssetCheckKey(dg.AssetKey([loans.NAME, "loan_training_set"]), "expectations_suite"),
+        dg.AssetCheckKey(dg.AssetKey([loans.NAME, "loan_training_set"]), "no_personal_data"),
+    ]
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(checks)
+    for key in checks:
+        assert latest[key].evaluation is not None and latest[key].evaluation.passed, key
+    reports = json.loads((tutorial.home / "reports" / loans.NAME / "index.json").read_text())
+    assert "data_drift" in {entry["kind"] for entry in reports["reports"]}
