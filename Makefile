@@ -47,7 +47,8 @@ test-churn: setup
 	$(BIN)/pytest tests/e2e/test_churn.py -m churn --durations=5
 
 # docs/EXTENDING.md followed literally: a third use case added to a copy of the project with
-# new files only, materialized end to end (CI runs it after test-churn).
+# new files only, materialized end to end (CI runs it after test-churn; 42 s here alone,
+# 1 min 51 s beside a CI run, on 2026-12-07).
 test-tutorial: setup
 	$(BIN)/pytest tests/e2e/test_tutorial.py -m tutorial --durations=5
 
