@@ -31,6 +31,7 @@ from benchmarks.harness import Bench, MiB, PeakRss, Section, Timing, fmt_bytes, 
 from orchestration.lib.monitoring import reports as monitoring
 from orchestration.lib.serving.scoring import load_champion
 from orchestration.lib.training.lineage import reference_rows
+from orchestration.lib.training.metrics import Scorecard
 from orchestration.settings import get_settings
 
 NUMBER = 6
@@ -90,10 +91,11 @@ def run_one(kind: str, n: int, out: Path) -> dict:
             )
         else:
             frame = rows[["card_key"]].assign(
-                fraud_probability=scores, alert=model.alerts(scores), label=rows["label"]
+                score=scores, alert=model.alerts(scores), label=rows["label"]
             )
             numbers = monitoring.performance_report(
-                frame, path, alert_threshold=model.alert_threshold, **options
+                frame, path, alert_threshold=model.alert_threshold,
+                scorecard=Scorecard.declared(settings.usecase), **options
             )
     seconds = time.perf_counter() - started
     return {
