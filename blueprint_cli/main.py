@@ -476,6 +476,10 @@ def serve(
     It serves the registry's champion and follows promotions and rollbacks without a restart.
     """
     select_usecase(usecase)
+    if not get_settings().usecase.serving.online:
+        _echo(f"error: {usecase} is served in batch (its daily lists under scores/{usecase}/): "
+              "it has no online service")
+        raise typer.Exit(2)
     from orchestration.lib.serving.process import (
         ServingStartError,
         running_scoring_service,

@@ -50,6 +50,24 @@ def test_only_days_after_the_champions_data_and_over_a_threshold_breach():
     assert breaches[2].observed == 0.8 - 0.55
 
 
+def test_decay_is_measured_on_the_declared_metric_in_its_direction():
+    summaries = [
+        (_day(1), "performance", {"average_precision": 0.1, "auc_roc": 0.85,
+                                  "model_version": "v1"}),
+        (_day(2), "performance", {"average_precision": 0.9, "auc_roc": 0.70,
+                                  "model_version": "v1"}),
+        (_day(3), "performance", {"rmse": 14.0, "model_version": "v1"}),
+    ]
+    auc = Thresholds(0.5, 0.1, True, 3, decay_metric="auc_roc")
+    breaches = find_breaches(summaries, after=D, champion_version="v1", champion_test_ap=0.9,
+                             thresholds=auc)
+    assert [(b.day, round(b.observed, 6)) for b in breaches] == [(_day(2), 0.2)]
+    lower = Thresholds(0.5, 2.0, True, 3, decay_metric="rmse", decay_higher_is_better=False)
+    breaches = find_breaches(summaries, after=D, champion_version="v1", champion_test_ap=11.0,
+                             thresholds=lower)
+    assert [(b.day, b.observed) for b in breaches] == [(_day(3), 3.0)]  # rmse rose by 3
+
+
 def test_prediction_drift_alone_can_be_switched_off():
     off = Thresholds(0.5, 0.1, prediction_drift=False, min_post_drift_days=3)
     summaries = [(_day(3), "prediction_drift", {"score_drift": True})]

@@ -306,6 +306,25 @@ def test_an_iban_outside_the_raw_zone_is_found_and_one_inside_it_is_allowed(
     assert not any(IBAN in str(f) for f in report.findings)
 
 
+def test_another_use_cases_warehouse_is_left_to_its_own_check(tmp_path, monkeypatch):
+    """A use case's check does not open the others' warehouses (their writers may hold them);
+    each use case's own check scans its own, inside its pool."""
+    import duckdb
+
+    monkeypatch.setenv("BLUEPRINT_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(pii, "DBT_PROJECT_DIR", tmp_path / "dbt_project")
+    settings = get_settings("churn")
+    other = get_settings("fraud").warehouse_path
+    other.parent.mkdir(parents=True)
+    with duckdb.connect(str(other)) as con:
+        con.execute(f"create table leaky as select '{IBAN}' as iban")
+
+    alone, _ = scan_outside_raw_zone(settings, {}, incremental=False, others=[other])
+    assert alone.clean and not any("fraud.duckdb" in s for s in alone.scanned)
+    everything, _ = scan_outside_raw_zone(settings, {}, incremental=False)
+    assert [f.kind for f in everything.findings] == ["IBAN"]
+
+
 def test_every_kind_of_declared_value_is_searched_verbatim():
     known = PersonalData.of([
         ("customers.address", "0521 Karen Burg Suite 409, North Jennifer, NM 45123"),

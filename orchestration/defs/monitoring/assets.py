@@ -1,16 +1,17 @@
 """Monitoring: each day's scored traffic, its training-serving skew, and Evidently reports.
 
-``scored_traffic`` takes the payments the service scored that day (from ``raw_predictions``,
-one row per payment) beside their offline ``transaction_features``; its blocking check
-``training_serving_skew`` fails when a served feature differs from the offline value. Three
-daily reports follow, each an Evidently HTML file under ``reports/<day>/`` linked from the
+``scored_traffic`` is what the use case declares as its traffic: the rows its service scored
+that day (from ``raw_predictions``) beside their offline features, with the blocking check
+``training_serving_skew`` that fails when a served feature differs from the offline value; or
+the day's batch scores beside the features they were scored on. Three daily reports follow,
+each an Evidently HTML file under ``reports/<use case>/<day>/`` linked from the
 materialization, with its headline numbers in the metadata (plotted by the Dagster UI) and in
-``reports/index.html``:
+the use case's ``index.html``:
 
-- ``data_drift_report``: the day's served features against the serving model's training rows;
+- ``data_drift_report``: the day's features against the serving model's training rows;
 - ``prediction_drift_report``: the day's scores against the model's scores on its test window;
-- ``performance_report``: once the day's labels are mature, the scores against the fraud
-  reports (Average Precision, Card Precision@100, the alert precision achieved).
+- ``performance_report``: once the day's labels are mature, the scores against the labels
+  (the use case's declared metrics, the alert precision achieved).
 """
 
 import json
@@ -200,7 +201,11 @@ def batch_traffic_asset(scope: Scope) -> dg.AssetsDefinition:
         rows = 0
         for day in days:
             scores_file, _ = scores_path(settings, day)
-            scored = pd.read_parquet(scores_file) if scores_file.exists() else pd.DataFrame()
+            if not scores_file.exists():  # not a quiet day: the day was never scored
+                raise dg.Failure(
+                    f"{scores_file} does not exist: materialize batch_scores for {day} first"
+                )
+            scored = pd.read_parquet(scores_file)
             model = None if scored.empty else load_scoring_model(_serving_version(scored), settings)
             if model is not None and day <= model.facts.training_data.test.end:
                 scored = scored.iloc[0:0]  # the model's own training or test days: no traffic
@@ -298,7 +303,7 @@ def _metadata(numbers: dict) -> dict:
 
 
 def _no_traffic(day: date) -> dict:
-    return {"traffic_rows": 0, "note": f"the service scored no payment of {day}"}
+    return {"traffic_rows": 0, "note": f"nothing of {day} was scored"}
 
 
 def _report_asset(

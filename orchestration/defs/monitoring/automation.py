@@ -37,11 +37,14 @@ FAILED_RUNS_FILE = "failed_runs.jsonl"
 
 def thresholds_from(settings: Settings) -> Thresholds:
     monitoring_fields = settings.usecase.monitoring
+    decay = monitoring_fields.decay
     return Thresholds(
         drift_share=monitoring_fields.drift_share_threshold,
-        ap_drop=monitoring_fields.decay.drop,
+        ap_drop=decay.drop,
         prediction_drift=monitoring_fields.retrain_on_prediction_drift,
         min_post_drift_days=monitoring_fields.min_post_drift_days,
+        decay_metric=decay.metric,
+        decay_higher_is_better=settings.usecase.metrics[decay.metric].higher_is_better,
     )
 
 
@@ -113,8 +116,8 @@ def record_failed_run(settings: Settings, run: dg.DagsterRun, message: str) -> d
 def monitoring_automation(
     scope: Scope,
 ) -> tuple[list, list[dg.SensorDefinition], list[dg.ScheduleDefinition]]:
-    """The use case's retraining sensor, weekly retraining, failed-run sensor, and (for a use
-    case monitored from the service's prediction log) the daily monitoring job and schedule."""
+    """The use case's retraining sensor, weekly retraining, failed-run sensor, and the daily
+    monitoring job and schedule (of the prediction log's traffic or the batch scores')."""
 
     @dg.sensor(
         name="retraining_sensor",

@@ -13,10 +13,10 @@ from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.scope import Scope
 from orchestration.lib.core.markdown import markdown_table
-from orchestration.lib.core.usecase import declared_pii_columns
+from orchestration.lib.core.usecase import declared_pii_columns, usecase_names
 from orchestration.lib.quality.expectations import validate_frame
 from orchestration.lib.quality.pii import scan_outside_raw_zone
-from orchestration.settings import EXPECTATIONS_DIR, USECASES_DIR
+from orchestration.settings import EXPECTATIONS_DIR, USECASES_DIR, get_settings
 
 
 def _failures_markdown(failures: list[dict]) -> str:
@@ -76,9 +76,12 @@ def build_pii_check(scope: Scope, asset_name: str) -> dg.AssetChecksDefinition:
         ),
     )
     def _pii_check() -> dg.AssetCheckResult:
-        # every use case's personal data: the home (and what is outside its raw zone) is shared
+        # every use case's personal data: the home (and what is outside its raw zone) is shared;
+        # the other use cases' warehouses are their own checks', each inside its own pool
         pii_columns = declared_pii_columns(USECASES_DIR)
-        report, crm = scan_outside_raw_zone(scope.settings(), pii_columns)
+        others = [get_settings(name).warehouse_path for name in usecase_names(USECASES_DIR)
+                  if name != scope.name]
+        report, crm = scan_outside_raw_zone(scope.settings(), pii_columns, others=others)
         findings = "\n".join(f"- {f}" for f in report.findings[:50]) or "none"
         return dg.AssetCheckResult(
             passed=report.clean,

@@ -267,6 +267,7 @@ def training_assets(scope: Scope) -> list[dg.AssetsDefinition]:
                 train=window_facts(train, ids, features, windows.train_start, windows.train_end),
                 test=window_facts(test, ids, features, windows.test_start, windows.test_end),
                 label_cutoff=windows.test_start,
+                table=usecase.data.table,
                 query=training_data.query,
             ),
             features=features,

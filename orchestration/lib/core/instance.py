@@ -8,7 +8,7 @@ from orchestration.lib.core.atomic import atomic_write_bytes
 
 INSTANCE_YAML = """\
 # Written by Blueprint (orchestration/lib/core/instance.py); edit the code, not this file.
-# Every pool holds one step at a time: warehouse.duckdb accepts a single writer.
+# Every pool holds one step at a time: a use case's warehouse file accepts a single writer.
 concurrency:
   pools:
     default_limit: 1

@@ -36,6 +36,11 @@ class Thresholds:
     """Whether drift of the score distribution alone breaches."""
     min_post_drift_days: int
     """Days from the first breach the newest mature training window must hold."""
+    decay_metric: str = "average_precision"
+    """The performance reports' metric whose fall is decay (the declaration's
+    ``monitoring.decay.metric``); ``ap_drop`` is its allowed fall."""
+    decay_higher_is_better: bool = True
+    """Whether the decay metric falls by going down (a lower-is-better metric decays up)."""
 
 
 @dataclass(frozen=True)
@@ -106,17 +111,14 @@ def find_breaches(
                     )
                 )
         elif kind == PERFORMANCE:
-            realized = numbers.get("average_precision")
+            realized = numbers.get(thresholds.decay_metric)
             served_by = numbers.get("model_version")
-            if (
-                realized is not None
-                and champion_test_ap is not None
-                and served_by == champion_version
-                and champion_test_ap - realized >= thresholds.ap_drop
-            ):
-                breaches.append(
-                    Breach(day, "realized_ap_drop", champion_test_ap - realized, thresholds.ap_drop)
-                )
+            if realized is None or champion_test_ap is None or served_by != champion_version:
+                continue
+            fall = champion_test_ap - realized
+            fall = fall if thresholds.decay_higher_is_better else -fall
+            if fall >= thresholds.ap_drop:
+                breaches.append(Breach(day, "realized_ap_drop", fall, thresholds.ap_drop))
     return sorted(breaches, key=lambda b: (b.day, b.threshold))
 
 

@@ -36,7 +36,7 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -684,13 +684,16 @@ def scan_paths(
 
 
 def scan_outside_raw_zone(
-    settings: Settings, pii_columns: PiiColumns, incremental: bool = True
+    settings: Settings, pii_columns: PiiColumns, incremental: bool = True,
+    others: Sequence[Path] = (),
 ) -> tuple[ScanReport, PersonalData]:
     """Everything Blueprint writes outside the raw zone: BLUEPRINT_HOME and dbt's target/logs,
     searched for the values ``pii_columns`` held in the raw zone and for the generic patterns.
 
     ``pii_columns`` are those of every declared use case, not only the one running: the home
-    is shared. Incremental by default (see the module's docstring); the cache lives in
+    is shared. ``others`` are left out: the other use cases' warehouses, which their own checks
+    scan inside their own pools (opening one here could collide with its writer). Incremental
+    by default (see the module's docstring); the cache lives in
     ``BLUEPRINT_HOME/quality/pii-scan-cache.json``.
     """
     snapshots = personal_data_snapshots(settings.raw_dir, pii_columns)
@@ -703,7 +706,7 @@ def scan_outside_raw_zone(
         roots=[settings.home, DBT_PROJECT_DIR / "target", DBT_PROJECT_DIR / "logs"],
         # the cache is the scanner's own, made of paths and numbers (its nanosecond times are
         # 19-digit runs, some Luhn-valid: not card numbers)
-        excluded=[*settings.raw_zone_dirs, settings.pii_scan_cache_path],
+        excluded=[*settings.raw_zone_dirs, settings.pii_scan_cache_path, *others],
         personal=personal,
         cache=cache,
     )
