@@ -43,16 +43,12 @@ import pyarrow.parquet as pq
 
 from benchmarks.harness import Bench, Section, Target, Timing, fmt_seconds, markdown_table
 from orchestration.lib.core import atomic
-from orchestration.lib.ingestion import ingest
+from orchestration.lib.ingestion import landing, parsing
 from orchestration.lib.ingestion.contracts import SourceContract
 from orchestration.lib.ingestion.declared import contracts_of
-from orchestration.lib.ingestion.ingest import (
-    IngestionError,
-    IngestResult,
-    ingest_partition,
-    ingest_partitions,
-    landing_files,
-)
+from orchestration.lib.ingestion.ingest import IngestResult, ingest_partition, ingest_partitions
+from orchestration.lib.ingestion.landing import landing_files
+from orchestration.lib.ingestion.parsing import IngestionError
 from orchestration.settings import PROJECT_ROOT, get_settings
 
 T = TypeVar("T")
@@ -79,15 +75,15 @@ JSONL_QUERY = (
 
 PHASES: tuple[tuple[str, tuple[Callable | str, ...]], ...] = (
     ("list the landing folder (the partition's own day)",
-     (ingest.landing_files,)),
+     (landing.landing_files,)),
     ("read the landing files", (Path.read_bytes,)),
     ("SHA-256 (files, fingerprint, quarantined rows)",
      ("<built-in method _hashlib.openssl_sha256>",)),
-    ("decompress, check UTF-8 (`_decode`)", (ingest._decode,)),
-    ("parse CSV / JSON lines to text columns", (ingest._parse_csv, ingest._parse_jsonl)),
-    ("type parse and contract rules", (ingest._parse, ingest._column_checks,
-                                       ingest._check_type_changes)),
-    ("de-duplicate on the key", (ingest._first_occurrences,)),
+    ("decompress, check UTF-8 (`decode_file`)", (landing.decode_file,)),
+    ("parse CSV / JSON lines to text columns", (parsing.parse_csv, parsing.parse_jsonl)),
+    ("type parse and contract rules", (parsing.parse_values, parsing.column_checks,
+                                       parsing.check_type_changes)),
+    ("de-duplicate on the key", (parsing.first_occurrences,)),
     ("write Parquet (snapshot, quarantine records and rows)", (pq.write_table,)),
     ("fsync (each atomic write: the file, then its folder)", ("<built-in method posix.fsync>",)),
     ("the atomic writes' other steps (mkdir, stale temp-file scan, rename)",

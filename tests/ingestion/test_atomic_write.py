@@ -15,7 +15,7 @@ import pytest
 from landing_builders import DAY, transaction_rows
 
 from orchestration.lib.core.atomic import atomic_output, atomic_write_bytes
-from orchestration.lib.ingestion import ingest
+from orchestration.lib.ingestion import ingest, landing
 from orchestration.lib.ingestion.contracts import TRANSACTIONS
 from orchestration.settings import PROJECT_ROOT
 
@@ -101,7 +101,7 @@ def test_crash_while_writing_a_new_snapshot_keeps_the_previous_one(zones, monkey
     glob = str(zones.raw / "*" / "*" / "data.parquet")
     assert duckdb.sql(f"select count(*) from read_parquet('{glob}')").fetchall() == [(10,)]
     assert sorted(p.name for p in first.path.parent.iterdir()) == ["data.parquet"]
-    status = ingest.partition_status(TRANSACTIONS, zones.landing, zones.raw)[DAY]
+    status = landing.partition_status(TRANSACTIONS, zones.landing, zones.raw)[DAY]
     assert status.stale
 
     monkeypatch.undo()

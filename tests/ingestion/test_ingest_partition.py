@@ -24,20 +24,22 @@ from landing_builders import (
     transaction_rows,
 )
 
-from orchestration.lib.ingestion import ingest
+from orchestration.lib.ingestion import ingest, parsing
 from orchestration.lib.ingestion.contracts import CUSTOMERS, FRAUD_REPORTS, TRANSACTIONS
 from orchestration.lib.ingestion.ingest import (
-    FINGERPRINT_KEY,
     QUARANTINE_RECORDS_SCHEMA,
     RAW_QUARANTINE_ROWS_SCHEMA,
     PartitionNotReadyError,
-    SchemaChangeError,
     ingest_partition,
+)
+from orchestration.lib.ingestion.landing import (
+    FINGERPRINT_KEY,
     partition_status,
     quarantine_records_path,
     raw_quarantine_rows_path,
     raw_snapshot_path,
 )
+from orchestration.lib.ingestion.parsing import SchemaChangeError
 
 
 def records_of(zones: Zones, contract=TRANSACTIONS, day: date = DAY) -> pa.Table:
@@ -489,7 +491,7 @@ def test_a_days_landing_files_are_found_without_reading_the_other_days(zones):
     listing has them; names of other days, other sources and partial uploads are skipped."""
     from datetime import timedelta
 
-    from orchestration.lib.ingestion.ingest import landing_files
+    from orchestration.lib.ingestion.landing import landing_files
 
     days = [DAY + timedelta(days=i) for i in range(3)]
     for day in days:
@@ -559,7 +561,7 @@ def test_arrow_json_reader_gives_what_the_line_by_line_path_gives(tmp_path, kind
     the contract's keys, line by line otherwise: both paths must write the same snapshot and
     quarantine, or stop with the same error. Arrow must take the clean files."""
     text = JSON_LINES_FILES[kind]
-    arrow = ingest._jsonl_columns_arrow(CUSTOMERS, text.encode(), ingest._split_lines(text))
+    arrow = parsing._jsonl_columns_arrow(CUSTOMERS, text.encode(), parsing._split_lines(text))
     assert (arrow is not None) == (kind in ("clean", "crlf line ends, escapes, non-ASCII"))
 
     def outcome(home) -> object:
@@ -577,7 +579,7 @@ def test_arrow_json_reader_gives_what_the_line_by_line_path_gives(tmp_path, kind
         )
 
     fast = outcome(tmp_path / "fast")
-    monkeypatch.setattr(ingest, "_jsonl_columns_arrow", lambda *args: None)
+    monkeypatch.setattr(parsing, "_jsonl_columns_arrow", lambda *args: None)
     slow = outcome(tmp_path / "slow")
     if isinstance(slow, str):
         assert fast == slow
@@ -585,7 +587,7 @@ def test_arrow_json_reader_gives_what_the_line_by_line_path_gives(tmp_path, kind
     assert fast[0] == slow[0]
     for ours, theirs in zip(fast[1:], slow[1:], strict=True):
         assert ours.equals(theirs, check_metadata=True)
-    assert fast[0].rows_in == len(ingest._split_lines(text))
+    assert fast[0].rows_in == len(parsing._split_lines(text))
 
 
 def test_partitions_ingested_in_parallel_match_one_at_a_time(tmp_path):

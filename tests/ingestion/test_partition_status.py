@@ -8,7 +8,7 @@ from pathlib import Path
 from landing_builders import DAY, transaction_rows
 
 from orchestration.lib.ingestion.contracts import TRANSACTIONS
-from orchestration.lib.ingestion.ingest import input_fingerprint, partition_status
+from orchestration.lib.ingestion.landing import input_fingerprint, partition_status
 
 
 def test_status_per_business_date(zones):

@@ -24,7 +24,8 @@ import pytest
 from orchestration.lib.features.feature_definitions import FeatureDefinitions
 from orchestration.lib.features.pseudonymize import key_fingerprint
 from orchestration.lib.ingestion.declared import contracts_of
-from orchestration.lib.ingestion.ingest import ingest_partition, landing_files
+from orchestration.lib.ingestion.ingest import ingest_partition
+from orchestration.lib.ingestion.landing import landing_files
 from orchestration.lib.monitoring.traffic import SKEW_TOLERANCE
 from orchestration.lib.serving.online_features import OnlineFeatureStore
 from orchestration.lib.serving.snapshot import ServingSnapshot, publish_serving_snapshot

@@ -17,12 +17,9 @@ from orchestration.defs.scope import Scope
 from orchestration.lib.core.markdown import markdown_table
 from orchestration.lib.ingestion.contracts import SourceContract
 from orchestration.lib.ingestion.declared import contracts_of
-from orchestration.lib.ingestion.ingest import (
-    IngestResult,
-    SchemaChangeError,
-    ingest_partitions,
-    partition_status,
-)
+from orchestration.lib.ingestion.ingest import IngestResult, ingest_partitions
+from orchestration.lib.ingestion.landing import partition_status
+from orchestration.lib.ingestion.parsing import SchemaChangeError
 from orchestration.settings import Settings
 
 QUARANTINE_CHECK = "quarantine_rate"

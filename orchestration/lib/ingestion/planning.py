@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 
 from orchestration.lib.ingestion.contracts import SourceContract
-from orchestration.lib.ingestion.ingest import partition_status
+from orchestration.lib.ingestion.landing import partition_status
 
 
 @dataclass(frozen=True)
