@@ -11,6 +11,7 @@ import typer
 
 from blueprint_cli.usecase import DEFAULT_USECASE, UsecaseOption, select_usecase
 from orchestration.lib.registry import registry
+from orchestration.lib.registry.log import CANDIDATE, CHAMPION
 from orchestration.settings import get_settings
 
 models_app = typer.Typer(
@@ -66,11 +67,11 @@ def list_models(
     for entry in reversed(known):
         facts = _facts_or_none(entry.version)
         status = entry.status
-        if status == registry.CANDIDATE and entry.last_decision == "rejected":
+        if status == CANDIDATE and entry.last_decision == "rejected":
             status = "candidate (rejected)"
         rows.append([
             usecase,
-            "*" if entry.status == registry.CHAMPION else "",
+            "*" if entry.status == CHAMPION else "",
             entry.version,
             status,
             _when(entry.registered_at),

@@ -14,6 +14,13 @@ from sklearn.preprocessing import StandardScaler
 
 from orchestration.lib.features.pseudonymize import key_fingerprint
 from orchestration.lib.registry import registry
+from orchestration.lib.registry.facts import (
+    DataWindow,
+    ModelFacts,
+    TrainingData,
+    estimator_params,
+    frame_fingerprint,
+)
 
 FEATURES = ["amount", "tx_during_night", "customer_nb_tx_1day"]
 
@@ -31,19 +38,19 @@ def tiny_pipeline(frame: pd.DataFrame, c: float = 1.0) -> Pipeline:
     )
 
 
-def tiny_facts(pipeline: Pipeline, frame: pd.DataFrame, **overrides) -> registry.ModelFacts:
+def tiny_facts(pipeline: Pipeline, frame: pd.DataFrame, **overrides) -> ModelFacts:
     """Complete facts for a pipeline fitted on ``frame``; keyword arguments override fields."""
     train, test = frame.iloc[:200], frame.iloc[200:]
-    facts = registry.ModelFacts(
-        params=registry.estimator_params(pipeline),
-        training_data=registry.TrainingData(
-            train=registry.DataWindow(
+    facts = ModelFacts(
+        params=estimator_params(pipeline),
+        training_data=TrainingData(
+            train=DataWindow(
                 start=date(2018, 4, 1), end=date(2018, 5, 31), rows=len(train),
-                fingerprint=registry.frame_fingerprint(train),
+                fingerprint=frame_fingerprint(train),
             ),
-            test=registry.DataWindow(
+            test=DataWindow(
                 start=date(2018, 6, 8), end=date(2018, 6, 14), rows=len(test),
-                fingerprint=registry.frame_fingerprint(test),
+                fingerprint=frame_fingerprint(test),
             ),
             label_cutoff=date(2018, 6, 1),
             query="select * from training_set where tx_date between ? and ?",

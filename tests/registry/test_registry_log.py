@@ -120,14 +120,14 @@ def test_a_failed_promotion_leaves_no_trace(monkeypatch: pytest.MonkeyPatch):
     _register("a", "b")
     registry.promote("a", reason="first", actor="test")
     before = registry.history()
-    real_append = registry._append
+    real_append = registry.append_event
 
     def append_then_fail(db, version, event, *args, **kwargs):
         real_append(db, version, event, *args, **kwargs)
         if event == "archived":
             raise RuntimeError("crash between archiving and promoting")
 
-    monkeypatch.setattr(registry, "_append", append_then_fail)
+    monkeypatch.setattr(registry, "append_event", append_then_fail)
     with pytest.raises(RuntimeError):
         registry.promote("b", reason="better", actor="test")
     assert registry.history() == before  # the archive was rolled back with the transaction

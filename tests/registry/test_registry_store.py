@@ -16,6 +16,11 @@ import pandas as pd
 import pytest
 
 from orchestration.lib.registry import registry
+from orchestration.lib.registry.facts import (
+    CodeVersion,
+    code_version,
+    frame_fingerprint,
+)
 from orchestration.settings import PROJECT_ROOT, get_settings
 
 REQUIRED_FACTS = {
@@ -134,11 +139,12 @@ from datetime import date
 import numpy as np
 from sklearn.dummy import DummyClassifier
 from orchestration.lib.registry import registry
+from orchestration.lib.registry.facts import DataWindow, ModelFacts, TrainingData, estimator_params
 model = DummyClassifier(strategy="prior").fit(np.zeros((4, 1)), [0, 1, 0, 0])
-window = registry.DataWindow(date(2018, 4, 1), date(2018, 4, 2), 4, "f" * 64)
-facts = registry.ModelFacts(
-    params=registry.estimator_params(model),
-    training_data=registry.TrainingData(train=window, test=window),
+window = DataWindow(date(2018, 4, 1), date(2018, 4, 2), 4, "f" * 64)
+facts = ModelFacts(
+    params=estimator_params(model),
+    training_data=TrainingData(train=window, test=window),
     features=["x"], feature_definitions_hash="h" * 64, pseudonymization_key_fingerprint="k",
     fold_metrics=[], test_metrics={"average_precision": 0.2}, training_seconds=0.1,
 )
@@ -177,7 +183,7 @@ def test_the_store_lives_under_blueprint_home_never_in_the_user_home(
 def test_frame_fingerprint_follows_its_documented_serialization():
     frame = pd.DataFrame({"b": [2, 1], "a": ["x\ty", None]})
     expected = hashlib.sha256(b"a\tb\n\\N\t1\nx\\ty\t2\n").hexdigest()
-    assert registry.frame_fingerprint(frame) == expected
+    assert frame_fingerprint(frame) == expected
 
     typed = pd.DataFrame({
         "t": [pd.Timestamp("2018-04-01 10:00:00")], "f": [0.1], "ok": [True],
@@ -186,29 +192,29 @@ def test_frame_fingerprint_follows_its_documented_serialization():
     expected = hashlib.sha256(
         b"d\tf\tok\tt\n2018-04-01\t0.1\ttrue\t2018-04-01 10:00:00.000000000\n"
     ).hexdigest()
-    assert registry.frame_fingerprint(typed) == expected
+    assert frame_fingerprint(typed) == expected
 
 
 def test_frame_fingerprint_ignores_order_index_and_widths_but_not_content(frame):
-    reference = registry.frame_fingerprint(frame)
+    reference = frame_fingerprint(frame)
     shuffled = frame.sample(frac=1, random_state=3)[list(reversed(frame.columns))]
-    assert registry.frame_fingerprint(shuffled) == reference
-    assert registry.frame_fingerprint(frame.reset_index(drop=True).set_axis(
+    assert frame_fingerprint(shuffled) == reference
+    assert frame_fingerprint(frame.reset_index(drop=True).set_axis(
         range(1000, 1000 + len(frame)))) == reference
-    assert registry.frame_fingerprint(frame.astype({"is_fraud": "int32"})) == reference
-    assert registry.frame_fingerprint(frame.astype({"is_fraud": "float64"})) == reference
+    assert frame_fingerprint(frame.astype({"is_fraud": "int32"})) == reference
+    assert frame_fingerprint(frame.astype({"is_fraud": "float64"})) == reference
 
     changed = frame.copy()
     changed.loc[changed.index[5], "amount"] += 1e-9
-    assert registry.frame_fingerprint(changed) != reference
-    assert registry.frame_fingerprint(frame.iloc[1:]) != reference
-    assert registry.frame_fingerprint(pd.concat([frame, frame.iloc[:1]])) != reference
-    assert registry.frame_fingerprint(frame.rename(columns={"amount": "amt"})) != reference
+    assert frame_fingerprint(changed) != reference
+    assert frame_fingerprint(frame.iloc[1:]) != reference
+    assert frame_fingerprint(pd.concat([frame, frame.iloc[:1]])) != reference
+    assert frame_fingerprint(frame.rename(columns={"amount": "amt"})) != reference
 
 
 def test_frame_fingerprint_cannot_be_fooled_by_separators_or_null_lookalikes():
     def fingerprint(**columns):
-        return registry.frame_fingerprint(pd.DataFrame(columns))
+        return frame_fingerprint(pd.DataFrame(columns))
 
     assert fingerprint(a=["x\t"], b=["y"]) != fingerprint(a=["x"], b=["\ty"])
     assert fingerprint(a=["x\ny"]) != fingerprint(a=["x", "y"])
@@ -218,11 +224,11 @@ def test_frame_fingerprint_cannot_be_fooled_by_separators_or_null_lookalikes():
 
 
 def test_code_version_is_the_commit_or_unknown(tmp_path: Path):
-    inside = registry.code_version(PROJECT_ROOT)
+    inside = code_version(PROJECT_ROOT)
     if (PROJECT_ROOT / ".git").exists():
         assert len(inside.commit) == 40 and isinstance(inside.dirty, bool)
-    outside = registry.code_version(tmp_path)
-    assert outside == registry.CodeVersion(commit="unknown", dirty=None)
+    outside = code_version(tmp_path)
+    assert outside == CodeVersion(commit="unknown", dirty=None)
 
 
 def test_settings_name_the_store_and_registry_under_blueprint_home(home: Path):

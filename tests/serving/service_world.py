@@ -16,6 +16,13 @@ import pandas as pd
 
 from orchestration.lib.features.pseudonymize import key_fingerprint
 from orchestration.lib.registry import registry
+from orchestration.lib.registry.facts import (
+    DataWindow,
+    ModelFacts,
+    TrainingData,
+    estimator_params,
+    frame_fingerprint,
+)
 from orchestration.lib.training.lineage import id_columns
 from orchestration.settings import Settings, get_settings
 from tests.features.raw_world import luhn_complete
@@ -43,13 +50,13 @@ def register_model(
     features = list(get_settings().usecase.features.baseline)
     pipeline = build_pipeline(LOGISTIC_REGRESSION, {"C": c}).fit(rows[features], rows[LABEL])
     days = pd.to_datetime(rows["tx_date"]).dt.date
-    window = registry.DataWindow(
+    window = DataWindow(
         start=days.min(), end=days.max(), rows=len(rows),
-        fingerprint=registry.frame_fingerprint(rows[[*features, LABEL]]),
+        fingerprint=frame_fingerprint(rows[[*features, LABEL]]),
     )
-    facts = registry.ModelFacts(
-        params=registry.estimator_params(pipeline),
-        training_data=registry.TrainingData(train=window, test=window),
+    facts = ModelFacts(
+        params=estimator_params(pipeline),
+        training_data=TrainingData(train=window, test=window),
         features=features,
         feature_definitions_hash=definitions_hash,
         pseudonymization_key_fingerprint=key_fingerprint(key_hex.encode()),

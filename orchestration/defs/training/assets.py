@@ -30,6 +30,12 @@ from orchestration.lib.features.feature_definitions import (
 )
 from orchestration.lib.features.pseudonymize import key_fingerprint
 from orchestration.lib.registry import registry
+from orchestration.lib.registry.facts import (
+    ModelFacts,
+    TrainingData,
+    estimator_params,
+    frame_fingerprint,
+)
 from orchestration.lib.serving.scoring import load_scoring_model
 from orchestration.lib.training.families import declared_families
 from orchestration.lib.training.lineage import TRAINING_DATA_FILE, id_columns, window_facts
@@ -186,7 +192,7 @@ def training_assets(scope: Scope) -> list[dg.AssetsDefinition]:
                 f"history, or shorten the windows ({usecase.env_prefix}PROTOCOL_TRAIN, _DELAY, "
                 f"_TEST, _FOLDS, _FOLD_STEP)"
             )
-        fingerprint = registry.frame_fingerprint(frame)
+        fingerprint = frame_fingerprint(frame)
         path = settings.training_dir / f"training_data-{fingerprint[:16]}.parquet"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -252,18 +258,18 @@ def training_assets(scope: Scope) -> list[dg.AssetsDefinition]:
             .drop(columns=["candidate", "family"])
             .to_dict("records")
         ]
-        facts = registry.ModelFacts(
+        facts = ModelFacts(
             params={
                 "family": search.best.family,
                 "family_spec": search.best.spec.as_dict(),
                 "hyperparameters": dict(search.best.params),
-                "pipeline": registry.estimator_params(final.pipeline),
+                "pipeline": estimator_params(final.pipeline),
                 "random_state": seed,
                 TRAINING_DATA_FILE: str(Path(training_data.path).relative_to(settings.home)),
                 "protocol": asdict(protocol),
                 "grids": {k: {p: list(v) for p, v in g.items()} for k, g in grids.items()},
             },
-            training_data=registry.TrainingData(
+            training_data=TrainingData(
                 train=window_facts(train, ids, features, windows.train_start, windows.train_end),
                 test=window_facts(test, ids, features, windows.test_start, windows.test_end),
                 label_cutoff=windows.test_start,

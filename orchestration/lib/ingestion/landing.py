@@ -33,6 +33,7 @@ FINGERPRINT_KEY = b"blueprint.input_fingerprint"
 
 UNREADABLE_FILE = "unreadable file"
 
+
 @dataclass(frozen=True)
 class LandingFile:
     """One delivered file: ``<source>_<YYYY-MM-DD>__d<YYYYMMDDTHHMMSS>.<ext>``."""
@@ -46,6 +47,7 @@ class LandingFile:
     @property
     def name(self) -> str:
         return self.path.name
+
 
 @dataclass(frozen=True)
 class PartitionStatus:
@@ -63,18 +65,22 @@ class PartitionStatus:
     unreadable_files: tuple[str, ...]
     snapshot_fingerprint: str | None
 
+
 def _partition_folder(partition_date: date) -> str:
     return f"date={partition_date.isoformat()}"
+
 
 def raw_snapshot_path(contract: SourceContract, raw_dir: Path, partition_date: date) -> Path:
     """``raw/<source>/date=YYYY-MM-DD/data.parquet``."""
     return Path(raw_dir) / contract.name / _partition_folder(partition_date) / DATA_FILE
+
 
 def quarantine_records_path(
     contract: SourceContract, quarantine_dir: Path, partition_date: date
 ) -> Path:
     """``quarantine/<source>/date=YYYY-MM-DD/records.parquet`` (no personal data)."""
     return Path(quarantine_dir) / contract.name / _partition_folder(partition_date) / RECORDS_FILE
+
 
 def raw_quarantine_rows_path(
     contract: SourceContract, raw_quarantine_dir: Path, partition_date: date
@@ -83,11 +89,13 @@ def raw_quarantine_rows_path(
     folder = Path(raw_quarantine_dir) / contract.name / _partition_folder(partition_date)
     return folder / ROWS_FILE
 
+
 def _file_name_pattern(contract: SourceContract) -> re.Pattern[str]:
     return re.compile(
         rf"^{re.escape(contract.name)}_(\d{{4}}-\d{{2}}-\d{{2}})__d(\d{{8}}T\d{{6}})"
         rf"\.{re.escape(contract.extension)}$"
     )
+
 
 def landing_files(
     contract: SourceContract, landing_dir: Path, day: date | None = None
@@ -122,6 +130,7 @@ def landing_files(
         files.sort(key=lambda f: (f.delivery_id, f.name))
     return dict(sorted(by_date.items()))
 
+
 def input_fingerprint(contract: SourceContract, files: Iterable[tuple[str, str]]) -> str:
     """Hash of the contract version and the (file name, sha256) of every landing file."""
     payload = {
@@ -131,8 +140,10 @@ def input_fingerprint(contract: SourceContract, files: Iterable[tuple[str, str]]
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
+
 class UnreadableFileError(Exception):
     """A landing file whose bytes cannot be turned into text."""
+
 
 def _gunzip(data: bytes) -> bytes:
     """`gzip.decompress` without its Python-level overhead (every member, CRC checked)."""
@@ -144,6 +155,7 @@ def _gunzip(data: bytes) -> bytes:
             raise EOFError("compressed file ended before the end-of-stream marker was reached")
         data = member.unused_data.lstrip(b"\x00")  # gzip allows zero padding between members
     return b"".join(members)
+
 
 def decode_file(contract: SourceContract, name: str, data: bytes) -> bytes:
     """The decompressed UTF-8 bytes of a landing file; `UnreadableFileError` says why not."""
@@ -163,6 +175,7 @@ def decode_file(contract: SourceContract, name: str, data: bytes) -> bytes:
         raise UnreadableFileError(f"{UNREADABLE_FILE}: {name}: empty")
     return data
 
+
 @dataclass(frozen=True)
 class _Probe:
     sha256: str
@@ -174,12 +187,15 @@ _probe_cache: dict[Path, tuple[tuple[int, int, int], _Probe]] = {}
 
 snapshot_cache: dict[Path, tuple[tuple[int, int, int], dict[bytes, bytes]]] = {}
 
+
 def file_stamp(stat: os.stat_result) -> tuple[int, int, int]:
     return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
 
 def _probe_is_cached(landing_file: LandingFile) -> bool:
     cached = _probe_cache.get(landing_file.path)
     return cached is not None and cached[0] == landing_file.stamp
+
 
 def _probe(contract: SourceContract, landing_file: LandingFile) -> _Probe:
     """Checksum and readability of a landing file, cached by path and stamp."""
@@ -195,6 +211,7 @@ def _probe(contract: SourceContract, landing_file: LandingFile) -> _Probe:
     _probe_cache[landing_file.path] = (landing_file.stamp, probe)
     return probe
 
+
 def snapshot_metadata(path: Path) -> dict[bytes, bytes] | None:
     """Key-value metadata of a raw snapshot, cached by path and stamp; None if absent."""
     try:
@@ -208,12 +225,14 @@ def snapshot_metadata(path: Path) -> dict[bytes, bytes] | None:
     snapshot_cache[path] = (stamp, metadata)
     return metadata
 
+
 def read_snapshot_fingerprint(path: Path) -> str | None:
     """The input fingerprint stored in a raw snapshot, or None when there is no snapshot."""
     metadata = snapshot_metadata(Path(path))
     if metadata is None or FINGERPRINT_KEY not in metadata:
         return None
     return metadata[FINGERPRINT_KEY].decode()
+
 
 def partition_status(
     contract: SourceContract, landing_dir: Path, raw_dir: Path

@@ -44,11 +44,14 @@ _DIGIT_RUN = re.compile(r"(?:\d[ -]?){12,}\d")
 
 _ECHO_MAX_CHARS = 40
 
+
 class IngestionError(Exception):
     """Base class of ingestion failures."""
 
+
 class SchemaChangeError(IngestionError):
     """The source changed its schema (columns or a column's type); nothing was written."""
+
 
 @dataclass
 class ParsedFile:
@@ -65,11 +68,13 @@ class ParsedFile:
     columns: dict[str, pa.Array]
     """Per contract column: the text values of the other (well-formed) lines, in line order."""
 
+
 def _schema_change(contract: SourceContract, file_name: str, detail: str) -> SchemaChangeError:
     return SchemaChangeError(
         f"{contract.name}: schema change in {file_name}: {detail} "
         f"(contract {contract.name} v{contract.version} expects {list(contract.column_names)})"
     )
+
 
 def _check_fields(contract: SourceContract, file_name: str, fields: Iterable[str]) -> None:
     fields = list(fields)
@@ -87,6 +92,7 @@ def _check_fields(contract: SourceContract, file_name: str, fields: Iterable[str
     if problems:
         raise _schema_change(contract, file_name, " and ".join(problems))
 
+
 def _text_array(values: Sequence[object]) -> pa.Array:
     try:
         return pa.array(values, type=pa.string())
@@ -96,16 +102,19 @@ def _text_array(values: Sequence[object]) -> pa.Array:
             type=pa.string(),
         )
 
+
 def _split_lines(text: str) -> list[str]:
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return lines
 
+
 def _field_count_reason(count: int, expected: int) -> str:
     if count == 0:
         return "empty line"
     return "missing field" if count < expected else "extra field"
+
 
 def _csv_columns_arrow(
     data: bytes, header: list[str], line_count: int
@@ -146,8 +155,10 @@ def _csv_columns_arrow(
         return None
     return {name: table.column(name).combine_chunks() for name in header}, malformed
 
+
 class _LinesDoNotMatchRecordsError(Exception):
     """Records of a CSV file do not map one to one onto its lines."""
+
 
 def _csv_columns_python(
     lines: list[str], header: list[str]
@@ -169,6 +180,7 @@ def _csv_columns_python(
     columns = {name: _text_array(values) for name, values in zip(header, by_position, strict=True)}
     return columns, malformed
 
+
 def parse_csv(contract: SourceContract, name: str, sha256: str, data: bytes) -> ParsedFile:
     lines = _split_lines(data.decode("utf-8"))
     try:
@@ -183,6 +195,7 @@ def parse_csv(contract: SourceContract, name: str, sha256: str, data: bytes) -> 
     return ParsedFile(name, sha256, data_lines, 2, malformed, columns)
 
 _INVALID_JSON = object()
+
 
 def _json_records(lines: list[str]) -> list[object]:
     """One decoded value per line; `_INVALID_JSON` for a line that is not JSON."""
@@ -199,6 +212,7 @@ def _json_records(lines: list[str]) -> list[object]:
         except json.JSONDecodeError:
             records.append(_INVALID_JSON)
     return records
+
 
 def _jsonl_columns_arrow(
     contract: SourceContract, data: bytes, lines: list[str]
@@ -229,6 +243,7 @@ def _jsonl_columns_arrow(
         return None
     return {name: table.column(name).combine_chunks() for name in contract.column_names}
 
+
 def parse_jsonl(contract: SourceContract, name: str, sha256: str, data: bytes) -> ParsedFile:
     lines = _split_lines(data.decode("utf-8"))
     columns = _jsonl_columns_arrow(contract, data, lines)
@@ -256,12 +271,15 @@ def parse_jsonl(contract: SourceContract, name: str, sha256: str, data: bytes) -
     }
     return ParsedFile(name, sha256, lines, 1, malformed, columns)
 
+
 def bools(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A boolean Arrow mask as NumPy, null counting as False."""
     return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
 
+
 def null_where_not(values: pa.Array, mask: pa.Array) -> pa.Array:
     return pc.if_else(mask, values, pa.scalar(None, values.type))
+
 
 def _parse_double(values: pa.Array) -> pa.Array:
     try:  # the common case: every value is a number
@@ -269,6 +287,7 @@ def _parse_double(values: pa.Array) -> pa.Array:
     except pa.ArrowInvalid:
         shaped = null_where_not(values, pc.match_substring_regex(values, _NUMBER_SHAPE))
         return pc.cast(shaped, pa.float64())
+
 
 def _parse_temporal(values: pa.Array, column_type: str) -> pa.Array:
     """Parse exact ``YYYY-MM-DD[ HH:MM:SS]`` text; anything else, or an impossible date, is null."""
@@ -294,12 +313,14 @@ def _parse_temporal(values: pa.Array, column_type: str) -> pa.Array:
         exact = same if exact is None else pc.and_(exact, same)
     return pc.cast(null_where_not(parsed, exact), target)
 
+
 def parse_values(values: pa.Array, column_type: str) -> pa.Array:
     if column_type == "double":
         return _parse_double(values)
     if column_type in ("timestamp", "date"):
         return _parse_temporal(values, column_type)
     return values
+
 
 @dataclass(frozen=True)
 class _Check:
@@ -308,6 +329,7 @@ class _Check:
     failed: np.ndarray
     echo: pa.Array | None
     """Values to quote in the reason; None for personal data."""
+
 
 def column_checks(
     column: Column, values: pa.Array, parsed: pa.Array, partition_date: date
@@ -360,12 +382,14 @@ def column_checks(
             raise ValueError(f"no check implemented for rule {rule!r}")
     return checks
 
+
 def echo_value(value: str) -> str:
     """A value quoted in a reason: shortened, with anything looking like a card number masked."""
     shown = _DIGIT_RUN.sub("<digits removed>", value)
     if len(shown) > _ECHO_MAX_CHARS:
         shown = shown[:_ECHO_MAX_CHARS] + "..."
     return f" ({shown!r})"
+
 
 def check_type_changes(
     contract: SourceContract,
@@ -398,6 +422,7 @@ def check_type_changes(
                     f"column {column.name!r} is no longer {column.type}: "
                     f"{failures[index]} of {rows} values do not parse{example}",
                 )
+
 
 def first_occurrences(keys: dict[str, pa.Array], eligible: np.ndarray) -> np.ndarray:
     """Mask of the eligible rows that are the first with their key."""

@@ -11,6 +11,7 @@ import pandas as pd
 
 from orchestration.lib.core.usecase import UseCase
 from orchestration.lib.registry import registry
+from orchestration.lib.registry.facts import DataWindow, ModelFacts, frame_fingerprint
 from orchestration.lib.training.families import Candidate, FamilySpec
 from orchestration.lib.training.metrics import Scorecard
 from orchestration.lib.training.model_selection import fit_final
@@ -37,17 +38,17 @@ TRAINING_DATA_FILE = "training_data_file"
 
 def window_facts(
     rows: pd.DataFrame, ids: Sequence[str], features: Sequence[str], start: date, end: date
-) -> registry.DataWindow:
+) -> DataWindow:
     """The facts of the rows of ``[start, end)``: days, count, content hash (ids, features,
     label)."""
     used = rows[[*ids, *features, LABEL]].reset_index(drop=True)
-    return registry.DataWindow(
+    return DataWindow(
         start=start, end=end - timedelta(days=1), rows=len(used),
-        fingerprint=registry.frame_fingerprint(used),
+        fingerprint=frame_fingerprint(used),
     )
 
 
-def recorded_windows(facts: registry.ModelFacts) -> Windows:
+def recorded_windows(facts: ModelFacts) -> Windows:
     data = facts.training_data
     return Windows(
         train_start=data.train.start,
@@ -58,7 +59,7 @@ def recorded_windows(facts: registry.ModelFacts) -> Windows:
 
 
 def reference_rows(
-    facts: registry.ModelFacts, settings: Settings
+    facts: ModelFacts, settings: Settings
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A version's training rows and test rows, its features only, from the training data it
     exported: what monitoring compares served traffic with. Only those columns are read (the
