@@ -9,16 +9,18 @@ import pandas as pd
 import pytest
 
 from orchestration.lib.quality import pii
-from orchestration.lib.quality.pii import (
+from orchestration.lib.quality.personal_data import (
     PersonalData,
-    ScanCache,
     iban_valid,
-    load_personal_data,
     mentions_any,
+    scan_values,
+)
+from orchestration.lib.quality.pii import (
+    ScanCache,
+    load_personal_data,
     personal_data_snapshots,
     scan_outside_raw_zone,
     scan_paths,
-    scan_values,
 )
 from orchestration.settings import get_settings
 
