@@ -29,9 +29,10 @@ from bentos.fraud_scorer.service import (
     TransactionBatch,
     answers,
 )
-from orchestration.lib.serving.online_features import OnlineFeatureStore, TransactionConflictError
+from orchestration.lib.serving.online_features import OnlineFeatureStore
 from orchestration.lib.serving.prediction_log import PredictionLog, new_request_id
 from orchestration.lib.serving.scoring import ScoringModel, load_champion
+from orchestration.lib.serving.staging import TransactionConflictError
 from orchestration.settings import get_settings, pseudonymization_key
 
 _loaded: dict[str, Any] = {}

@@ -45,11 +45,7 @@ from orchestration.lib.core.cards import PAN_LENGTH, luhn_valid
 from orchestration.lib.features.pseudonymize import key_fingerprint
 from orchestration.lib.registry import registry
 from orchestration.lib.serving.coalesce import Coalescer
-from orchestration.lib.serving.online_features import (
-    OnlineFeatureStore,
-    TransactionConflictError,
-    stage_fraud_report,
-)
+from orchestration.lib.serving.online_features import OnlineFeatureStore
 from orchestration.lib.serving.prediction_log import (
     REPORT_COLUMNS,
     PredictionLog,
@@ -60,6 +56,7 @@ from orchestration.lib.serving.prediction_log import (
 )
 from orchestration.lib.serving.scoring import ScoringModel, load_scoring_model
 from orchestration.lib.serving.snapshot import current_snapshot
+from orchestration.lib.serving.staging import TransactionConflictError, stage_fraud_report
 from orchestration.settings import get_settings, pseudonymization_key
 
 SETTINGS = get_settings()

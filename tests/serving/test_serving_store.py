@@ -13,11 +13,9 @@ import pytest
 
 from orchestration.lib.features.feature_definitions import FeatureDefinitions
 from orchestration.lib.monitoring.traffic import SKEW_TOLERANCE
-from orchestration.lib.serving.online_features import (
-    OnlineFeatureStore,
-    TransactionConflictError,
-)
+from orchestration.lib.serving.online_features import OnlineFeatureStore
 from orchestration.lib.serving.snapshot import ServingSnapshot, SnapshotError
+from orchestration.lib.serving.staging import TransactionConflictError
 from tests.features.raw_world import DbtRun, World
 from tests.serving.serving_world import mismatches, offline_features, publish, requests
 
@@ -247,12 +245,12 @@ def test_serving_prepared_day_gives_the_same_rows(
 def test_history_columns_gather_any_ids_in_the_order_asked_across_compactions(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The Arrow columns the SQL reads the history from (``_Columns``): rows from the snapshot,
-    rows added since (still tuples) and rows merged in by a compaction, gathered by id in any
-    order, are the rows that were added."""
-    from orchestration.lib.serving.online_features import _Columns, _rows
+    """The Arrow columns the SQL reads the history from (``HistoryColumns``): rows from the
+    snapshot, rows added since (still tuples) and rows merged in by a compaction, gathered by id
+    in any order, are the rows that were added."""
+    from orchestration.lib.serving.feature_sql import HistoryColumns, table_rows
 
-    monkeypatch.setattr(_Columns, "COMPACT_ROWS", 5)
+    monkeypatch.setattr(HistoryColumns, "COMPACT_ROWS", 5)
     schema = pa.schema([("transaction_id", pa.string()), ("tx_datetime", pa.timestamp("us")),
                         ("amount", pa.float64())])
     start = datetime(2018, 4, 1, 8)
@@ -260,7 +258,7 @@ def test_history_columns_gather_any_ids_in_the_order_asked_across_compactions(
     def row(i: int) -> tuple:
         return (f"t{i}", start + timedelta(minutes=i), None if i % 7 == 0 else i * 1.5)
 
-    columns = _Columns(schema)
+    columns = HistoryColumns(schema)
     snapshot = [row(i) for i in range(6)]
     columns.extend(pa.Table.from_pylist(
         [dict(zip(schema.names, r, strict=True)) for r in snapshot], schema=schema
@@ -274,5 +272,5 @@ def test_history_columns_gather_any_ids_in_the_order_asked_across_compactions(
         for asked in (ids, *orders):
             table = columns.take(asked)
             assert table.schema == schema
-            assert _rows(table) == [rows[a] for a in asked]
+            assert table_rows(table) == [rows[a] for a in asked]
     assert len(columns._recent) == 4

@@ -24,298 +24,77 @@ refuses a snapshot whose staged columns or model chain differ from what it knows
 
 from __future__ import annotations
 
-import math
 import threading
-from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestration.lib.features.feature_definitions import (
-    INPUT_MODELS,
-    OUTPUT_MODEL,
     FeatureDefinitions,
-    FeatureWindows,
-    ModelSql,
-    quote_identifier,
 )
-from orchestration.lib.features.pseudonymize import card_key, key_fingerprint
+from orchestration.lib.features.pseudonymize import key_fingerprint
+from orchestration.lib.serving.feature_sql import (
+    NO_HISTORY,
+    TERMINAL_DAYS,
+    HistoryColumns,
+    KeyHistory,
+    SqlStage,
+    duckdb_columns,
+    feature_models,
+    rows_table,
+    table_rows,
+)
 from orchestration.lib.serving.snapshot import SnapshotError, current_snapshot
+from orchestration.lib.serving.staging import (
+    FRAUD_REPORTS,
+    STAGED_COLUMNS,
+    TRANSACTIONS,
+    TransactionConflictError,
+    history_starts,
+    restage_fraud_report,
+    restage_transaction,
+    stage_fraud_report,
+    stage_transaction,
+)
 from orchestration.settings import pseudonymization_key
 
-TRANSACTIONS, FRAUD_REPORTS = INPUT_MODELS
-TERMINAL_DAYS = "int_terminal_days_aggregated"
-"""The model computed per terminal and day, ahead of requests."""
-REQUEST_TABLE_PREFIX = "request__"
-"""Per-request Arrow tables are registered as ``request__<model>``."""
 PROBE_ID_PREFIX = "~serving-probe~"
 """Id of the placeholder payment that makes the SQL emit a terminal-day row before the day's
 first real payment; placeholders only exist in stage 1's input, never in the history."""
 
 
-class TransactionConflictError(ValueError):
-    """A transaction id the store knows arrived again with different content."""
 
 
-def history_starts(windows: FeatureWindows) -> dict[str, Callable[[datetime], datetime]]:
-    """The keys features are partitioned by, each with the earliest time of a payment of the same
-    key that can count for a payment at ``t``: the card windows, the terminal's delayed windows.
-
-    Later payments never count, except those at ``t`` itself (same-instant payments of a card
-    count for each other), so a payment's history is ``[start(t), t]`` for each key.
-    """
-    terminal_days = timedelta(days=windows.terminal_horizon_days)
-    return {
-        "card_key": lambda t: t - windows.card_horizon,
-        "terminal_id": lambda t: datetime.combine(t.date(), time.min) - terminal_days,
-    }
 
 
-def _timestamp(value: datetime | str) -> datetime:
-    when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    if when.tzinfo is not None:
-        raise ValueError(f"timestamp {value!r} has a time zone; the contract's are local, naive")
-    return datetime(*when.timetuple()[:6], when.microsecond)  # a plain datetime, not a subclass
 
 
-def stage_transaction(tx: Mapping[str, Any], key: bytes) -> dict[str, Any]:
-    """A raw payment ``{transaction_id, timestamp, card_number, terminal_id, amount}`` as the row
-    ``stg_transactions`` holds for it (the card number replaced by its ``card_key``)."""
-    return _staged_transaction(
-        tx["transaction_id"],
-        tx["timestamp"],
-        card_key(str(tx["card_number"]), key),
-        tx["terminal_id"],
-        tx["amount"],
-    )
 
 
-def restage_transaction(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A payment staged before ``{transaction_id, tx_datetime, card_key, terminal_id, amount}``
-    (as the prediction log keeps it: no card number) as the row ``stg_transactions`` holds."""
-    return _staged_transaction(
-        row["transaction_id"],
-        row["tx_datetime"],
-        str(row["card_key"]),
-        row["terminal_id"],
-        row["amount"],
-    )
 
 
-def _staged_transaction(
-    transaction_id: Any, timestamp: datetime | str, card: str, terminal_id: Any, amount: Any
-) -> dict[str, Any]:
-    when = _timestamp(timestamp)
-    value = float(amount)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"amount {amount!r} is not a finite amount >= 0")
-    return {
-        "transaction_id": str(transaction_id),
-        "tx_datetime": when,
-        "tx_date": when.date(),
-        "card_key": card,
-        "terminal_id": str(terminal_id),
-        "amount": value,
-        "_source_file": None,  # lineage of the raw zone; an online payment has no file
-    }
 
 
-def stage_fraud_report(report: Mapping[str, Any], key: bytes) -> dict[str, Any]:
-    """A raw fraud report ``{transaction_id, card_number, reported_at}`` as in
-    ``stg_fraud_reports``."""
-    return _staged_report(
-        report["transaction_id"], card_key(str(report["card_number"]), key), report["reported_at"]
-    )
 
 
-def restage_fraud_report(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A fraud report staged before ``{transaction_id, card_key, reported_at}`` as in
-    ``stg_fraud_reports``."""
-    return _staged_report(row["transaction_id"], str(row["card_key"]), row["reported_at"])
 
 
-def _staged_report(transaction_id: Any, card: str, reported_at: datetime | str) -> dict[str, Any]:
-    when = _timestamp(reported_at)
-    return {
-        "transaction_id": str(transaction_id),
-        "card_key": card,
-        "reported_at": when,
-        "report_date": when.date(),
-    }
 
 
-_EXAMPLE_TRANSACTION = {
-    "transaction_id": "t",
-    "timestamp": datetime.min,
-    "card_number": "",
-    "terminal_id": "",
-    "amount": 0.0,
-}
-_EXAMPLE_REPORT = {"transaction_id": "t", "card_number": "", "reported_at": datetime.min}
-STAGED_COLUMNS = {
-    TRANSACTIONS: tuple(stage_transaction(_EXAMPLE_TRANSACTION, b"")),
-    FRAUD_REPORTS: tuple(stage_fraud_report(_EXAMPLE_REPORT, b"")),
-}
-"""The columns online staging produces; a snapshot must have exactly these."""
 
 
-def _feature_models(definitions: FeatureDefinitions) -> tuple[ModelSql, ModelSql]:
-    """The two models of the chain, checked to read what the stages hand them."""
-    names = [model.name for model in definitions.models]
-    if names != [TERMINAL_DAYS, OUTPUT_MODEL]:
-        raise SnapshotError(
-            f"the feature models are {names}; online features know how to run "
-            f"{[TERMINAL_DAYS, OUTPUT_MODEL]}: update orchestration.lib.serving.online_features"
-        )
-    terminal_days, output = definitions.models
-    if not set(terminal_days.depends_on) <= set(INPUT_MODELS) or set(output.depends_on) != {
-        TRANSACTIONS,
-        TERMINAL_DAYS,
-    }:
-        raise SnapshotError(
-            f"{TERMINAL_DAYS} reads {terminal_days.depends_on} and {OUTPUT_MODEL} reads "
-            f"{output.depends_on}: update orchestration.lib.serving.online_features"
-        )
-    return terminal_days, output
 
 
-class _KeyHistory:
-    """The payments of one card or one terminal, in time order."""
-
-    __slots__ = ("times", "ids")
-
-    def __init__(self) -> None:
-        self.times: list[datetime] = []
-        self.ids: list[str] = []
-
-    def add(self, when: datetime, transaction_id: str) -> None:
-        at = bisect_right(self.times, when)
-        self.times.insert(at, when)
-        self.ids.insert(at, transaction_id)
-
-    def between(self, start: datetime, end: datetime) -> list[str]:
-        return self.ids[bisect_left(self.times, start) : bisect_right(self.times, end)]
 
 
-_NO_HISTORY = _KeyHistory()
 
 
-class _Columns:
-    """Staged rows kept as Arrow columns, gathered by id: what the SQL stages read.
-
-    Handing DuckDB a card's or a terminal's history as Python tuples means building Arrow arrays
-    from Python objects on every request (27 ms for the 28,000 rows a batch of 500 reads on the
-    default world); a gather from columns built once is a copy in C (the batch's features: 98.6
-    ms before, 83.9 ms after). The rows added since the
-    last compaction stay tuples (converted when gathered) until :data:`COMPACT_ROWS` of them
-    are merged into the columns at once.
-    """
-
-    COMPACT_ROWS = 4096
-
-    def __init__(self, schema: pa.Schema) -> None:
-        self.schema = schema
-        self._columns = schema.empty_table()
-        self._recent: list[tuple] = []
-        self._position: dict[str, int] = {}
-        """Each id's row: in the columns below their length, in ``_recent`` from it."""
-
-    def extend(self, table: pa.Table) -> None:
-        """Add the rows of ``table`` (ids the columns do not have yet)."""
-        self._compact()
-        start = self._columns.num_rows
-        ids = table.column("transaction_id").to_pylist()
-        self._position.update(zip(ids, range(start, start + len(ids)), strict=True))
-        self._columns = pa.concat_tables([self._columns, table.select(self.schema.names)])
-        self._columns = self._columns.combine_chunks()
-
-    def append(self, transaction_id: str, row: tuple) -> None:
-        self._position[transaction_id] = self._columns.num_rows + len(self._recent)
-        self._recent.append(row)
-        if len(self._recent) >= self.COMPACT_ROWS:
-            self._compact()
-
-    def take(self, ids: Iterable[str]) -> pa.Table:
-        """The rows of ``ids``, in that order."""
-        positions = np.fromiter(map(self._position.__getitem__, ids), dtype=np.int64)
-        stored = self._columns.num_rows
-        recent = positions >= stored
-        if not recent.any():
-            return self._columns.take(positions)
-        parts = pa.concat_tables([
-            self._columns.take(positions[~recent]),
-            _table([self._recent[p - stored] for p in positions[recent]], self.schema),
-        ])
-        # back into the order asked: the stored rows came first, then the recent ones
-        order = np.concatenate([np.flatnonzero(~recent), np.flatnonzero(recent)])
-        return parts.take(np.argsort(order, kind="stable"))
-
-    def _compact(self) -> None:
-        if self._recent:
-            self._columns = pa.concat_tables(
-                [self._columns, _table(self._recent, self.schema)]
-            ).combine_chunks()
-            self._recent = []
 
 
-class _SqlStage:
-    """An in-memory DuckDB where compiled models run over per-request Arrow tables.
-
-    ``tables``: the relations fed from Arrow, each with its columns and DuckDB types (the view
-    over the Arrow table casts to them, so a model sees the types dbt's tables have);
-    ``models``: the models run, as views of their compiled SQL, in dependency order.
-    """
-
-    def __init__(
-        self,
-        tables: Sequence[tuple[ModelSql, pa.Schema, Sequence[tuple[str, str]]]],
-        models: Sequence[ModelSql],
-    ) -> None:
-        self._conn = duckdb.connect(config={"threads": 1})  # requests are tiny: threads only cost
-        self._schemas = {model.name: schema for model, schema, _ in tables}
-        relations = [model.relation for model, _, _ in tables] + [m.relation for m in models]
-        attached = {row[0] for row in self._conn.sql("from duckdb_databases()").fetchall()}
-        for database in sorted({r.database for r in relations} - attached):
-            self._conn.execute(f"attach ':memory:' as {quote_identifier(database)}")
-        for database, schema in sorted({(r.database, r.schema) for r in relations}):
-            self._conn.execute(
-                f"create schema if not exists {quote_identifier(database)}."
-                f"{quote_identifier(schema)}"
-            )
-        for model, schema, columns in tables:
-            request_table = REQUEST_TABLE_PREFIX + model.name
-            self._conn.register(request_table, schema.empty_table())
-            casts = ", ".join(
-                f"cast({quote_identifier(c)} as {t}) as {quote_identifier(c)}" for c, t in columns
-            )
-            self._conn.execute(
-                f"create view {model.relation.sql} as select {casts} from {request_table}"
-            )
-        for model in models:
-            self._conn.execute(f"create view {model.relation.sql} as\n{model.compiled_sql}")
-
-    def query(
-        self, inputs: Mapping[str, list[tuple] | pa.Table], sql: str, params: Sequence[Any]
-    ) -> tuple[list[str], list[tuple]]:
-        """Run ``sql`` with each table's rows (an Arrow table, or tuples in schema order);
-        columns and rows."""
-        for name, rows in inputs.items():
-            table = rows if isinstance(rows, pa.Table) else _table(rows, self._schemas[name])
-            self._conn.register(REQUEST_TABLE_PREFIX + name, table)
-        cursor = self._conn.execute(sql, params)
-        return [d[0] for d in cursor.description], cursor.fetchall()
-
-    def describe(self, relation: str) -> tuple[pa.Schema, list[tuple[str, str]]]:
-        """Arrow schema and DuckDB column types of a relation."""
-        schema = self._conn.sql(f"select * from {relation} limit 0").to_arrow_table().schema
-        columns = self._conn.sql(f"describe {relation}").fetchall()
-        return schema, [(row[0], row[1]) for row in columns]
 
 
 class OnlineFeatureStore:
@@ -337,7 +116,7 @@ class OnlineFeatureStore:
                     f"{list(STAGED_COLUMNS[name])}: update "
                     "orchestration.lib.serving.online_features"
                 )
-        terminal_days, output = _feature_models(definitions)
+        terminal_days, output = feature_models(definitions)
         self.definitions = definitions
         self.definitions_hash = definitions.hash
         self.snapshot_version: str | None = None
@@ -353,19 +132,19 @@ class OnlineFeatureStore:
         self._lock = threading.Lock()
 
         self._transactions: dict[str, tuple] = {}
-        self._history = _Columns(transactions.schema)
+        self._history = HistoryColumns(transactions.schema)
         """The same payments as Arrow columns, for handing the SQL many rows at once."""
         self._reports: dict[str, tuple] = {}
-        self._cards: dict[str, _KeyHistory] = {}
-        self._terminals: dict[str, _KeyHistory] = {}
+        self._cards: dict[str, KeyHistory] = {}
+        self._terminals: dict[str, KeyHistory] = {}
         self._terminal_days: dict[str, dict[date, tuple]] = {}
         """Stage 1's rows by terminal and day: valid until a late report or payment."""
         self._current_day: date | None = None
         """The latest day asked for: its terminal-day rows are computed for every terminal."""
 
-        self._stage_terminal_days = _SqlStage(
+        self._stage_terminal_days = SqlStage(
             [
-                (definitions.input(name), table.schema, _duckdb_columns(table.schema))
+                (definitions.input(name), table.schema, duckdb_columns(table.schema))
                 for name, table in inputs.items()
             ],
             [terminal_days],
@@ -373,9 +152,9 @@ class OnlineFeatureStore:
         days_schema, days_columns = self._stage_terminal_days.describe(terminal_days.relation.sql)
         self._terminal_days_columns = days_schema.names
         transactions_table = (definitions.input(TRANSACTIONS), transactions.schema)
-        self._stage_features = _SqlStage(
+        self._stage_features = SqlStage(
             [
-                (*transactions_table, _duckdb_columns(transactions.schema)),
+                (*transactions_table, duckdb_columns(transactions.schema)),
                 (terminal_days, days_schema, days_columns),
             ],
             [output],
@@ -387,9 +166,9 @@ class OnlineFeatureStore:
             "where list_contains(?::varchar[], transaction_id)"
         )
         self._history.extend(transactions)
-        for row in _rows(transactions):
+        for row in table_rows(transactions):
             self._index(row)
-        for row in _rows(fraud_reports):
+        for row in table_rows(fraud_reports):
             self._add_report(row)
 
     @classmethod
@@ -545,8 +324,8 @@ class OnlineFeatureStore:
         when = self._value(TRANSACTIONS, row, "tx_datetime")
         card = self._value(TRANSACTIONS, row, "card_key")
         terminal = self._value(TRANSACTIONS, row, "terminal_id")
-        self._cards.setdefault(card, _KeyHistory()).add(when, transaction_id)
-        self._terminals.setdefault(terminal, _KeyHistory()).add(when, transaction_id)
+        self._cards.setdefault(card, KeyHistory()).add(when, transaction_id)
+        self._terminals.setdefault(terminal, KeyHistory()).add(when, transaction_id)
         # a payment counts for its terminal from the days after it on (never on its own day)
         self._forget_terminal_days(terminal, after=when.date())
 
@@ -646,7 +425,7 @@ class OnlineFeatureStore:
         history: dict[str, None] = {}
         probes = []
         for terminal in terminals:
-            payments = self._terminals.get(terminal, _NO_HISTORY)
+            payments = self._terminals.get(terminal, NO_HISTORY)
             earlier = payments.between(self._terminal_start(start), start - timedelta.resolution)
             history.update(dict.fromkeys(earlier))
             probes.append(self._probe(terminal, start))
@@ -655,7 +434,7 @@ class OnlineFeatureStore:
         columns, rows = self._stage_terminal_days.query(
             {
                 TRANSACTIONS: pa.concat_tables(
-                    [self._history.take(history), _table(probes, self._history.schema)]
+                    [self._history.take(history), rows_table(probes, self._history.schema)]
                 ),
                 FRAUD_REPORTS: [self._reports[i] for i in history if i in self._reports],
             },
@@ -677,22 +456,7 @@ class OnlineFeatureStore:
         return self._as_row(TRANSACTIONS, values)
 
 
-def _duckdb_columns(schema: pa.Schema) -> list[tuple[str, str]]:
-    """DuckDB's types for an Arrow schema (what reading the Arrow table gives)."""
-    with duckdb.connect() as conn:
-        conn.register("empty", schema.empty_table())
-        return [(row[0], row[1]) for row in conn.sql("describe empty").fetchall()]
 
 
-def _rows(table: pa.Table) -> list[tuple]:
-    return list(zip(*(column.to_pylist() for column in table.columns), strict=True))
 
 
-def _table(rows: list[tuple], schema: pa.Schema) -> pa.Table:
-    if not rows:
-        return schema.empty_table()
-    columns = zip(*rows, strict=True)
-    return pa.Table.from_arrays(
-        [pa.array(values, type=field.type) for values, field in zip(columns, schema, strict=True)],
-        schema=schema,
-    )
