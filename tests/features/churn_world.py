@@ -9,9 +9,6 @@ world as it was known on that night.
 
 from __future__ import annotations
 
-import subprocess
-import time
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -24,14 +21,12 @@ from orchestration.lib.ingestion.contracts import SourceContract
 from orchestration.lib.ingestion.declared import contract_of
 from orchestration.lib.ingestion.ingest import IngestResult, ingest_partitions
 from orchestration.settings import (
-    DBT_PROJECT_DIR,
-    PROJECT_ROOT,
-    PSEUDONYMIZATION_KEY_ENV,
     USECASES_DIR,
 )
 from simulator.churn import ChurnConfig, simulate
 from simulator.churn.run import TRUTH_FILE, record_dir
-from tests.features.raw_world import DBT_EXECUTABLE, DbtRun
+from tests.features import raw_world
+from tests.features.raw_world import DbtRun
 
 USECASE = "churn"
 CONFIG = ChurnConfig(n_accounts=300, n_days=50, seed=1)
@@ -82,53 +77,11 @@ def truth(home: Path) -> pd.DataFrame:
     return pd.read_parquet(record_dir(home) / TRUTH_FILE)
 
 
-@dataclass
-class ChurnDbtRun(DbtRun):
-    """A ``dbt build`` of the churn models; its warehouse is the churn use case's."""
-
-    @property
-    def warehouse(self) -> Path:
-        return self.home / "warehouse" / f"{USECASE}.duckdb"
+ChurnDbtRun = DbtRun
+"""A ``dbt build`` of the churn models (its warehouse is the churn use case's)."""
 
 
-def dbt_build(home: Path, key: str, *args: str) -> ChurnDbtRun:
-    """``dbt build`` of the churn models over the raw zone under ``home`` (as the churn use
-    case: BLUEPRINT_USECASE=churn), with its own target and log paths outside the home."""
-    dbt_dir = home.with_name(f"{home.name}_dbt")
-    target_path, log_path = dbt_dir / "target", dbt_dir / "logs"
-    (home / "warehouse").mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("BLUEPRINT_HOME", str(home))
-        env.setenv("BLUEPRINT_USECASE", USECASE)
-        env.setenv(PSEUDONYMIZATION_KEY_ENV, key)
-        env.setenv("DO_NOT_TRACK", "1")
-        completed = subprocess.run(
-            [
-                str(DBT_EXECUTABLE),
-                "build",
-                "--project-dir",
-                str(DBT_PROJECT_DIR),
-                "--profiles-dir",
-                str(DBT_PROJECT_DIR),
-                "--target-path",
-                str(target_path),
-                "--log-path",
-                str(log_path),
-                "--select",
-                f"path:models/{USECASE}",
-                *args,
-            ],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-    return ChurnDbtRun(
-        home=home,
-        returncode=completed.returncode,
-        output=completed.stdout + completed.stderr,
-        seconds=time.perf_counter() - started,
-        target_path=target_path,
-        log_path=log_path,
-    )
+def dbt_build(home: Path, key: str, *args: str) -> DbtRun:
+    """``dbt build`` of the churn models over the raw zone under ``home``, as the churn use case,
+    with its own target and log paths outside the home."""
+    return raw_world.dbt_build(home, key, *args, usecase=USECASE)

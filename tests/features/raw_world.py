@@ -254,10 +254,12 @@ class DbtRun:
     seconds: float
     target_path: Path
     log_path: Path
+    usecase: str = "fraud"
 
     @property
     def warehouse(self) -> Path:
-        return warehouse_of(self.home)
+        """The use case's warehouse in ``home`` (profiles.yml)."""
+        return self.home / "warehouse" / f"{self.usecase}.duckdb"
 
     def results(self) -> dict[str, str]:
         """Status of every node dbt ran (models, data tests, unit tests), by unique id."""
@@ -269,13 +271,11 @@ USECASE = "fraud"
 """The use case whose dbt models these tests build."""
 
 
-def warehouse_of(home: Path) -> Path:
-    """Where dbt writes the fraud use case's warehouse in ``home`` (profiles.yml)."""
-    return home / "warehouse" / f"{USECASE}.duckdb"
-
-
-def dbt_build(home: Path, key: str, *args: str, reuse_target: Path | None = None) -> DbtRun:
-    """Run ``dbt build`` against the raw zone under ``home``, with its own target and log paths.
+def dbt_build(
+    home: Path, key: str, *args: str, reuse_target: Path | None = None, usecase: str = USECASE
+) -> DbtRun:
+    """Run ``dbt build`` of a use case's models (as that use case: its warehouse) against the
+    raw zone under ``home``, with its own target and log paths.
 
     ``reuse_target``: start from another run's target folder (its manifest was parsed with a
     different BLUEPRINT_HOME), as Dagster does with the manifest prepared at setup.
@@ -284,13 +284,13 @@ def dbt_build(home: Path, key: str, *args: str, reuse_target: Path | None = None
     target_path, log_path = dbt_dir / "target", dbt_dir / "logs"
     if reuse_target is not None:
         shutil.copytree(reuse_target, target_path)
-    warehouse_of(home).parent.mkdir(parents=True, exist_ok=True)
+    (home / "warehouse").mkdir(parents=True, exist_ok=True)
     if not any(arg in ("--select", "-s") for arg in args):
-        args = ("--select", f"path:models/{USECASE}", *args)
+        args = ("--select", f"path:models/{usecase}", *args)
     started = time.perf_counter()
     with pytest.MonkeyPatch.context() as env:
         env.setenv("BLUEPRINT_HOME", str(home))
-        env.setenv("BLUEPRINT_USECASE", USECASE)
+        env.setenv("BLUEPRINT_USECASE", usecase)
         env.setenv(PSEUDONYMIZATION_KEY_ENV, key)
         env.setenv("DO_NOT_TRACK", "1")
         completed = subprocess.run(
@@ -319,4 +319,5 @@ def dbt_build(home: Path, key: str, *args: str, reuse_target: Path | None = None
         seconds=time.perf_counter() - started,
         target_path=target_path,
         log_path=log_path,
+        usecase=usecase,
     )
