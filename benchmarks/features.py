@@ -54,12 +54,8 @@ from benchmarks.harness import (
     markdown_table,
     run_measured,
 )
-from orchestration.lib.features.feature_definitions import (
-    OUTPUT_MODEL,
-    FeatureWindows,
-    dbt_window_vars,
-)
-from orchestration.settings import DBT_PROJECT_DIR, PROJECT_ROOT
+from orchestration.lib.core.usecase import load_usecase
+from orchestration.settings import DBT_PROJECT_DIR, PROJECT_ROOT, USECASES_DIR
 
 NUMBER = 2
 TITLE = "Feature pipeline: dbt against pandas"
@@ -67,6 +63,28 @@ TARGET_RATIO = 20.0
 RELATIVE_TOLERANCE = 1e-9
 ABSOLUTE_TOLERANCE = 1e-9
 """Below this, two values are equal whatever their ratio (a risk of 0 against 1e-17)."""
+OUTPUT_MODEL = "transaction_features"
+
+
+@dataclass(frozen=True)
+class FeatureWindows:
+    """The windows the pandas side computes, read from fraud's declared features: its card
+    group's windows, its terminal group's windows and the handbook view's delay."""
+
+    card_windows_days: tuple[int, ...]
+    terminal_windows_days: tuple[int, ...]
+    terminal_delay_days: int
+
+
+def declared_windows() -> FeatureWindows:
+    features = load_usecase("fraud", USECASES_DIR, environ={}).resolved_features()
+    (card,) = features.event_groups
+    (terminal,) = features.day_groups
+    return FeatureWindows(
+        card_windows_days=tuple(window["days"] for window in card["windows"]),
+        terminal_windows_days=tuple(window["days"] for window in terminal["windows"]),
+        terminal_delay_days=max(feature["delay_days"] for feature in terminal["features"]),
+    )
 RUNS = {True: 1, False: 3}
 """Timed runs of each side, quick and full; dbt and pandas alternate, so load hits both."""
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
@@ -197,7 +215,7 @@ def terminal_features(
 
 def compute_features(home: Path, out: Path) -> dict[str, float]:
     """The pandas side: raw snapshots of ``home`` to the features in ``out``; seconds by phase."""
-    windows = dbt_window_vars()
+    windows = declared_windows()
     phases: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -259,7 +277,8 @@ def _copy_world(home: Path, into: Path) -> Path:
 def _dbt(bench: Bench, home: Path, target: Path, *args: str) -> Measured:
     """A dbt command on ``home``, its artifacts and log in ``target``, as Dagster's steps run it."""
     command = [str(Path(sys.executable).parent / "dbt"), *args,
-               "--profiles-dir", str(DBT_PROJECT_DIR)]
+               "--profiles-dir", str(DBT_PROJECT_DIR),
+               *load_usecase("fraud", USECASES_DIR, environ={}).dbt_arguments()]
     env = {**bench.env, "BLUEPRINT_HOME": str(home),
            "DBT_TARGET_PATH": str(target), "DBT_LOG_PATH": str(target)}
     return run_measured(command, env=env, cwd=DBT_PROJECT_DIR)

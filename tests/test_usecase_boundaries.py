@@ -35,12 +35,11 @@ REMAINING = {
     "blueprint_cli/replay.py": 22,
     "orchestration/defs/monitoring/assets.py": 20,
     "orchestration/defs/serving/assets.py": 7,
-    "orchestration/lib/features/feature_definitions.py": 4,
     "orchestration/lib/features/pseudonymize.py": 1,
     "orchestration/lib/ingestion/contracts.py": 17,
     "orchestration/lib/monitoring/traffic.py": 17,
     "orchestration/lib/registry/facts.py": 1,
-    "orchestration/lib/serving/feature_sql.py": 6,
+    "orchestration/lib/serving/feature_sql.py": 5,
     "orchestration/lib/serving/online_features.py": 54,
     "orchestration/lib/serving/prediction_log.py": 10,
     "orchestration/lib/serving/staging.py": 49,
@@ -60,6 +59,9 @@ def usecase_identifiers() -> dict[str, set[str]]:
                usecase.data.partition_date, *usecase.data.entities.values(),
                usecase.label.column, usecase.label.known_at, usecase.models.name,
                *usecase.features.train_on, *usecase.features.baseline}
+        declared = usecase.resolved_features()
+        if declared is not None:
+            ids |= set(declared.names)
         for source_name, source in usecase.sources.items():
             ids |= {source_name, f"raw_{source_name}", *(c.name for c in source.columns)}
         models = PROJECT_ROOT / "dbt_project" / "models" / name

@@ -24,7 +24,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from orchestration.settings import DBT_PROJECT_DIR, PROJECT_ROOT, PSEUDONYMIZATION_KEY_ENV
+from orchestration.lib.core.feature_declaration import ResolvedFeatures
+from orchestration.lib.core.usecase import load_usecase
+from orchestration.settings import (
+    DBT_PROJECT_DIR,
+    PROJECT_ROOT,
+    PSEUDONYMIZATION_KEY_ENV,
+    USECASES_DIR,
+)
 
 DBT_EXECUTABLE = PROJECT_ROOT / ".venv" / "bin" / "dbt"
 SOURCES = ("transactions", "fraud_reports", "customers")
@@ -271,6 +278,13 @@ USECASE = "fraud"
 """The use case whose dbt models these tests build."""
 
 
+def declared_features(usecase: str = USECASE) -> ResolvedFeatures:
+    """The use case's declared features, as its declaration holds them (no overrides)."""
+    resolved = load_usecase(usecase, USECASES_DIR, environ={}).resolved_features()
+    assert resolved is not None, f"{usecase} declares no features"
+    return resolved
+
+
 def dbt_build(
     home: Path, key: str, *args: str, reuse_target: Path | None = None, usecase: str = USECASE
 ) -> DbtRun:
@@ -305,6 +319,7 @@ def dbt_build(
                 str(target_path),
                 "--log-path",
                 str(log_path),
+                *load_usecase(usecase, USECASES_DIR, environ={}).dbt_arguments(),
                 *args,
             ],
             cwd=PROJECT_ROOT,

@@ -4,6 +4,8 @@ and dbt's own unit and data tests (passing, and failing when they should)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from datetime import datetime
 
 import duckdb
@@ -11,7 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.features.raw_world import DbtRun, World, dbt_build, read_table, write_raw_zone
+from orchestration.settings import DBT_PROJECT_DIR
+from tests.features.raw_world import (
+    DBT_EXECUTABLE,
+    DbtRun,
+    World,
+    dbt_build,
+    declared_features,
+    read_table,
+    write_raw_zone,
+)
 
 WINDOWS = (1, 7, 30)
 TERMINAL_DELAY_DAYS = 7
@@ -112,6 +123,34 @@ def test_dbt_build_runs_the_unit_tests_and_data_tests_and_all_pass(built: DbtRun
     assert len(data_tests) >= 50
     assert {results[uid] for uid in unit_tests + data_tests} == {"pass"}
     assert {s for uid, s in results.items() if uid.startswith("model.")} == {"success"}
+
+
+def test_the_mart_holds_the_ids_and_exactly_the_declared_features(built: DbtRun) -> None:
+    """transaction_features is rendered from the declaration: its columns are the event's ids
+    and keys, then every declared feature (in the order of its enforced contract, the YAML's),
+    and nothing else."""
+    columns = list(read_table(built.warehouse, "transaction_features").columns)
+    ids = ["transaction_id", "tx_datetime", "tx_date", "card_key", "terminal_id"]
+    assert columns[:5] == ids
+    assert sorted(columns[5:]) == sorted(declared_features().names)
+    assert sorted(declared_features().names) == sorted(FEATURES + PRODUCTION_ADDITIONS)
+
+
+def test_dbt_refuses_to_render_declared_features_it_was_not_given(
+    built: DbtRun, tmp_path
+) -> None:
+    """A dbt call without the declaration (not through the pipeline) fails saying so, instead
+    of building a mart with no features."""
+    completed = subprocess.run(
+        [str(DBT_EXECUTABLE), "compile", "--select", "transaction_features",
+         "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+         "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")],
+        env={**os.environ, "BLUEPRINT_HOME": str(built.home), "BLUEPRINT_USECASE": "fraud",
+             "DO_NOT_TRACK": "1"},
+        capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode != 0
+    assert "no declared features for use case 'fraud'" in completed.stdout + completed.stderr
 
 
 def test_features_match_an_independent_pandas_computation(built: DbtRun, world: World) -> None:

@@ -10,7 +10,14 @@ from orchestration.lib.features.feature_definitions import (
     FeatureDefinitions,
     load_feature_definitions,
 )
-from tests.features.raw_world import DbtRun, World, dbt_build, make_world, write_raw_zone
+from tests.features.raw_world import (
+    DbtRun,
+    World,
+    dbt_build,
+    declared_features,
+    make_world,
+    write_raw_zone,
+)
 
 
 @pytest.fixture(scope="session")
@@ -38,4 +45,6 @@ def tiny_build(
 
 @pytest.fixture(scope="session")
 def tiny_definitions(tiny_build: DbtRun) -> FeatureDefinitions:
-    return load_feature_definitions(tiny_build.target_path / "manifest.json")
+    return load_feature_definitions(
+        tiny_build.target_path / "manifest.json", declared_features()
+    )

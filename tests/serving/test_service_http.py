@@ -38,6 +38,7 @@ from orchestration.lib.serving.process import (
 from orchestration.lib.serving.scoring import load_scoring_model
 from orchestration.settings import PSEUDONYMIZATION_KEY_ENV, Settings, get_settings
 from simulator.config import WorldConfig
+from tests.features.raw_world import declared_features
 from tests.serving.service_world import (
     ScoringClient,
     Traffic,
@@ -95,7 +96,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     world = build_serving_world(
         root / "world", WORLD, REPLAY_DAYS, key_hex, "--exclude", "test_type:unit"
     )
-    definitions = load_feature_definitions(world.as_of.target_path / "manifest.json")
+    definitions = load_feature_definitions(
+        world.as_of.target_path / "manifest.json", declared_features()
+    )
     with pytest.MonkeyPatch.context() as env:
         env.setenv("BLUEPRINT_HOME", str(root / "home"))
         env.setenv(PSEUDONYMIZATION_KEY_ENV, key_hex)

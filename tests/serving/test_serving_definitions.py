@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,11 +11,10 @@ import pytest
 from orchestration.lib.features.feature_definitions import (
     FeatureDefinitions,
     FeatureDefinitionsError,
-    dbt_window_vars,
     load_feature_definitions,
     normalise_sql,
 )
-from tests.features.raw_world import DbtRun
+from tests.features.raw_world import DbtRun, declared_features
 
 
 def edited_manifest(run: DbtRun, tmp_path: Path, model: str, edit) -> Path:
@@ -50,12 +50,15 @@ def test_serving_definitions_are_the_compiled_chain_in_dependency_order(
         assert str(tiny_build.target_path.parent) not in sql
 
 
-def test_serving_lookback_comes_from_the_dbt_vars() -> None:
-    windows = dbt_window_vars()
-    assert windows.card_windows_days == (1, 7, 30)
-    assert windows.terminal_delay_days == 7
-    assert windows.terminal_horizon_days == 37  # days D-37 .. D-8 for the 30-day window
-    assert windows.lookback_days == 38
+def test_serving_lookback_comes_from_the_declared_features() -> None:
+    features = declared_features()
+    starts = features.history_starts()
+    noon = datetime(2024, 5, 10, 12, 30)
+    assert sorted(starts) == ["card_key", "terminal_id"]
+    assert starts["card_key"](noon) == noon - timedelta(days=30)  # the widest card window
+    # days D-37 .. D-8 for the 30-day window 7 days back: from the start of D-37
+    assert starts["terminal_id"](noon) == datetime(2024, 4, 3)
+    assert features.lookback_days == 38
 
 
 def test_serving_definitions_hash_follows_the_sql_and_nothing_else(
@@ -69,13 +72,15 @@ def test_serving_definitions_hash_follows_the_sql_and_nothing_else(
         node["compiled_code"] = node["compiled_code"].replace("range between", "rows between", 1)
 
     same = load_feature_definitions(
-        edited_manifest(tiny_build, tmp_path, "transaction_features", reformat)
+        edited_manifest(tiny_build, tmp_path, "transaction_features", reformat),
+        declared_features(),
     )
     assert same.hash == tiny_definitions.hash
 
     for model in ("transaction_features", "int_terminal_days_aggregated"):
         changed = load_feature_definitions(
-            edited_manifest(tiny_build, tmp_path, model, change_window)
+            edited_manifest(tiny_build, tmp_path, model, change_window),
+            declared_features(),
         )
         assert changed.hash != tiny_definitions.hash
 
@@ -84,7 +89,8 @@ def test_serving_definitions_hash_follows_the_sql_and_nothing_else(
         node["compiled_code"] = node["compiled_code"].replace("as double", "as decimal(18, 2)")
 
     staged = load_feature_definitions(
-        edited_manifest(tiny_build, tmp_path, "stg_transactions", change_staging)
+        edited_manifest(tiny_build, tmp_path, "stg_transactions", change_staging),
+        declared_features(),
     )
     assert staged.hash != tiny_definitions.hash
     assert normalise_sql("select 1  \r\nfrom t\n") == "select 1\nfrom t"
@@ -98,7 +104,8 @@ def test_serving_definitions_need_compiled_sql_without_paths(
 
     with pytest.raises(FeatureDefinitionsError, match="dbt compile"):
         load_feature_definitions(
-            edited_manifest(tiny_build, tmp_path, "int_terminal_days_aggregated", parsed_only)
+            edited_manifest(tiny_build, tmp_path, "int_terminal_days_aggregated", parsed_only),
+            declared_features(),
         )
 
     def absolute_path(node: dict) -> None:
@@ -108,7 +115,8 @@ def test_serving_definitions_need_compiled_sql_without_paths(
 
     with pytest.raises(FeatureDefinitionsError, match="absolute path"):
         load_feature_definitions(
-            edited_manifest(tiny_build, tmp_path, "stg_transactions", absolute_path)
+            edited_manifest(tiny_build, tmp_path, "stg_transactions", absolute_path),
+            declared_features(),
         )
 
 

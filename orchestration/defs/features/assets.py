@@ -69,7 +69,8 @@ def publish_feature_definitions(manifest_path: Path, settings: Settings) -> str:
     """
     usecase = settings.usecase
     definitions = (
-        load_feature_definitions(manifest_path) if usecase.serving.online
+        load_feature_definitions(manifest_path, usecase.resolved_features())
+        if usecase.serving.online
         else load_compiled_chain(manifest_path, usecase.data.features_table)
     )
     target = settings.feature_definitions_path
@@ -169,7 +170,8 @@ def _build_dbt_assets(
         # Unit tests check the SQL, not the data: `make test` runs them (tests/features), a
         # pipeline run does not (dbt's advice for production runs).
         invocation = dbt.cli(
-            ["build", "--indirect-selection", "cautious", "--exclude-resource-type", "unit_test"],
+            ["build", "--indirect-selection", "cautious", "--exclude-resource-type", "unit_test",
+             *scope.usecase.dbt_arguments()],
             context=context,
             raise_on_error=True, target_path=_target_path(context, settings, name),
         )
@@ -182,7 +184,8 @@ def _build_dbt_assets(
             except FeatureDefinitionsError:
                 # a subset run did not build the whole chain: compile it (no data is touched)
                 compiled = dbt.cli(
-                    ["compile", "--select", f"+{output}"], raise_on_error=True,
+                    ["compile", "--select", f"+{output}", *scope.usecase.dbt_arguments()],
+                    raise_on_error=True,
                     target_path=_target_path(context, settings, name),
                 )
                 compiled.wait()

@@ -36,6 +36,8 @@ from pydantic import (
     model_validator,
 )
 
+from orchestration.lib.core.feature_declaration import DeclaredFeatures, ResolvedFeatures
+
 ENV_PREFIX = "BLUEPRINT_"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 _DURATION = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*$")
@@ -188,6 +190,9 @@ FeatureList = Annotated[list[Identifier], BeforeValidator(_flatten)]
 
 
 class Features(_Strict):
+    declared: DeclaredFeatures | None = None
+    """The features serving computes, declared once: dbt renders them into the feature mart and
+    the online path reads the same declaration (``feature_declaration``)."""
     train_on: FeatureList = Field(min_length=1)
     """The columns of ``data.table`` the production model trains on (a list may include
     another by its YAML anchor)."""
@@ -397,11 +402,40 @@ class UseCase(_Strict):
         entities["protocol.exclude_known_positives"] = self.protocol.exclude_known_positives
         if self.decision_budget is not None:
             entities["decision_budget.entity"] = self.decision_budget.entity
+        if self.serving.online and self.features.declared is None:
+            raise ValueError(f"features.declared: serving.mode {self.serving.mode!r} scores "
+                             "online, from features declared once: declare them")
+        if self.features.declared is not None:
+            declared = self.features.declared
+            if declared.events not in self.sources:
+                raise ValueError(f"features.declared.events: {declared.events!r} is not a "
+                                 f"declared source ({sorted(self.sources)})")
+            for name, group in declared.windowed.items():
+                entities[f"features.declared.windowed.{name}.entity"] = group.entity
         for field, entity in entities.items():
             if entity is not None and entity not in self.data.entities:
                 raise ValueError(f"{field}: {entity!r} is not an entity of data.entities "
                                  f"({sorted(self.data.entities)})")
+        try:
+            self.resolved_features()
+        except ValueError as error:
+            raise ValueError(f"features.declared: {error}") from None
         return self
+
+    def resolved_features(self) -> ResolvedFeatures | None:
+        """The declared features with their names and windows resolved (None: not declared)."""
+        if self.features.declared is None:
+            return None
+        return self.features.declared.resolve(
+            mart=self.data.features_table, row_id=self.data.row_id, event_time=self.data.event_time,
+            partition_date=self.data.partition_date, entities=self.data.entities,
+            label_source=self.label.source, label_known_at=self.label.known_at,
+        )
+
+    def dbt_arguments(self) -> list[str]:
+        """What every dbt call on this use case passes: its declared features, as ``--vars``."""
+        resolved = self.resolved_features()
+        return [] if resolved is None else ["--vars", resolved.dbt_vars(self.name)]
 
     @property
     def env_prefix(self) -> str:

@@ -9,9 +9,9 @@ whenever a model's compiled SQL changes (a model, a macro or a dbt var), and is 
 every ``BLUEPRINT_HOME``, since compiled SQL names relations (``"<use case>"."main"...``: the
 database is named after the warehouse file), never paths.
 
-The dbt vars that set the windows (``card_windows_days``, ``terminal_windows_days``,
-``terminal_delay_days``) are not in the manifest; they are read from ``dbt_project.yml`` and
-only decide how much history serving keeps and hands the SQL, never a feature value.
+The SQL is rendered from the use case's declared features (``feature_declaration``); the
+resolved declaration travels with it and decides how much history serving keeps and hands the
+SQL, never a feature value.
 """
 
 from __future__ import annotations
@@ -21,20 +21,10 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from orchestration.settings import DBT_PROJECT_DIR
-
-INPUT_MODELS = ("stg_transactions", "stg_fraud_reports")
-"""The staged tables serving keeps as state; their SQL reads the raw zone and is not run online."""
-OUTPUT_MODEL = "transaction_features"
-"""The model whose rows serving must reproduce."""
-
-WINDOW_VARS = ("card_windows_days", "terminal_windows_days", "terminal_delay_days")
+from orchestration.lib.core.feature_declaration import ResolvedFeatures
 
 _ABSOLUTE_PATH_LITERAL = re.compile(r"'(?:/|[A-Za-z]:[\\/])[^']*'")
 """A string literal holding an absolute path: a compiled SQL with one depends on the machine."""
@@ -70,45 +60,6 @@ class ModelSql:
 
 
 @dataclass(frozen=True)
-class FeatureWindows:
-    """The dbt vars that bound how far back a payment's features look."""
-
-    card_windows_days: tuple[int, ...]
-    terminal_windows_days: tuple[int, ...]
-    terminal_delay_days: int
-
-    @property
-    def card_horizon(self) -> timedelta:
-        """A card's payments older than this before a payment never count for it."""
-        return timedelta(days=max(self.card_windows_days))
-
-    @property
-    def terminal_horizon_days(self) -> int:
-        """Terminal features of day D read the terminal's days D - this .. D - 1 at most."""
-        return self.terminal_delay_days + max(self.terminal_windows_days)
-
-    @property
-    def lookback_days(self) -> int:
-        """Days of history a serving snapshot keeps before its last day (one day of margin)."""
-        return max(max(self.card_windows_days), self.terminal_horizon_days) + 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "card_windows_days": list(self.card_windows_days),
-            "terminal_windows_days": list(self.terminal_windows_days),
-            "terminal_delay_days": self.terminal_delay_days,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FeatureWindows:
-        return cls(
-            card_windows_days=tuple(int(w) for w in data["card_windows_days"]),
-            terminal_windows_days=tuple(int(w) for w in data["terminal_windows_days"]),
-            terminal_delay_days=int(data["terminal_delay_days"]),
-        )
-
-
-@dataclass(frozen=True)
 class FeatureDefinitions:
     """The compiled SQL chain from the staged inputs to ``transaction_features``."""
 
@@ -116,7 +67,9 @@ class FeatureDefinitions:
     """``stg_transactions`` and ``stg_fraud_reports``: the state serving keeps (not run online)."""
     models: tuple[ModelSql, ...]
     """The models serving runs, in dependency order; the last is ``transaction_features``."""
-    windows: FeatureWindows
+    features: ResolvedFeatures
+    """The use case's declared features the SQL was rendered from: they say how far back each
+    key's history must reach (the SQL alone decides every value)."""
 
     @property
     def output(self) -> ModelSql:
@@ -155,7 +108,7 @@ class FeatureDefinitions:
             "hash": self.hash,
             "inputs": [model_dict(m) for m in self.inputs],
             "models": [model_dict(m) for m in self.models],
-            "windows": self.windows.to_dict(),
+            "features": self.features.to_dict(),
         }
 
     @classmethod
@@ -173,7 +126,7 @@ class FeatureDefinitions:
         definitions = cls(
             inputs=tuple(model(m) for m in data["inputs"]),
             models=tuple(model(m) for m in data["models"]),
-            windows=FeatureWindows.from_dict(data["windows"]),
+            features=ResolvedFeatures.from_dict(data["features"]),
         )
         if "hash" in data and data["hash"] != definitions.hash:
             raise FeatureDefinitionsError("feature definitions do not match their recorded hash")
@@ -189,16 +142,6 @@ def normalise_sql(sql: str) -> str:
 def quote_identifier(identifier: str) -> str:
     """``identifier`` as a double-quoted SQL identifier."""
     return '"' + identifier.replace('"', '""') + '"'
-
-
-def dbt_window_vars(project_dir: Path = DBT_PROJECT_DIR) -> FeatureWindows:
-    """The window vars declared in ``dbt_project.yml``."""
-    project = yaml.safe_load((Path(project_dir) / "dbt_project.yml").read_text())
-    declared = project.get("vars") or {}
-    missing = [name for name in WINDOW_VARS if name not in declared]
-    if missing:
-        raise FeatureDefinitionsError(f"dbt_project.yml declares no var {', '.join(missing)}")
-    return FeatureWindows.from_dict(declared)
 
 
 @dataclass(frozen=True)
@@ -262,13 +205,13 @@ def definitions_from_dict(data: Mapping[str, Any]) -> FeatureDefinitions | Compi
 
 
 def load_feature_definitions(
-    manifest_path: Path, windows: FeatureWindows | None = None
+    manifest_path: Path, features: ResolvedFeatures
 ) -> FeatureDefinitions:
     """The compiled SQL chain from ``stg_*`` to ``transaction_features`` in a dbt manifest.
 
     ``manifest_path``: a ``manifest.json`` written by ``dbt build`` or ``dbt compile`` (Dagster's
-    dbt step writes one per run in its own target folder). ``windows``: the vars the manifest was
-    compiled with (default: those of ``dbt_project.yml``).
+    dbt step writes one per run in its own target folder). ``features``: the declared features
+    the manifest was compiled with (the ``--vars`` of its dbt call).
     """
     manifest = json.loads(Path(manifest_path).read_text())
     nodes = {
@@ -276,7 +219,8 @@ def load_feature_definitions(
         for node in manifest.get("nodes", {}).values()
         if node.get("resource_type") == "model"
     }
-    missing = [name for name in (*INPUT_MODELS, OUTPUT_MODEL) if name not in nodes]
+    inputs, output = features.staged_inputs, features.mart
+    missing = [name for name in (*inputs, output) if name not in nodes]
     if missing:
         raise FeatureDefinitionsError(f"{manifest_path}: no model {', '.join(missing)}")
     by_unique_id = {node["unique_id"]: name for name, node in nodes.items()}
@@ -290,26 +234,26 @@ def load_feature_definitions(
     chain: list[str] = []
 
     def visit(name: str, path: tuple[str, ...]) -> None:
-        if name in chain or name in INPUT_MODELS:
+        if name in chain or name in inputs:
             return
         if name in path:
             raise FeatureDefinitionsError(f"dependency cycle through {name}")
         ancestors = parents(name)
         if not ancestors:
             raise FeatureDefinitionsError(
-                f"{name} does not read {' or '.join(INPUT_MODELS)}: serving cannot compute it"
+                f"{name} does not read {' or '.join(inputs)}: serving cannot compute it"
             )
         for parent in ancestors:
             visit(parent, (*path, name))
         chain.append(name)
 
-    visit(OUTPUT_MODEL, ())
+    visit(output, ())
     return FeatureDefinitions(
         inputs=tuple(
-            _model_sql(manifest_path, nodes[name], parents(name)) for name in INPUT_MODELS
+            _model_sql(manifest_path, nodes[name], parents(name)) for name in inputs
         ),
         models=tuple(_model_sql(manifest_path, nodes[name], parents(name)) for name in chain),
-        windows=windows or dbt_window_vars(),
+        features=features,
     )
 
 
@@ -319,7 +263,7 @@ def _model_sql(manifest_path: Path, node: Mapping[str, Any], parents: list[str])
     if not sql:
         raise FeatureDefinitionsError(
             f"{manifest_path}: model {name} has no compiled SQL; take the manifest of a "
-            "`dbt build` or `dbt compile --select +transaction_features`, not `dbt parse`"
+            "`dbt build` or `dbt compile --select +<features table>`, not `dbt parse`"
         )
     absolute = _ABSOLUTE_PATH_LITERAL.search(sql)
     if absolute:

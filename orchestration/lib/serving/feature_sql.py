@@ -14,40 +14,39 @@ import numpy as np
 import pyarrow as pa
 
 from orchestration.lib.features.feature_definitions import (
-    INPUT_MODELS,
-    OUTPUT_MODEL,
     FeatureDefinitions,
     ModelSql,
     quote_identifier,
 )
 from orchestration.lib.serving.snapshot import SnapshotError
-from orchestration.lib.serving.staging import TRANSACTIONS
-
-TERMINAL_DAYS = "int_terminal_days_aggregated"
-"""The model computed per terminal and day, ahead of requests."""
 
 REQUEST_TABLE_PREFIX = "request__"
 """Per-request Arrow tables are registered as ``request__<model>``."""
 
 
 def feature_models(definitions: FeatureDefinitions) -> tuple[ModelSql, ModelSql]:
-    """The two models of the chain, checked to read what the stages hand them."""
-    names = [model.name for model in definitions.models]
-    if names != [TERMINAL_DAYS, OUTPUT_MODEL]:
+    """The two models of the chain, checked to read what the stages hand them: the declaration's
+    one day-clock group (computed per day, ahead of requests) and the feature mart (per request,
+    over the event-clock groups)."""
+    features = definitions.features
+    events, labels = features.staged_inputs
+    *day_models, output = definitions.models
+    if output.name != features.mart or len(day_models) != 1 or len(features.day_groups) != 1:
         raise SnapshotError(
-            f"the feature models are {names}; online features know how to run "
-            f"{[TERMINAL_DAYS, OUTPUT_MODEL]}: update orchestration.lib.serving.online_features"
+            f"the feature models are {[m.name for m in definitions.models]} for "
+            f"{len(features.day_groups)} day-clock groups; online features know how to run one "
+            f"day-clock group's model, then {features.mart}: "
+            "update orchestration.lib.serving.online_features"
         )
-    terminal_days, output = definitions.models
-    if not set(terminal_days.depends_on) <= set(INPUT_MODELS) or set(output.depends_on) != {
-        TRANSACTIONS,
-        TERMINAL_DAYS,
+    (day_model,) = day_models
+    if not set(day_model.depends_on) <= {events, labels} or set(output.depends_on) != {
+        events, day_model.name,
     }:
         raise SnapshotError(
-            f"{TERMINAL_DAYS} reads {terminal_days.depends_on} and {OUTPUT_MODEL} reads "
+            f"{day_model.name} reads {day_model.depends_on} and {output.name} reads "
             f"{output.depends_on}: update orchestration.lib.serving.online_features"
         )
-    return terminal_days, output
+    return day_model, output
 
 
 class KeyHistory:

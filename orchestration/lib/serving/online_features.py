@@ -39,7 +39,6 @@ from orchestration.lib.features.feature_definitions import (
 from orchestration.lib.features.pseudonymize import key_fingerprint
 from orchestration.lib.serving.feature_sql import (
     NO_HISTORY,
-    TERMINAL_DAYS,
     HistoryColumns,
     KeyHistory,
     SqlStage,
@@ -54,7 +53,6 @@ from orchestration.lib.serving.staging import (
     STAGED_COLUMNS,
     TRANSACTIONS,
     TransactionConflictError,
-    history_starts,
     restage_fraud_report,
     restage_transaction,
     stage_fraud_report,
@@ -117,6 +115,7 @@ class OnlineFeatureStore:
                     "orchestration.lib.serving.online_features"
                 )
         terminal_days, output = feature_models(definitions)
+        self._terminal_days_model = terminal_days.name
         self.definitions = definitions
         self.definitions_hash = definitions.hash
         self.snapshot_version: str | None = None
@@ -127,7 +126,7 @@ class OnlineFeatureStore:
             name: {column: i for i, column in enumerate(columns)}
             for name, columns in self._columns.items()
         }
-        starts = history_starts(definitions.windows)
+        starts = definitions.features.history_starts()
         self._card_start, self._terminal_start = starts["card_key"], starts["terminal_id"]
         self._lock = threading.Lock()
 
@@ -395,7 +394,7 @@ class OnlineFeatureStore:
         columns, rows = self._stage_features.query(
             {
                 TRANSACTIONS: self._history.take(history),
-                TERMINAL_DAYS: [self._terminal_days[t][d] for t, d in sorted(wanted)],
+                self._terminal_days_model: [self._terminal_days[t][d] for t, d in sorted(wanted)],
             },
             self._select_features,
             [transaction_ids],

@@ -83,14 +83,14 @@ def publish_serving_snapshot(
 
     ``definitions``: the compiled SQL of the dbt run that built the warehouse.
     ``lookback_days``: days of history kept up to the last day (default: the longest feature
-    window plus the terminal delay, plus one day; see ``FeatureWindows.lookback_days``).
+    reach of the declared features, plus one day; see ``ResolvedFeatures.lookback_days``).
     """
     out_dir = Path(out_dir)
-    lookback_days = lookback_days or definitions.windows.lookback_days
-    if lookback_days < definitions.windows.lookback_days - 1:
+    lookback_days = lookback_days or definitions.features.lookback_days
+    if lookback_days < definitions.features.lookback_days - 1:
         raise ValueError(
             f"lookback_days={lookback_days} is shorter than the feature windows need "
-            f"({definitions.windows.lookback_days - 1} days)"
+            f"({definitions.features.lookback_days - 1} days)"
         )
     created_at = (now or datetime.now(UTC)).astimezone(UTC)
     transactions = definitions.input("stg_transactions").relation.sql

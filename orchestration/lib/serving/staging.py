@@ -5,36 +5,18 @@ must reach for the feature windows."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from datetime import datetime, time, timedelta
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-from orchestration.lib.features.feature_definitions import (
-    INPUT_MODELS,
-    FeatureWindows,
-)
 from orchestration.lib.features.pseudonymize import card_key
 
-TRANSACTIONS, FRAUD_REPORTS = INPUT_MODELS
+TRANSACTIONS, FRAUD_REPORTS = "stg_transactions", "stg_fraud_reports"
 
 
 
 class TransactionConflictError(ValueError):
     """A transaction id the store knows arrived again with different content."""
-
-
-def history_starts(windows: FeatureWindows) -> dict[str, Callable[[datetime], datetime]]:
-    """The keys features are partitioned by, each with the earliest time of a payment of the same
-    key that can count for a payment at ``t``: the card windows, the terminal's delayed windows.
-
-    Later payments never count, except those at ``t`` itself (same-instant payments of a card
-    count for each other), so a payment's history is ``[start(t), t]`` for each key.
-    """
-    terminal_days = timedelta(days=windows.terminal_horizon_days)
-    return {
-        "card_key": lambda t: t - windows.card_horizon,
-        "terminal_id": lambda t: datetime.combine(t.date(), time.min) - terminal_days,
-    }
 
 
 def _timestamp(value: datetime | str) -> datetime:
