@@ -32,7 +32,7 @@ from bentos.fraud_scorer.service import (
 from orchestration.lib.serving.online_features import OnlineFeatureStore
 from orchestration.lib.serving.prediction_log import PredictionLog, new_request_id
 from orchestration.lib.serving.scoring import ScoringModel, load_champion
-from orchestration.lib.serving.staging import TransactionConflictError
+from orchestration.lib.serving.staging import RowConflictError
 from orchestration.settings import get_settings, pseudonymization_key
 
 _loaded: dict[str, Any] = {}
@@ -88,7 +88,7 @@ def _score(kind: type[Transaction | TransactionBatch], body: bytes) -> list[Scor
     model: ScoringModel = _loaded["model"]
     try:
         rows = store.features_batch([t.model_dump() for t in transactions])
-    except TransactionConflictError as conflict:
+    except RowConflictError as conflict:
         raise HTTPException(409, str(conflict)) from conflict
     except ValueError as invalid:
         raise HTTPException(400, str(invalid)) from invalid

@@ -39,11 +39,7 @@ REMAINING = {
     "orchestration/lib/ingestion/contracts.py": 17,
     "orchestration/lib/monitoring/traffic.py": 17,
     "orchestration/lib/registry/facts.py": 1,
-    "orchestration/lib/serving/feature_sql.py": 5,
-    "orchestration/lib/serving/online_features.py": 54,
     "orchestration/lib/serving/prediction_log.py": 10,
-    "orchestration/lib/serving/staging.py": 49,
-    "orchestration/lib/serving/snapshot.py": 17,
     "orchestration/lib/training/metrics.py": 10,
 }
 

@@ -56,7 +56,7 @@ from orchestration.lib.serving.prediction_log import (
 )
 from orchestration.lib.serving.scoring import ScoringModel, load_scoring_model
 from orchestration.lib.serving.snapshot import current_snapshot
-from orchestration.lib.serving.staging import TransactionConflictError, stage_fraud_report
+from orchestration.lib.serving.staging import RowConflictError
 from orchestration.settings import get_settings, pseudonymization_key
 
 SETTINGS = get_settings()
@@ -290,16 +290,14 @@ class FraudScorer:
         they count from the day after they were filed, as offline. Logged (card_key, never
         the card number) before they are applied, so a restart keeps them."""
         request_id, logged_at = new_request_id(), datetime.now(UTC)
+        store = self._store
+        if store is None:
+            return _error(503, "not ready: the online state is not loaded yet")
         staged = [
-            {
-                "request_id": request_id,
-                "logged_at": logged_at,
-                **stage_fraud_report(report.model_dump(), self._key),
-            }
+            {"request_id": request_id, "logged_at": logged_at,
+             **store.stage_label(report.model_dump())}
             for report in batch.reports
         ]
-        if self._store is None:
-            return _error(503, "not ready: the online state is not loaded yet")
         try:
             self._report_log.write(staged)
         except PredictionLogError as failure:
@@ -307,7 +305,7 @@ class FraudScorer:
             return _error(503, "the reports could not be logged; retry the request")
         with self._features_lock:
             assert self._store is not None
-            changed = self._store.add_staged_reports(staged)
+            changed = self._store.add_staged_labels(staged)
             if self._journal is not None:
                 self._journal.append({"reports": staged})
         return ReportsAdded(changed=changed)
@@ -331,7 +329,7 @@ class FraudScorer:
             scored = self._scorer([t.model_dump() for t in transactions])
         except NotReady as reason:
             return _error(503, f"not ready: {reason}")
-        except TransactionConflictError as conflict:
+        except RowConflictError as conflict:
             return _error(409, str(conflict))
         except ValueError as invalid:  # what the schema cannot see (never echoes the card)
             return _error(400, str(invalid))
@@ -461,12 +459,12 @@ class FraudScorer:
         store = OnlineFeatureStore.from_snapshot(SETTINGS.snapshot_dir)
         assert store.snapshot_last_day is not None
         last_day = store.snapshot_last_day
-        payments = store.add_staged_transactions(
+        payments = store.add_staged_events(
             record
             for record in iter_records(SETTINGS.prediction_log_dir, include_open=True)
             if datetime.fromisoformat(record["tx_datetime"]).date() > last_day
         )
-        reports = store.add_staged_reports(
+        reports = store.add_staged_labels(
             record
             for record in iter_records(SETTINGS.fraud_report_log_dir, include_open=True)
             if datetime.fromisoformat(record["reported_at"]).date() > last_day
@@ -513,11 +511,11 @@ def _replay_journal(store: OnlineFeatureStore, journal: list[dict[str, Any]] | N
     assert store.snapshot_last_day is not None
     for entry in journal or []:
         if "transactions" in entry:
-            store.add_staged_transactions(
+            store.add_staged_events(
                 row for row in entry["transactions"] if row["tx_date"] > store.snapshot_last_day
             )
         else:
-            store.add_staged_reports(entry["reports"])
+            store.add_staged_labels(entry["reports"])
 
 
 def answers(model: ScoringModel, rows: list[dict[str, Any]]) -> list[Score]:

@@ -15,7 +15,7 @@ from orchestration.lib.features.feature_definitions import FeatureDefinitions
 from orchestration.lib.monitoring.traffic import SKEW_TOLERANCE
 from orchestration.lib.serving.online_features import OnlineFeatureStore
 from orchestration.lib.serving.snapshot import ServingSnapshot, SnapshotError
-from orchestration.lib.serving.staging import TransactionConflictError
+from orchestration.lib.serving.staging import RowConflictError
 from tests.features.raw_world import DbtRun, World
 from tests.serving.serving_world import mismatches, offline_features, publish, requests
 
@@ -68,12 +68,12 @@ def test_serving_store_recomputes_every_offline_row_exactly(
     store = OnlineFeatureStore.from_snapshot(snapshot.path, key=tiny_key_hex.encode())
     offline = offline_features(tiny_build)
     payments = requests(tiny_world.transactions)
-    assert len(payments) == len(offline) == store.n_transactions
+    assert len(payments) == len(offline) == store.n_events
 
     batch = store.features_batch(payments)
     singles = [store.features(p) for p in payments[::7]]
     assert mismatches(batch + singles, offline) == []
-    assert store.n_transactions == len(offline)
+    assert store.n_events == len(offline)
 
 
 def test_serving_retry_is_idempotent_and_conflicts_are_refused(
@@ -81,25 +81,25 @@ def test_serving_retry_is_idempotent_and_conflicts_are_refused(
 ) -> None:
     card = tiny_world.transactions["card_number"].iloc[0]
     terminal = tiny_world.transactions["terminal_id"].iloc[0]
-    before = store.n_transactions
+    before = store.n_events
     first = payment("online-1", next_day(store), card, terminal, amount=40.0)
 
     features = store.features(first)
     assert store.features(first) == features
     assert store.features_batch([first, first]) == [features, features]
-    assert store.n_transactions == before + 1
+    assert store.n_events == before + 1
 
     later = store.features(
         payment("online-2", next_day(store, hour=11), card, terminal, amount=60.0)
     )
     assert later["card_nb_tx_1day"] == features["card_nb_tx_1day"] + 1  # counted once
 
-    with pytest.raises(TransactionConflictError):
+    with pytest.raises(RowConflictError):
         store.features({**first, "amount": 41.0})
     fresh = payment("online-3", next_day(store, hour=12), card, terminal)
-    with pytest.raises(TransactionConflictError):
-        store.features_batch([fresh, {**first, "terminal_id": "other"}])
-    assert store.n_transactions == before + 2  # nothing of the refused batch was added
+    with pytest.raises(RowConflictError):
+        store.features_batch([fresh, {**first, "terminal_id": "999999"}])
+    assert store.n_events == before + 2  # nothing of the refused batch was added
 
 
 def test_serving_cold_start_card_and_terminal_get_features(
@@ -157,9 +157,9 @@ def test_serving_reports_count_from_the_day_after_they_are_filed(
         "card_number": first.card_number,
         "reported_at": next_day(with_reports, hour=9),
     }
-    assert with_reports.add_reports([filed_tomorrow]) == 1
+    assert with_reports.add_labels([filed_tomorrow]) == 1
     filed_again = {**filed_tomorrow, "reported_at": next_day(with_reports, days=2)}
-    assert with_reports.add_reports([filed_again]) == 0  # the first report stays
+    assert with_reports.add_labels([filed_again]) == 0  # the first report stays
     reported, plain = score_both("b", next_day(with_reports, hour=11))
     assert reported == plain
     reported, plain = score_both("c", next_day(with_reports, days=2))
@@ -171,7 +171,7 @@ def test_serving_reports_count_from_the_day_after_they_are_filed(
         "card_number": second.card_number,
         "reported_at": next_day(with_reports, days=0, hour=22),  # delivered late
     }
-    assert with_reports.add_reports([filed_late]) == 1
+    assert with_reports.add_labels([filed_late]) == 1
     reported, plain = score_both("d", next_day(with_reports, days=2, hour=12))
     for w in (7, 30):
         assert frauds(reported, w) == pytest.approx(frauds(plain, w) + 2, abs=SKEW_TOLERANCE)
@@ -195,7 +195,7 @@ def test_serving_new_snapshot_carries_over_what_it_lacks(
     card = tiny_world.transactions["card_number"].iloc[3]
     store.features(payment("online-1", next_day(store), card, "100"))
     some_payment = tiny_world.transactions.iloc[-1]
-    store.add_reports(
+    store.add_labels(
         [
             {
                 "transaction_id": some_payment["transaction_id"],
@@ -208,8 +208,8 @@ def test_serving_new_snapshot_carries_over_what_it_lacks(
     replacement = OnlineFeatureStore.from_snapshot(
         snapshot.path, key=tiny_key_hex.encode(), carry_over=store
     )
-    assert replacement.n_transactions == store.n_transactions
-    assert replacement.n_fraud_reports == store.n_fraud_reports
+    assert replacement.n_events == store.n_events
+    assert replacement.n_labels == store.n_labels
     request = payment("online-2", next_day(store, days=2), card, "100")
     assert replacement.features(request) == store.features(request)
 
@@ -248,7 +248,7 @@ def test_history_columns_gather_any_ids_in_the_order_asked_across_compactions(
     """The Arrow columns the SQL reads the history from (``HistoryColumns``): rows from the
     snapshot, rows added since (still tuples) and rows merged in by a compaction, gathered by id
     in any order, are the rows that were added."""
-    from orchestration.lib.serving.feature_sql import HistoryColumns, table_rows
+    from orchestration.lib.serving.history import HistoryColumns, table_rows
 
     monkeypatch.setattr(HistoryColumns, "COMPACT_ROWS", 5)
     schema = pa.schema([("transaction_id", pa.string()), ("tx_datetime", pa.timestamp("us")),
@@ -262,7 +262,7 @@ def test_history_columns_gather_any_ids_in_the_order_asked_across_compactions(
     snapshot = [row(i) for i in range(6)]
     columns.extend(pa.Table.from_pylist(
         [dict(zip(schema.names, r, strict=True)) for r in snapshot], schema=schema
-    ))
+    ), [r[0] for r in snapshot])
     rows = dict(zip((r[0] for r in snapshot), snapshot, strict=True))
     orders = (["t3", "t0", "t5"], [], ["t5", "t4", "t3", "t2", "t1", "t0"])
     for i in range(6, 20):  # compacts after t10 and t15: t16 to t19 stay recent

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
@@ -154,6 +154,7 @@ class DeclaredFeatures(_Strict):
     def resolve(
         self, *, mart: str, row_id: str, event_time: str, partition_date: str,
         entities: Mapping[str, str], label_source: str, label_known_at: str,
+        staging: Mapping[str, Any] | None = None,
     ) -> ResolvedFeatures:
         """Every name expanded and every duration a number (fails on a name given twice)."""
         event_groups, day_groups = [], []
@@ -186,6 +187,7 @@ class DeclaredFeatures(_Strict):
             event_time=event_time, partition_date=partition_date, label_known_at=label_known_at,
             row=tuple((f.name, f.sql or f.name) for f in self.row),
             event_groups=tuple(event_groups), day_groups=tuple(day_groups),
+            staging=dict(staging or {}),
         )
         names = resolved.names
         repeated = sorted({n for n in names if names.count(n) > 1})
@@ -216,6 +218,9 @@ class ResolvedFeatures:
     """(name, SQL expression) of each row-level feature."""
     event_groups: tuple[dict[str, Any], ...]
     day_groups: tuple[dict[str, Any], ...]
+    staging: dict[str, Any] = field(default_factory=dict)
+    """How online staging stages a request's event and a label (``events``, ``labels``): the
+    source contracts' columns, their pseudonyms and derived dates (empty: not served online)."""
 
     @property
     def staged_inputs(self) -> tuple[str, str]:
@@ -269,6 +274,7 @@ class ResolvedFeatures:
             "partition_date": self.partition_date, "label_known_at": self.label_known_at,
             "row": [{"name": name, "sql": sql} for name, sql in self.row],
             "event_groups": list(self.event_groups), "day_groups": list(self.day_groups),
+            "staging": self.staging,
         }
 
     @classmethod
@@ -279,6 +285,7 @@ class ResolvedFeatures:
             partition_date=data["partition_date"], label_known_at=data["label_known_at"],
             row=tuple((f["name"], f["sql"]) for f in data["row"]),
             event_groups=tuple(data["event_groups"]), day_groups=tuple(data["day_groups"]),
+            staging=dict(data.get("staging") or {}),
         )
 
     def dbt_vars(self, usecase: str) -> str:

@@ -111,6 +111,15 @@ class SourceColumn(_Strict):
     pii: bool = False
     """Personal data: kept in the raw zone only, and searched for everywhere outside it."""
     rules: list[ColumnRule] = []
+    pseudonym: Identifier | None = None
+    """For personal data: the staged column that holds its keyed pseudonym instead (staging
+    drops the value itself); online staging does the same."""
+
+    @model_validator(mode="after")
+    def _pseudonym_of_personal_data(self) -> SourceColumn:
+        if self.pseudonym is not None and not self.pii:
+            raise ValueError(f"column {self.name!r}: only personal data (pii) has a pseudonym")
+        return self
 
 
 class Source(_Strict):
@@ -178,6 +187,9 @@ class Label(_Strict):
     """The source whose newest ingested partition says how far the labels are known."""
     maturity: Duration
     """How long after its event a label can still arrive: a day's labels are final after it."""
+    time: Identifier | None = None
+    """The label source's timestamp column whose day is ``known_at`` (online staging derives
+    ``known_at`` from it; required for online serving)."""
 
 
 def _flatten(value: Any) -> Any:
@@ -336,10 +348,19 @@ class DecisionBudget(_Strict):
     investigation queue of cards, the retention list of accounts); None ranks rows."""
 
 
+class Request(_Strict):
+    """What a scoring request carries: the columns of the events' source contract, some under
+    another name."""
+
+    rename: dict[Identifier, Identifier] = {}
+    """Contract column -> the request's field for it."""
+
+
 class Serving(_Strict):
     mode: Literal["online", "batch", "both"]
     score: Identifier = "score"
     """The name of the score in answers, batch scores and monitoring (``fraud_probability``)."""
+    request: Request = Request()
 
     @property
     def online(self) -> bool:
@@ -405,11 +426,25 @@ class UseCase(_Strict):
         if self.serving.online and self.features.declared is None:
             raise ValueError(f"features.declared: serving.mode {self.serving.mode!r} scores "
                              "online, from features declared once: declare them")
+        if self.serving.online and self.label.time is None:
+            raise ValueError("label.time: serving.mode scores online, which stages labels as "
+                             "they arrive: name the label source's timestamp column")
+        label_columns = {c.name: c for c in self.sources[self.label.source].columns}
+        if self.label.time is not None and getattr(
+            label_columns.get(self.label.time), "type", None
+        ) != "timestamp":
+            raise ValueError(f"label.time: {self.label.time!r} is not a timestamp column of "
+                             f"source {self.label.source!r}")
         if self.features.declared is not None:
             declared = self.features.declared
             if declared.events not in self.sources:
                 raise ValueError(f"features.declared.events: {declared.events!r} is not a "
                                  f"declared source ({sorted(self.sources)})")
+            event_columns = {c.name for c in self.sources[declared.events].columns}
+            unknown = sorted(set(self.serving.request.rename) - event_columns)
+            if unknown:
+                raise ValueError(f"serving.request.rename: {unknown} are not columns of source "
+                                 f"{declared.events!r}")
             for name, group in declared.windowed.items():
                 entities[f"features.declared.windowed.{name}.entity"] = group.entity
         for field, entity in entities.items():
@@ -426,7 +461,20 @@ class UseCase(_Strict):
         """The declared features with their names and windows resolved (None: not declared)."""
         if self.features.declared is None:
             return None
+        staging = None
+        if self.serving.online and self.label.time is not None:
+            staging = {
+                "events": _row_staging(
+                    self.sources[self.features.declared.events],
+                    {self.data.partition_date: self.data.event_time},
+                    self.serving.request.rename,
+                ),
+                "labels": _row_staging(
+                    self.sources[self.label.source], {self.label.known_at: self.label.time}, {}
+                ),
+            }
         return self.features.declared.resolve(
+            staging=staging,
             mart=self.data.features_table, row_id=self.data.row_id, event_time=self.data.event_time,
             partition_date=self.data.partition_date, entities=self.data.entities,
             label_source=self.label.source, label_known_at=self.label.known_at,
@@ -440,6 +488,22 @@ class UseCase(_Strict):
     @property
     def env_prefix(self) -> str:
         return f"{ENV_PREFIX}{self.name.upper()}_"
+
+
+def _row_staging(
+    source: Source, derived_dates: Mapping[str, str], rename: Mapping[str, str]
+) -> dict[str, Any]:
+    """How online staging stages a row of ``source`` as its dbt staging model does: the contract's
+    columns (personal data replaced by its pseudonym, or dropped), plus the day of a timestamp
+    column for each derived date column; request fields renamed by ``rename``."""
+    return {
+        "columns": [
+            {"name": c.name, "type": c.type, "rules": list(c.rules), "pii": c.pii,
+             "pseudonym": c.pseudonym, "field": rename.get(c.name, c.name)}
+            for c in source.columns
+        ],
+        "dates": dict(derived_dates),
+    }
 
 
 def usecase_names(directory: Path) -> list[str]:

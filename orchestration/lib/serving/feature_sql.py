@@ -1,16 +1,12 @@
-"""Running dbt's compiled feature SQL over the history a request needs: the history kept as Arrow
-columns gathered by index, and the SQL stage that binds the request and its history as the
-tables the compiled SQL reads."""
+"""Running dbt's compiled feature SQL over the history a request needs: the chain's models,
+checked, and the SQL stage that binds the request and its history as the tables the SQL reads."""
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 
 from orchestration.lib.features.feature_definitions import (
@@ -18,113 +14,35 @@ from orchestration.lib.features.feature_definitions import (
     ModelSql,
     quote_identifier,
 )
+from orchestration.lib.serving.history import rows_table
 from orchestration.lib.serving.snapshot import SnapshotError
 
 REQUEST_TABLE_PREFIX = "request__"
 """Per-request Arrow tables are registered as ``request__<model>``."""
 
 
-def feature_models(definitions: FeatureDefinitions) -> tuple[ModelSql, ModelSql]:
-    """The two models of the chain, checked to read what the stages hand them: the declaration's
-    one day-clock group (computed per day, ahead of requests) and the feature mart (per request,
-    over the event-clock groups)."""
+def feature_models(definitions: FeatureDefinitions) -> tuple[list[ModelSql], ModelSql]:
+    """The models of the chain, checked to read what the stages hand them: one model per
+    day-clock group of the declaration, reading only the staged events and labels (computed per
+    day, ahead of requests), then the feature mart, reading the events and those models (per
+    request)."""
     features = definitions.features
     events, labels = features.staged_inputs
     *day_models, output = definitions.models
-    if output.name != features.mart or len(day_models) != 1 or len(features.day_groups) != 1:
+    if output.name != features.mart or len(day_models) != len(features.day_groups):
         raise SnapshotError(
-            f"the feature models are {[m.name for m in definitions.models]} for "
-            f"{len(features.day_groups)} day-clock groups; online features know how to run one "
-            f"day-clock group's model, then {features.mart}: "
-            "update orchestration.lib.serving.online_features"
+            f"the feature models are {[m.name for m in definitions.models]}: online features "
+            f"run one model per day-clock group ({len(features.day_groups)}), then "
+            f"{features.mart}"
         )
-    (day_model,) = day_models
-    if not set(day_model.depends_on) <= {events, labels} or set(output.depends_on) != {
-        events, day_model.name,
-    }:
-        raise SnapshotError(
-            f"{day_model.name} reads {day_model.depends_on} and {output.name} reads "
-            f"{output.depends_on}: update orchestration.lib.serving.online_features"
-        )
-    return day_model, output
-
-
-class KeyHistory:
-    """The payments of one card or one terminal, in time order."""
-
-    __slots__ = ("times", "ids")
-
-    def __init__(self) -> None:
-        self.times: list[datetime] = []
-        self.ids: list[str] = []
-
-    def add(self, when: datetime, transaction_id: str) -> None:
-        at = bisect_right(self.times, when)
-        self.times.insert(at, when)
-        self.ids.insert(at, transaction_id)
-
-    def between(self, start: datetime, end: datetime) -> list[str]:
-        return self.ids[bisect_left(self.times, start) : bisect_right(self.times, end)]
-
-NO_HISTORY = KeyHistory()
-
-
-class HistoryColumns:
-    """Staged rows kept as Arrow columns, gathered by id: what the SQL stages read.
-
-    Handing DuckDB a card's or a terminal's history as Python tuples means building Arrow arrays
-    from Python objects on every request (27 ms for the 28,000 rows a batch of 500 reads on the
-    default world); a gather from columns built once is a copy in C (the batch's features: 98.6
-    ms before, 83.9 ms after). The rows added since the
-    last compaction stay tuples (converted when gathered) until :data:`COMPACT_ROWS` of them
-    are merged into the columns at once.
-    """
-
-    COMPACT_ROWS = 4096
-
-    def __init__(self, schema: pa.Schema) -> None:
-        self.schema = schema
-        self._columns = schema.empty_table()
-        self._recent: list[tuple] = []
-        self._position: dict[str, int] = {}
-        """Each id's row: in the columns below their length, in ``_recent`` from it."""
-
-    def extend(self, table: pa.Table) -> None:
-        """Add the rows of ``table`` (ids the columns do not have yet)."""
-        self._compact()
-        start = self._columns.num_rows
-        ids = table.column("transaction_id").to_pylist()
-        self._position.update(zip(ids, range(start, start + len(ids)), strict=True))
-        self._columns = pa.concat_tables([self._columns, table.select(self.schema.names)])
-        self._columns = self._columns.combine_chunks()
-
-    def append(self, transaction_id: str, row: tuple) -> None:
-        self._position[transaction_id] = self._columns.num_rows + len(self._recent)
-        self._recent.append(row)
-        if len(self._recent) >= self.COMPACT_ROWS:
-            self._compact()
-
-    def take(self, ids: Iterable[str]) -> pa.Table:
-        """The rows of ``ids``, in that order."""
-        positions = np.fromiter(map(self._position.__getitem__, ids), dtype=np.int64)
-        stored = self._columns.num_rows
-        recent = positions >= stored
-        if not recent.any():
-            return self._columns.take(positions)
-        parts = pa.concat_tables([
-            self._columns.take(positions[~recent]),
-            rows_table([self._recent[p - stored] for p in positions[recent]], self.schema),
-        ])
-        # back into the order asked: the stored rows came first, then the recent ones
-        order = np.concatenate([np.flatnonzero(~recent), np.flatnonzero(recent)])
-        return parts.take(np.argsort(order, kind="stable"))
-
-    def _compact(self) -> None:
-        if self._recent:
-            self._columns = pa.concat_tables(
-                [self._columns, rows_table(self._recent, self.schema)]
-            ).combine_chunks()
-            self._recent = []
+    for model in day_models:
+        if not set(model.depends_on) <= {events, labels}:
+            raise SnapshotError(f"{model.name} reads {model.depends_on}: a day-clock group's "
+                                f"model reads only {events} and {labels}")
+    if set(output.depends_on) != {events, *(m.name for m in day_models)}:
+        raise SnapshotError(f"{output.name} reads {output.depends_on}: the feature mart reads "
+                            f"{events} and the day-clock groups' models")
+    return day_models, output
 
 
 class SqlStage:
@@ -186,17 +104,3 @@ def duckdb_columns(schema: pa.Schema) -> list[tuple[str, str]]:
     with duckdb.connect() as conn:
         conn.register("empty", schema.empty_table())
         return [(row[0], row[1]) for row in conn.sql("describe empty").fetchall()]
-
-
-def table_rows(table: pa.Table) -> list[tuple]:
-    return list(zip(*(column.to_pylist() for column in table.columns), strict=True))
-
-
-def rows_table(rows: list[tuple], schema: pa.Schema) -> pa.Table:
-    if not rows:
-        return schema.empty_table()
-    columns = zip(*rows, strict=True)
-    return pa.Table.from_arrays(
-        [pa.array(values, type=field.type) for values, field in zip(columns, schema, strict=True)],
-        schema=schema,
-    )

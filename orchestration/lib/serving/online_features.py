@@ -1,31 +1,33 @@
-"""Online features: the row ``transaction_features`` would hold for a payment, at request time.
+"""Online features: the row the feature mart would hold for an event, at request time, for any
+use case whose features are declared (``features.declared``).
 
-The store keeps the staged history (``stg_transactions``, ``stg_fraud_reports``) in memory,
-starting from a serving snapshot, and adds every payment it scores and every fraud report it is
-given. Features come from dbt's compiled SQL, run unchanged in in-memory DuckDB databases whose
-relations carry the names the SQL uses (``"warehouse"."main"."stg_transactions"``...): the
+The store keeps the staged history (the events scored and their labels, as the staging models
+hold them) in a :class:`~orchestration.lib.serving.history.HistoryBackend`, starting from a
+serving snapshot, and adds every event it scores and every label it is given. Features come from
+dbt's compiled SQL, rendered from the declaration and run unchanged in in-memory DuckDB databases
+whose relations carry the names the SQL uses (``"<use case>"."main"."stg_<events>"``...): the
 relations a model reads are views over per-request Arrow tables, the model is a view whose body
 is its compiled SQL. The chain runs in two stages:
 
-1. ``int_terminal_days_aggregated`` (what was known about a terminal at the start of a day) is
-   computed for every terminal at once, the first time a day is asked for, and kept. A
-   terminal-day's features only read the terminal's earlier days (the delay) and reports filed
-   before the day, so the rows stay valid all day; a late report or a late payment invalidates
-   the rows it changes, which are computed again.
-2. ``transaction_features`` runs per request over the card's recent payments and those cached
-   terminal-day rows.
+1. each day-clock group's model (what was known about an entity at the start of a day) is
+   computed for every entity of its key at once, the first time a day is asked for, and kept.
+   An entity-day's row only reads the entity's earlier days and labels known before the day, so
+   it stays valid all day; a late label or a late event invalidates the rows it changes, which
+   are computed again.
+2. the feature mart runs per request over the event's entities' recent events (the event-clock
+   groups' keys) and those cached entity-day rows.
 
-Each stage hands the SQL only the history that can count (:func:`history_starts`), so a request
-costs the same however long the store has run. The only Python mirror of dbt is the staging of
-one incoming row (the casts of ``stg_transactions``/``stg_fraud_reports`` and the card
-pseudonymization, shared with dbt through ``orchestration.lib.features.pseudonymize``); the store
-refuses a snapshot whose staged columns or model chain differ from what it knows how to run.
+Each stage hands the SQL only the history that can count (the declaration's horizons,
+``ResolvedFeatures.history_starts``), so a request costs the same however long the store has
+run. The only Python mirror of dbt is the staging of one incoming row (``staging.RowStaging``,
+from the source contracts in the declaration); the store refuses a snapshot whose staged columns
+or model chain differ from what it knows how to run.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,142 +35,129 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestration.lib.features.feature_definitions import (
-    FeatureDefinitions,
-)
+from orchestration.lib.features.feature_definitions import FeatureDefinitions, ModelSql
 from orchestration.lib.features.pseudonymize import key_fingerprint
-from orchestration.lib.serving.feature_sql import (
-    NO_HISTORY,
-    HistoryColumns,
-    KeyHistory,
-    SqlStage,
-    duckdb_columns,
-    feature_models,
+from orchestration.lib.serving.feature_sql import SqlStage, duckdb_columns, feature_models
+from orchestration.lib.serving.history import (
+    HistoryBackend,
+    InProcessHistory,
     rows_table,
     table_rows,
 )
 from orchestration.lib.serving.snapshot import SnapshotError, current_snapshot
-from orchestration.lib.serving.staging import (
-    FRAUD_REPORTS,
-    STAGED_COLUMNS,
-    TRANSACTIONS,
-    TransactionConflictError,
-    restage_fraud_report,
-    restage_transaction,
-    stage_fraud_report,
-    stage_transaction,
-)
+from orchestration.lib.serving.staging import RowConflictError, RowStaging, StagingError
 from orchestration.settings import pseudonymization_key
 
 PROBE_ID_PREFIX = "~serving-probe~"
-"""Id of the placeholder payment that makes the SQL emit a terminal-day row before the day's
-first real payment; placeholders only exist in stage 1's input, never in the history."""
+"""Id of the placeholder event that makes the SQL emit an entity-day row before the day's first
+real event; placeholders only exist in stage 1's input, never in the history."""
+
+HistoryFactory = Callable[[pa.Schema, Sequence[str]], HistoryBackend]
 
 
+class _DayTable:
+    """Stage 1 for one day-clock model: its SQL stage and its rows by entity and day."""
+
+    def __init__(self, model: ModelSql, stage: SqlStage, key: str, partition_date: str) -> None:
+        self.model = model
+        self.stage = stage
+        self.key = key
+        self.rows: dict[str, dict[date, tuple]] = {}
+        """Rows by entity and day: valid until a late label or event of the entity."""
+        self.select = (
+            f"select * from {model.relation.sql} where {_quote(partition_date)} = ?"
+        )
+
+    def forget(self, entity: str, after: date) -> None:
+        days = self.rows.get(entity)
+        if days:
+            for day in [d for d in days if d > after]:
+                del days[day]
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 class OnlineFeatureStore:
-    """In-memory staged history plus dbt's compiled feature SQL; thread-safe."""
+    """Staged history plus dbt's compiled feature SQL; thread-safe."""
 
     def __init__(
         self,
         definitions: FeatureDefinitions,
-        transactions: pa.Table,
-        fraud_reports: pa.Table,
+        events: pa.Table,
+        labels: pa.Table,
         key: bytes,
+        history: HistoryFactory = InProcessHistory,
     ) -> None:
-        """Start from staged rows (normally via :meth:`from_snapshot`)."""
-        inputs = {TRANSACTIONS: transactions, FRAUD_REPORTS: fraud_reports}
-        for name, table in inputs.items():
-            if sorted(table.schema.names) != sorted(STAGED_COLUMNS[name]):
-                raise SnapshotError(
-                    f"{name} has columns {table.schema.names} but online staging produces "
-                    f"{list(STAGED_COLUMNS[name])}: update "
-                    "orchestration.lib.serving.online_features"
-                )
-        terminal_days, output = feature_models(definitions)
-        self._terminal_days_model = terminal_days.name
+        """Start from staged rows (normally via :meth:`from_snapshot`); ``history`` makes the
+        backend that keeps them."""
+        features = definitions.features
+        if not features.staging:
+            raise SnapshotError(f"{features.mart}: the declaration stages no online request")
+        events_name, labels_name = features.staged_inputs
+        try:
+            self._staging = {
+                events_name: RowStaging(features.staging["events"], events.schema.names),
+                labels_name: RowStaging(features.staging["labels"], labels.schema.names),
+            }
+        except StagingError as error:
+            raise SnapshotError(f"online staging: {error}") from None
+        day_models, output = feature_models(definitions)
         self.definitions = definitions
         self.definitions_hash = definitions.hash
         self.snapshot_version: str | None = None
         self.snapshot_last_day: date | None = None
         self._key = key
-        self._columns = {name: table.schema.names for name, table in inputs.items()}
+        self._events_name, self._labels_name = events_name, labels_name
+        self._row_id, self._event_time = features.row_id, features.event_time
+        self._partition_date = features.partition_date
+        (self._known_at, label_time), = features.staging["labels"]["dates"].items()
         self._positions = {
-            name: {column: i for i, column in enumerate(columns)}
-            for name, columns in self._columns.items()
+            name: {column: i for i, column in enumerate(staging.columns)}
+            for name, staging in self._staging.items()
         }
-        starts = definitions.features.history_starts()
-        self._card_start, self._terminal_start = starts["card_key"], starts["terminal_id"]
+        # labels: the first of an event's kept, by its time then its other staged columns
+        label_columns = self._staging[labels_name].columns
+        self._label_order = [self._positions[labels_name][label_time]] + [
+            self._positions[labels_name][c] for c in sorted(label_columns)
+            if c not in (self._row_id, label_time, self._known_at)
+        ]
+        self._starts = features.history_starts()
+        self._event_keys = sorted({g["key"] for g in features.event_groups})
         self._lock = threading.Lock()
-
-        self._transactions: dict[str, tuple] = {}
-        self._history = HistoryColumns(transactions.schema)
-        """The same payments as Arrow columns, for handing the SQL many rows at once."""
-        self._reports: dict[str, tuple] = {}
-        self._cards: dict[str, KeyHistory] = {}
-        self._terminals: dict[str, KeyHistory] = {}
-        self._terminal_days: dict[str, dict[date, tuple]] = {}
-        """Stage 1's rows by terminal and day: valid until a late report or payment."""
+        self._history = history(events.schema, sorted(self._starts))
+        self._events_schema = events.schema
         self._current_day: date | None = None
-        """The latest day asked for: its terminal-day rows are computed for every terminal."""
+        """The latest day asked for: its entity-day rows are computed for every entity."""
 
-        self._stage_terminal_days = SqlStage(
-            [
-                (definitions.input(name), table.schema, duckdb_columns(table.schema))
-                for name, table in inputs.items()
-            ],
-            [terminal_days],
-        )
-        days_schema, days_columns = self._stage_terminal_days.describe(terminal_days.relation.sql)
-        self._terminal_days_columns = days_schema.names
-        transactions_table = (definitions.input(TRANSACTIONS), transactions.schema)
-        self._stage_features = SqlStage(
-            [
-                (*transactions_table, duckdb_columns(transactions.schema)),
-                (terminal_days, days_schema, days_columns),
-            ],
-            [output],
-        )
-        # the day's only payments in stage 1 are the placeholders: one row per terminal asked
-        self._select_terminal_days = f"select * from {terminal_days.relation.sql} where tx_date = ?"
+        inputs = {events_name: events, labels_name: labels}
+        tables = [
+            (definitions.input(name), table.schema, duckdb_columns(table.schema))
+            for name, table in inputs.items()
+        ]
+        self._days: list[_DayTable] = []
+        feature_tables = [tables[0]]
+        for model in day_models:
+            stage = SqlStage(tables, [model])
+            schema, columns = stage.describe(model.relation.sql)
+            keys = [k for k in sorted(self._starts) if k in schema.names]
+            if len(keys) != 1:
+                raise SnapshotError(f"{model.name} has columns {schema.names}: no one entity key")
+            self._days.append(_DayTable(model, stage, keys[0], self._partition_date))
+            feature_tables.append((model, schema, columns))
+        self._stage_features = SqlStage(feature_tables, [output])
         self._select_features = (
             f"select * from {output.relation.sql} "
-            "where list_contains(?::varchar[], transaction_id)"
+            f"where list_contains(?::varchar[], {_quote(self._row_id)})"
         )
-        self._history.extend(transactions)
-        for row in table_rows(transactions):
-            self._index(row)
-        for row in table_rows(fraud_reports):
-            self._add_report(row)
+        ids = events.column(self._row_id).to_pylist()
+        times = events.column(self._event_time).to_pylist()
+        self._history.extend_events(
+            events, ids, times, {k: events.column(k).to_pylist() for k in sorted(self._starts)}
+        )
+        for row in table_rows(labels):
+            self._add_label(row)
 
     @classmethod
     def from_snapshot(
@@ -176,29 +165,32 @@ class OnlineFeatureStore:
         snapshot_dir: Path,
         key: bytes | None = None,
         carry_over: OnlineFeatureStore | None = None,
+        history: HistoryFactory = InProcessHistory,
     ) -> OnlineFeatureStore:
         """Load the current serving snapshot under ``snapshot_dir`` (or that version folder).
 
         ``key``: the pseudonymization key (default: the pipeline's, from settings); it must be
         the one the warehouse was built with. ``carry_over``: a store being replaced; its
-        payments and reports after the snapshot's last day are kept (the new snapshot does not
+        events and labels after the snapshot's last day are kept (the new snapshot does not
         have them yet).
         """
         snapshot = current_snapshot(snapshot_dir)
         key = key if key is not None else pseudonymization_key()
         if key_fingerprint(key) != snapshot.manifest["pseudonymization_key_fingerprint"]:
             raise SnapshotError(
-                f"{snapshot.path} was built with another pseudonymization key: card keys "
+                f"{snapshot.path} was built with another pseudonymization key: pseudonyms "
                 "would not match"
             )
         definitions = snapshot.definitions
         if definitions.hash != snapshot.manifest["feature_definitions_hash"]:
             raise SnapshotError(f"{snapshot.path}: feature definitions do not match their hash")
+        events_name, labels_name = definitions.features.staged_inputs
         store = cls(
             definitions,
-            pq.read_table(snapshot.table_path(TRANSACTIONS)),
-            pq.read_table(snapshot.table_path(FRAUD_REPORTS)),
+            pq.read_table(snapshot.table_path(events_name)),
+            pq.read_table(snapshot.table_path(labels_name)),
             key,
+            history,
         )
         store.snapshot_version = snapshot.version
         store.snapshot_last_day = snapshot.last_day
@@ -207,74 +199,84 @@ class OnlineFeatureStore:
         return store
 
     @property
-    def n_transactions(self) -> int:
-        return len(self._transactions)
+    def request_fields(self) -> list[str]:
+        """What a request to score carries (the events' contract, under its request names)."""
+        return self._staging[self._events_name].fields
+
+    def stage_label(self, label: Mapping[str, Any]) -> dict[str, Any]:
+        """A label (the label source's contract columns) as staged: what a label log keeps
+        (pseudonyms, never personal data) and :meth:`add_staged_labels` takes back."""
+        staging = self._staging[self._labels_name]
+        return dict(zip(staging.columns, staging.stage(label, self._key), strict=True))
 
     @property
-    def n_fraud_reports(self) -> int:
-        return len(self._reports)
+    def n_events(self) -> int:
+        return self._history.n_events
 
-    def features(self, tx: Mapping[str, Any]) -> dict[str, Any]:
-        """The ``transaction_features`` row of a new payment, which joins the history.
+    @property
+    def n_labels(self) -> int:
+        return self._history.n_labels
 
-        ``tx``: ``{transaction_id, timestamp, card_number, terminal_id, amount}``. The same
-        ``transaction_id`` again (a retry) adds nothing and gets the same row (unless what came
-        before it changed meanwhile: a late report, a payment of the card at the very same
-        instant); with different content it raises `TransactionConflictError`.
+    def features(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """The feature mart's row of a new event, which joins the history.
+
+        ``event``: the events' contract columns, under their request names. The same row id
+        again (a retry) adds nothing and gets the same row (unless what came before it changed
+        meanwhile: a late label, an event of the same entity at the very same instant); with
+        different content it raises `RowConflictError`.
         """
-        return self.features_batch([tx])[0]
+        return self.features_batch([event])[0]
 
-    def features_batch(self, txs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """:meth:`features` of many payments at once (one SQL execution), in the given order.
+    def features_batch(self, events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """:meth:`features` of many events at once (one SQL execution), in the given order.
 
-        Payments of one batch join the history together, so same-instant payments of a card
+        Events of one batch join the history together, so same-instant events of an entity
         count for each other, as they do offline.
         """
-        staged = [self._as_row(TRANSACTIONS, stage_transaction(tx, self._key)) for tx in txs]
+        staging = self._staging[self._events_name]
+        staged = [staging.stage(event, self._key) for event in events]
         with self._lock:
-            ids = [self._value(TRANSACTIONS, row, "transaction_id") for row in staged]
-            # every payment is checked before any joins the history: a conflict adds nothing
+            ids = [self._event_value(row, self._row_id) for row in staged]
+            # every event is checked before any joins the history: a conflict adds nothing
             new: dict[str, tuple] = {}
-            for transaction_id, row in zip(ids, staged, strict=True):
-                if new.get(transaction_id, row) != row:
-                    raise TransactionConflictError(f"transaction {transaction_id} sent twice")
-                if transaction_id not in new and not self._is_known(row):
-                    new[transaction_id] = row
+            for row_id, row in zip(ids, staged, strict=True):
+                if new.get(row_id, row) != row:
+                    raise RowConflictError(f"{self._row_id} {row_id} sent twice")
+                if row_id not in new and not self._is_known(row):
+                    new[row_id] = row
             for row in new.values():
                 self._insert(row)
             return self._features_of(ids)
 
-    def add_reports(self, reports: Iterable[Mapping[str, Any]]) -> int:
-        """Add fraud reports ``{transaction_id, card_number, reported_at}`` as they arrive.
+    def add_labels(self, labels: Iterable[Mapping[str, Any]]) -> int:
+        """Add labels (the label source's contract columns) as they arrive.
 
-        A report counts for a payment only if filed before the payment's day (the SQL says so);
-        a payment reported twice keeps its first report. Returns how many reports changed.
-        Terminal-day rows the reports change are computed again now, not during a request.
+        A label counts for an event only if known before the event's day (the SQL says so); an
+        event labelled twice keeps its first label. Returns how many labels changed. Entity-day
+        rows the labels change are computed again now, not during a request.
         """
-        return self._add_staged_reports(
-            [self._as_row(FRAUD_REPORTS, stage_fraud_report(r, self._key)) for r in reports]
-        )
+        staging = self._staging[self._labels_name]
+        return self._add_staged_labels([staging.stage(label, self._key) for label in labels])
 
-    def add_staged_reports(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        """:meth:`add_reports` of reports staged before (see :func:`restage_fraud_report`)."""
-        return self._add_staged_reports(
-            [self._as_row(FRAUD_REPORTS, restage_fraud_report(row)) for row in rows]
-        )
+    def add_staged_labels(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """:meth:`add_labels` of labels staged before (pseudonyms, no personal data)."""
+        staging = self._staging[self._labels_name]
+        return self._add_staged_labels([staging.restage(row) for row in rows])
 
-    def _add_staged_reports(self, staged: list[tuple]) -> int:
+    def _add_staged_labels(self, staged: list[tuple]) -> int:
         with self._lock:
-            changed = sum(self._add_report(row) for row in staged)
+            changed = sum(self._add_label(row) for row in staged)
             if self._current_day is not None:
-                day = self._current_day
-                self._compute_terminal_days(day, self._without_terminal_day(day))
+                self._compute_day_rows(self._current_day, None)
             return changed
 
-    def add_staged_transactions(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Add payments staged before (see :func:`restage_transaction`) to the history without
-        computing their features: how a restarted service gets back the payments it scored
-        since its snapshot. Known ones are skipped (raises `TransactionConflictError` for a
-        known id with other content); returns how many were added."""
-        staged = [self._as_row(TRANSACTIONS, restage_transaction(row)) for row in rows]
+    def add_staged_events(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Add events staged before (as the prediction log keeps them) to the history without
+        computing their features: how a restarted service gets back the events it scored since
+        its snapshot. Known ones are skipped (raises `RowConflictError` for a known id with
+        other content); returns how many were added."""
+        staging = self._staging[self._events_name]
+        staged = [staging.restage(row) for row in rows]
         with self._lock:
             added = 0
             for row in staged:  # one by one: a retry logged twice is known the second time
@@ -284,178 +286,166 @@ class OnlineFeatureStore:
             return added
 
     def prepare_day(self, day: date) -> None:
-        """Compute the terminal-day rows of ``day`` for every terminal now, so that the day's
-        first request does not (call it shortly before midnight, or at start-up)."""
+        """Compute the entity-day rows of ``day`` for every entity now, so that the day's first
+        request does not (call it shortly before midnight, or at start-up)."""
         with self._lock:
             if self._current_day is None or day > self._current_day:
                 self._start_day(day)
 
     # -- history -------------------------------------------------------------------------------
 
-    def _as_row(self, name: str, values: Mapping[str, Any]) -> tuple:
-        return tuple(values[column] for column in self._columns[name])
+    def _event_value(self, row: tuple, column: str) -> Any:
+        return row[self._positions[self._events_name][column]]
 
-    def _value(self, name: str, row: tuple, column: str) -> Any:
-        return row[self._positions[name][column]]
+    def _label_value(self, row: tuple, column: str) -> Any:
+        return row[self._positions[self._labels_name][column]]
 
     def _is_known(self, row: tuple) -> bool:
-        """Whether the history has this payment; raises if it has the id with other content."""
-        transaction_id = self._value(TRANSACTIONS, row, "transaction_id")
-        known = self._transactions.get(transaction_id)
+        """Whether the history has this event; raises if it has the id with other content."""
+        row_id = self._event_value(row, self._row_id)
+        known = self._history.event(row_id)
         if known is None:
             return False
-        lineage = self._positions[TRANSACTIONS]["_source_file"]
-        if any(a != b for i, (a, b) in enumerate(zip(known, row, strict=True)) if i != lineage):
-            raise TransactionConflictError(
-                f"transaction {transaction_id} is known with different content"
-            )
+        staging = self._staging[self._events_name]
+        if any(a != b for column, a, b in zip(staging.columns, known, row, strict=True)
+               if not staging.is_lineage(column)):
+            raise RowConflictError(f"{self._row_id} {row_id} is known with different content")
         return True
 
     def _insert(self, row: tuple) -> None:
-        """Add a staged payment the history does not have."""
-        self._history.append(self._value(TRANSACTIONS, row, "transaction_id"), row)
-        self._index(row)
+        """Add a staged event the history does not have."""
+        self._history.add_event(
+            self._event_value(row, self._row_id), row, self._event_value(row, self._event_time),
+            {k: self._event_value(row, k) for k in self._starts},
+        )
+        self._forget_day_rows(row)
 
-    def _index(self, row: tuple) -> None:
-        """Find a payment `_history` has by its id, card and terminal."""
-        transaction_id = self._value(TRANSACTIONS, row, "transaction_id")
-        self._transactions[transaction_id] = row
-        when = self._value(TRANSACTIONS, row, "tx_datetime")
-        card = self._value(TRANSACTIONS, row, "card_key")
-        terminal = self._value(TRANSACTIONS, row, "terminal_id")
-        self._cards.setdefault(card, KeyHistory()).add(when, transaction_id)
-        self._terminals.setdefault(terminal, KeyHistory()).add(when, transaction_id)
-        # a payment counts for its terminal from the days after it on (never on its own day)
-        self._forget_terminal_days(terminal, after=when.date())
+    def _forget_day_rows(self, event: tuple, after: date | None = None) -> None:
+        """An event counts for its entities' days after its own (never on its day): forget the
+        rows it changes (those after ``after``, its day by default)."""
+        after = after or self._event_value(event, self._partition_date)
+        for table in self._days:
+            table.forget(self._event_value(event, table.key), after)
 
-    def _add_report(self, row: tuple) -> bool:
-        transaction_id = self._value(FRAUD_REPORTS, row, "transaction_id")
-        known = self._reports.get(transaction_id)
-        # stg_fraud_reports keeps the first report of a payment, by reported_at then card_key
-        order = [self._positions[FRAUD_REPORTS][c] for c in ("reported_at", "card_key")]
-        if known is not None and [known[i] for i in order] <= [row[i] for i in order]:
+    def _add_label(self, row: tuple) -> bool:
+        row_id = self._label_value(row, self._row_id)
+        known = self._history.label(row_id)
+        if known is not None and [known[i] for i in self._label_order] <= [
+            row[i] for i in self._label_order
+        ]:
             return False
-        self._reports[transaction_id] = row
-        payment = self._transactions.get(transaction_id)
-        if payment is not None:
-            terminal = self._value(TRANSACTIONS, payment, "terminal_id")
-            self._forget_terminal_days(
-                terminal, after=self._value(FRAUD_REPORTS, row, "report_date")
-            )
+        self._history.set_label(row_id, row)
+        event = self._history.event(row_id)
+        if event is not None:
+            self._forget_day_rows(event, after=self._label_value(row, self._known_at))
         return True
-
-    def _forget_terminal_days(self, terminal: str, after: date) -> None:
-        days = self._terminal_days.get(terminal)
-        if days:
-            for day in [d for d in days if d > after]:
-                del days[day]
 
     def _carry_over(self, previous: OnlineFeatureStore, after: date) -> None:
         with previous._lock:
-            rows = [
-                r
-                for r in previous._transactions.values()
-                if self._value(TRANSACTIONS, r, "tx_date") > after
-            ]
-            reports = [
-                r
-                for r in previous._reports.values()
-                if self._value(FRAUD_REPORTS, r, "report_date") > after
-            ]
+            events = [r for r in previous._history.events()
+                      if previous._event_value(r, self._partition_date) > after]
+            labels = [r for r in previous._history.labels()
+                      if previous._label_value(r, self._known_at) > after]
         with self._lock:
-            for row in rows:
+            for row in events:
                 if not self._is_known(row):
                     self._insert(row)
-            for row in reports:
-                self._add_report(row)
+            for row in labels:
+                self._add_label(row)
 
     # -- the two SQL stages --------------------------------------------------------------------
 
-    def _features_of(self, transaction_ids: list[str]) -> list[dict[str, Any]]:
-        targets = [self._transactions[i] for i in transaction_ids]
-        wanted = {
-            (self._value(TRANSACTIONS, t, "terminal_id"), self._value(TRANSACTIONS, t, "tx_date"))
-            for t in targets
-        }
-        latest = max(day for _, day in wanted)
+    def _features_of(self, row_ids: list[str]) -> list[dict[str, Any]]:
+        targets = [self._history.event(i) for i in row_ids]
+        days = {self._event_value(t, self._partition_date) for t in targets}
+        latest = max(days)
         if self._current_day is None or latest > self._current_day:
             self._start_day(latest)
-        for day in sorted({day for _, day in wanted}):
-            cached = self._terminal_days
-            self._compute_terminal_days(
-                day, [t for t, d in wanted if d == day and day not in cached.get(t, {})]
-            )
+        wanted = [
+            sorted({(self._event_value(t, table.key), self._event_value(t, self._partition_date))
+                    for t in targets})
+            for table in self._days
+        ]
+        for day in sorted(days):
+            self._compute_day_rows(day, [
+                [e for e, d in pairs if d == day and day not in table.rows.get(e, {})]
+                for table, pairs in zip(self._days, wanted, strict=True)
+            ])
 
         history: dict[str, None] = {}
         for row in targets:
-            when = self._value(TRANSACTIONS, row, "tx_datetime")
-            card = self._cards[self._value(TRANSACTIONS, row, "card_key")]
-            history.update(dict.fromkeys(card.between(self._card_start(when), when)))
-        columns, rows = self._stage_features.query(
-            {
-                TRANSACTIONS: self._history.take(history),
-                self._terminal_days_model: [self._terminal_days[t][d] for t, d in sorted(wanted)],
-            },
-            self._select_features,
-            [transaction_ids],
-        )
-        id_column = columns.index("transaction_id")
+            when = self._event_value(row, self._event_time)
+            for key in self._event_keys:
+                entity = self._event_value(row, key)
+                history.update(dict.fromkeys(
+                    self._history.between(key, entity, self._starts[key](when), when)
+                ))
+        inputs: dict[str, Any] = {self._events_name: self._history.take(history)}
+        for table, pairs in zip(self._days, wanted, strict=True):
+            inputs[table.model.name] = [table.rows[e][d] for e, d in pairs]
+        columns, rows = self._stage_features.query(inputs, self._select_features, [row_ids])
+        id_column = columns.index(self._row_id)
         by_id = {row[id_column]: dict(zip(columns, row, strict=True)) for row in rows}
-        return [by_id[i] for i in transaction_ids]
+        return [by_id[i] for i in row_ids]
 
     def _start_day(self, day: date) -> None:
-        """Compute the day's terminal-day rows for every terminal; forget those of older days
-        but the day before (a late payment of an older day gets its rows computed again)."""
-        for days in self._terminal_days.values():
-            for old in [d for d in days if d < day - timedelta(days=1)]:
-                del days[old]
+        """Compute the day's entity-day rows for every entity; forget those of older days but the
+        day before (a late event of an older day gets its rows computed again)."""
+        for table in self._days:
+            for days in table.rows.values():
+                for old in [d for d in days if d < day - timedelta(days=1)]:
+                    del days[old]
         self._current_day = day
-        self._compute_terminal_days(day, self._without_terminal_day(day))
+        self._compute_day_rows(day, None)
 
-    def _without_terminal_day(self, day: date) -> list[str]:
-        return [t for t in self._terminals if day not in self._terminal_days.get(t, {})]
+    def _compute_day_rows(self, day: date, entities: list[list[str]] | None) -> None:
+        """Stage 1 for one day: for each day-clock model, these entities (None: every entity of
+        its key without a row for the day)."""
+        for i, table in enumerate(self._days):
+            if entities is None:
+                wanted = [e for e in self._history.keys(table.key)
+                          if day not in table.rows.get(e, {})]
+            else:
+                wanted = entities[i]
+            self._compute_day_table(table, day, wanted)
 
-    def _compute_terminal_days(self, day: date, terminals: Iterable[str]) -> None:
-        """Stage 1 for one day and these terminals: each terminal's payments of the days before
-        that can count, their reports, and a placeholder payment on the day so that the SQL
-        emits the terminal-day row. One day per run: a placeholder on another day would count
-        as a payment in that day's windows."""
+    def _compute_day_table(self, table: _DayTable, day: date, entities: Iterable[str]) -> None:
+        """Each entity's events of the days before that can count, their labels, and a
+        placeholder event on the day so that the SQL emits the entity-day row. One day per run:
+        a placeholder on another day would count as an event in that day's windows."""
         start = datetime.combine(day, time.min)
         history: dict[str, None] = {}
         probes = []
-        for terminal in terminals:
-            payments = self._terminals.get(terminal, NO_HISTORY)
-            earlier = payments.between(self._terminal_start(start), start - timedelta.resolution)
+        reach = self._starts[table.key]
+        for entity in entities:
+            earlier = self._history.between(
+                table.key, entity, reach(start), start - timedelta.resolution
+            )
             history.update(dict.fromkeys(earlier))
-            probes.append(self._probe(terminal, start))
+            probes.append(self._probe(table.key, entity, start))
         if not probes:
             return
-        columns, rows = self._stage_terminal_days.query(
+        labels = [self._history.label(i) for i in history]
+        columns, rows = table.stage.query(
             {
-                TRANSACTIONS: pa.concat_tables(
-                    [self._history.take(history), rows_table(probes, self._history.schema)]
+                self._events_name: pa.concat_tables(
+                    [self._history.take(history), rows_table(probes, self._events_schema)]
                 ),
-                FRAUD_REPORTS: [self._reports[i] for i in history if i in self._reports],
+                self._labels_name: [label for label in labels if label is not None],
             },
-            self._select_terminal_days,
+            table.select,
             [day],
         )
-        terminal_column = columns.index("terminal_id")
+        key_column = columns.index(table.key)
         for row in rows:
-            self._terminal_days.setdefault(row[terminal_column], {})[day] = row
+            table.rows.setdefault(row[key_column], {})[day] = row
 
-    def _probe(self, terminal: str, start: datetime) -> tuple:
-        values = dict.fromkeys(self._columns[TRANSACTIONS])
-        values.update(
-            transaction_id=f"{PROBE_ID_PREFIX}{terminal}",
-            tx_datetime=start,
-            tx_date=start.date(),
-            terminal_id=terminal,
-        )
-        return self._as_row(TRANSACTIONS, values)
-
-
-
-
-
-
+    def _probe(self, key: str, entity: str, start: datetime) -> tuple:
+        values = dict.fromkeys(self._staging[self._events_name].columns)
+        values.update({
+            self._row_id: f"{PROBE_ID_PREFIX}{entity}",
+            self._event_time: start,
+            self._partition_date: start.date(),
+            key: entity,
+        })
+        return tuple(values.values())

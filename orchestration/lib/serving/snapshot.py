@@ -1,16 +1,16 @@
 """The serving snapshot: what the online feature store starts from, exported from the warehouse.
 
-Serving never opens ``warehouse.duckdb`` (a running dbt build holds its lock). After each build,
-the pipeline exports the recent history of the staged inputs, ``stg_transactions`` and
-``stg_fraud_reports`` (the payments of the last ``lookback_days`` days and the reports of those
-payments), as Parquet, together with the compiled SQL that turns them into features.
+Serving never opens the warehouse (a running dbt build holds its lock). After each build, the
+pipeline exports the recent history of the staged inputs the declared features read, the events
+and their labels (the events of the last ``lookback_days`` days and the labels of those events),
+as Parquet, together with the compiled SQL that turns them into features.
 
 Layout under ``out_dir``::
 
     CURRENT                         name of the current version (replaced atomically)
     <version>/manifest.json         compiled SQL, its hash, last day, row counts, created_at
-    <version>/stg_transactions.parquet
-    <version>/stg_fraud_reports.parquet
+    <version>/stg_<events>.parquet   the staged events (the declaration's features.declared.events)
+    <version>/stg_<labels>.parquet   their staged labels (the declaration's label.source)
 
 A version is written in a hidden temporary folder and renamed into place complete; only then
 does ``CURRENT`` switch to it, so a reader sees the old snapshot or the new one, never a mix.
@@ -93,8 +93,12 @@ def publish_serving_snapshot(
             f"({definitions.features.lookback_days - 1} days)"
         )
     created_at = (now or datetime.now(UTC)).astimezone(UTC)
-    transactions = definitions.input("stg_transactions").relation.sql
-    reports = definitions.input("stg_fraud_reports").relation.sql
+    features = definitions.features
+    events_name, labels_name = features.staged_inputs
+    events = definitions.input(events_name).relation.sql
+    labels = definitions.input(labels_name).relation.sql
+    day, when, row_id = (quote_identifier(c) for c in (
+        features.partition_date, features.event_time, features.row_id))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_versions(out_dir)
@@ -104,23 +108,23 @@ def publish_serving_snapshot(
     try:
         with duckdb.connect() as conn:
             # attached under the database name the compiled SQL uses, whatever the file name
-            database = quote_identifier(definitions.input("stg_transactions").relation.database)
+            database = quote_identifier(definitions.input(events_name).relation.database)
             path_literal = "'" + str(warehouse_path).replace("'", "''") + "'"
             conn.execute(f"attach {path_literal} as {database} (read_only)")
-            (last_day,) = conn.sql(f"select max(tx_date) from {transactions}").fetchall()[0]
+            (last_day,) = conn.sql(f"select max({day}) from {events}").fetchall()[0]
             if last_day is None:
-                raise SnapshotError(f"{warehouse_path}: {transactions} is empty")
+                raise SnapshotError(f"{warehouse_path}: {events} is empty")
             first_day = last_day - timedelta(days=lookback_days - 1)
-            recent = f"select * from {transactions} where tx_date >= $first_day"
+            recent = f"select * from {events} where {day} >= $first_day"
             params = {"first_day": first_day}
             tables = {
-                "stg_transactions": conn.sql(
-                    f"{recent} order by tx_datetime, transaction_id", params=params
+                events_name: conn.sql(
+                    f"{recent} order by {when}, {row_id}", params=params
                 ).to_arrow_table(),
-                # reports of older payments never count: their payments are not kept
-                "stg_fraud_reports": conn.sql(
-                    f"select * from {reports} where transaction_id in "
-                    f"(select transaction_id from ({recent})) order by reported_at, transaction_id",
+                # labels of older events never count: their events are not kept
+                labels_name: conn.sql(
+                    f"select * from {labels} where {row_id} in "
+                    f"(select {row_id} from ({recent})) order by all",
                     params=params,
                 ).to_arrow_table(),
             }

@@ -1,22 +1,29 @@
-"""A request staged as dbt's staging models stage a delivered row (the card number replaced by its
-keyed pseudonym, the types of the staged tables), and how far back each staged table's history
-must reach for the feature windows."""
+"""A request staged as the use case's dbt staging models stage a delivered row, from the
+declaration: the source contract's columns typed and checked, personal data replaced by its keyed
+pseudonym (or dropped), the day of a timestamp for each derived date column.
+
+:class:`RowStaging` is built from the resolved declaration's ``staging`` (one for the events
+scored, one for their labels) and the staged model's columns (the serving snapshot's): a staged
+column it cannot produce is an error at start-up, except lineage columns (``_source_file``...),
+which an online row does not have.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
 from typing import Any
 
-from orchestration.lib.features.pseudonymize import card_key
-
-TRANSACTIONS, FRAUD_REPORTS = "stg_transactions", "stg_fraud_reports"
+from orchestration.lib.features.pseudonymize import pseudonymize
 
 
+class RowConflictError(ValueError):
+    """An event id the store knows arrived again with different content."""
 
-class TransactionConflictError(ValueError):
-    """A transaction id the store knows arrived again with different content."""
+
+class StagingError(Exception):
+    """The staged model's columns are not what the declaration stages."""
 
 
 def _timestamp(value: datetime | str) -> datetime:
@@ -26,83 +33,88 @@ def _timestamp(value: datetime | str) -> datetime:
     return datetime(*when.timetuple()[:6], when.microsecond)  # a plain datetime, not a subclass
 
 
-def stage_transaction(tx: Mapping[str, Any], key: bytes) -> dict[str, Any]:
-    """A raw payment ``{transaction_id, timestamp, card_number, terminal_id, amount}`` as the row
-    ``stg_transactions`` holds for it (the card number replaced by its ``card_key``)."""
-    return _staged_transaction(
-        tx["transaction_id"],
-        tx["timestamp"],
-        card_key(str(tx["card_number"]), key),
-        tx["terminal_id"],
-        tx["amount"],
-    )
+def _date(value: date | str) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
-def restage_transaction(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A payment staged before ``{transaction_id, tx_datetime, card_key, terminal_id, amount}``
-    (as the prediction log keeps it: no card number) as the row ``stg_transactions`` holds."""
-    return _staged_transaction(
-        row["transaction_id"],
-        row["tx_datetime"],
-        str(row["card_key"]),
-        row["terminal_id"],
-        row["amount"],
-    )
+def _typed(name: str, kind: str, rules: Sequence[str], value: Any) -> Any:
+    """``value`` as the contract's ``kind``, checked against the rules a single row can break."""
+    if value is None:
+        raise ValueError(f"{name} is missing")
+    if kind == "timestamp":
+        return _timestamp(value)
+    if kind == "date":
+        return _date(value)
+    if kind == "double":
+        number = float(value)
+        if "finite" in rules and not math.isfinite(number):
+            raise ValueError(f"{name} {value!r} is not finite")
+        if "non_negative" in rules and not number >= 0:
+            raise ValueError(f"{name} {value!r} is negative")
+        return number
+    text = str(value)
+    if "digits" in rules and not text.isdigit():
+        raise ValueError(f"{name} {value!r} is not digits")
+    return text
 
 
-def _staged_transaction(
-    transaction_id: Any, timestamp: datetime | str, card: str, terminal_id: Any, amount: Any
-) -> dict[str, Any]:
-    when = _timestamp(timestamp)
-    value = float(amount)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"amount {amount!r} is not a finite amount >= 0")
-    return {
-        "transaction_id": str(transaction_id),
-        "tx_datetime": when,
-        "tx_date": when.date(),
-        "card_key": card,
-        "terminal_id": str(terminal_id),
-        "amount": value,
-        "_source_file": None,  # lineage of the raw zone; an online payment has no file
-    }
+class RowStaging:
+    """Stages one source's rows as its staging model does, in the staged model's column order."""
 
+    def __init__(self, spec: Mapping[str, Any], staged_columns: Sequence[str]) -> None:
+        self._columns = list(spec["columns"])
+        self._dates = dict(spec["dates"])
+        self.columns = tuple(staged_columns)
+        produced = [
+            c["pseudonym"] if c["pii"] else c["name"]
+            for c in self._columns if c["pseudonym"] or not c["pii"]
+        ] + list(self._dates)
+        self._lineage = [c for c in self.columns if c.startswith("_") and c not in produced]
+        missing = sorted(set(self.columns) - set(produced) - set(self._lineage))
+        extra = sorted(set(produced) - set(self.columns))
+        if missing or extra:
+            raise StagingError(
+                f"the staged table has columns {list(self.columns)}; the declaration stages "
+                f"{produced} (missing {missing}, not staged {extra}): the source contract and "
+                "its dbt staging model disagree"
+            )
+        self._types = {c["name"]: (c["type"], c["rules"]) for c in self._columns}
+        self._types.update({c["pseudonym"]: ("string", []) for c in self._columns if c["pii"]})
+        self._types.update({d: ("date", []) for d in self._dates})
+        self.fields = [c["field"] for c in self._columns]
+        """What a request of this source carries."""
 
-def stage_fraud_report(report: Mapping[str, Any], key: bytes) -> dict[str, Any]:
-    """A raw fraud report ``{transaction_id, card_number, reported_at}`` as in
-    ``stg_fraud_reports``."""
-    return _staged_report(
-        report["transaction_id"], card_key(str(report["card_number"]), key), report["reported_at"]
-    )
+    def stage(self, values: Mapping[str, Any], key: bytes) -> tuple:
+        """A request's row (the contract's columns under their request fields) as staged."""
+        out: dict[str, Any] = {}
+        for column in self._columns:
+            value = values.get(column["field"])
+            if column["pii"]:
+                if column["pseudonym"]:
+                    if value is None:
+                        raise ValueError(f"{column['field']} is missing")
+                    out[column["pseudonym"]] = pseudonymize(str(value), key)
+                continue
+            out[column["name"]] = _typed(column["field"], column["type"], column["rules"], value)
+        return self._finish(out)
 
+    def restage(self, row: Mapping[str, Any]) -> tuple:
+        """A row staged before (as the prediction log keeps it: pseudonyms, no personal data)
+        as staged again, typed."""
+        out = {
+            name: _typed(name, *self._types[name], row.get(name))
+            for name in self.columns if name not in self._lineage and name not in self._dates
+        }
+        return self._finish(out)
 
-def restage_fraud_report(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A fraud report staged before ``{transaction_id, card_key, reported_at}`` as in
-    ``stg_fraud_reports``."""
-    return _staged_report(row["transaction_id"], str(row["card_key"]), row["reported_at"])
+    def _finish(self, out: dict[str, Any]) -> tuple:
+        for derived, source in self._dates.items():
+            out[derived] = out[source].date()
+        for lineage in self._lineage:
+            out[lineage] = None  # lineage of the raw zone; an online row has no file
+        return tuple(out[name] for name in self.columns)
 
-
-def _staged_report(transaction_id: Any, card: str, reported_at: datetime | str) -> dict[str, Any]:
-    when = _timestamp(reported_at)
-    return {
-        "transaction_id": str(transaction_id),
-        "card_key": card,
-        "reported_at": when,
-        "report_date": when.date(),
-    }
-
-_EXAMPLE_TRANSACTION = {
-    "transaction_id": "t",
-    "timestamp": datetime.min,
-    "card_number": "",
-    "terminal_id": "",
-    "amount": 0.0,
-}
-
-_EXAMPLE_REPORT = {"transaction_id": "t", "card_number": "", "reported_at": datetime.min}
-
-STAGED_COLUMNS = {
-    TRANSACTIONS: tuple(stage_transaction(_EXAMPLE_TRANSACTION, b"")),
-    FRAUD_REPORTS: tuple(stage_fraud_report(_EXAMPLE_REPORT, b"")),
-}
-"""The columns online staging produces; a snapshot must have exactly these."""
+    def is_lineage(self, column: str) -> bool:
+        return column in self._lineage
