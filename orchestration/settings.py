@@ -22,6 +22,8 @@ EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 USECASES_DIR = PROJECT_ROOT / "orchestration" / "usecases"
 """One declaration per use case: ``<name>.yaml`` (:mod:`orchestration.lib.core.usecase`)."""
 DEFAULT_USECASE = "fraud"
+FEATURE_CATALOG_DIR = "feature_catalog"
+"""The folder of a use case's reports that holds its feature catalog (dbt's docs site)."""
 
 PSEUDONYMIZATION_KEY_ENV = "BLUEPRINT_PSEUDONYMIZATION_KEY"
 
@@ -177,6 +179,11 @@ class Settings:
     def reports_dir(self) -> Path:
         """Monitoring reports (HTML per day and kind) and their index (``index.html``)."""
         return self.reports_root / self.usecase_name
+
+    @property
+    def feature_catalog_dir(self) -> Path:
+        """The use case's feature catalog (dbt's docs site, one page), served with the reports."""
+        return self.reports_dir / FEATURE_CATALOG_DIR
 
     @property
     def reports_root(self) -> Path:

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from orchestration.definitions import definitions_for
-from orchestration.lib.core.usecase import usecase_names
-from orchestration.settings import PROJECT_ROOT, USECASES_DIR
+from orchestration.lib.core.usecase import load_usecase, usecase_names
+from orchestration.settings import PROJECT_ROOT, USECASES_DIR, get_settings
 
 USECASES = usecase_names(USECASES_DIR)
 
@@ -46,6 +46,23 @@ def test_every_key_and_pool_is_the_use_cases_own(name: str):
         assert node.pools <= {f"warehouse_{name}"}, (key, node.pools)
     checks = graph.asset_check_keys
     assert checks and all(check.asset_key.path[0] == name for check in checks)
+
+
+@pytest.mark.parametrize("name", USECASES)
+def test_every_feature_model_links_to_its_page_in_the_feature_catalog(name: str):
+    settings = get_settings(name)
+    graph = definitions_for(name).resolve_asset_graph()
+    table = load_usecase(name, USECASES_DIR, environ={}).data.features_table
+    links = {
+        key.path[1]: node.metadata["feature_catalog"].url
+        for key in graph.get_all_asset_keys()
+        if "feature_catalog" in (node := graph.get(key)).metadata
+    }
+    assert links[table] == (
+        f"http://127.0.0.1:{settings.reports_port}/{name}/feature_catalog/index.html"
+        f"#!/model/model.blueprint.{table}"
+    )
+    assert all(f"/{name}/feature_catalog/" in url for url in links.values())
 
 
 def test_no_two_use_cases_share_an_asset_key():

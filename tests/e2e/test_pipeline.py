@@ -18,7 +18,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from orchestration.settings import PROJECT_ROOT
+from orchestration.lib.core.usecase import load_usecase
+from orchestration.lib.features.catalog import project_fingerprint
+from orchestration.settings import DBT_PROJECT_DIR, PROJECT_ROOT, USECASES_DIR
 from tests.e2e.e2e_world import (
     DAYS,
     NEXT_DAY,
@@ -112,9 +114,26 @@ def test_dbt_writes_its_calls_inside_the_home(world: Path):
         assert (call / "manifest.json").exists() and (call / "dbt.log").exists(), call
 
 
+def test_the_feature_catalog_is_dbts_docs_site_of_the_use_case(world: Path):
+    """The feature step published dbt's docs site (one static page) beside the reports, with
+    each feature's description and lineage, and the reports' front page links to it."""
+    catalog = world / "reports" / "fraud" / "feature_catalog"
+    page = (catalog / "index.html").read_text()
+    assert "model.blueprint.transaction_features" in page  # the models and their lineage
+    assert "source.blueprint.raw.transactions" in page
+    # an analyst's description of a feature, from the models' YAML
+    assert "card_amount_ratio_30day" in page and "Payments the terminal took" in page
+    assert (catalog / "fingerprint").read_text().strip() == project_fingerprint(
+        DBT_PROJECT_DIR, "fraud", load_usecase("fraud", USECASES_DIR, environ={}).dbt_arguments()
+    )
+    front = (world / "reports" / "index.html").read_text()
+    assert 'href="fraud/feature_catalog/index.html"' in front
+
+
 def test_rerun_is_a_no_op(world: Path, tmp_path: Path):
     home = copy_world(world, tmp_path)
     snapshots = sorted((home / "raw").rglob("*.parquet"))
+    snapshots.append(home / "reports" / "fraud" / "feature_catalog" / "index.html")
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in snapshots}
     again = run_blueprint(home, "materialize")
     assert "up to date" in again.stdout

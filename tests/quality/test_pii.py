@@ -337,3 +337,29 @@ def test_every_kind_of_declared_value_is_searched_verbatim():
                              "x", known)) == ["customers.address value"]
     assert kinds(scan_values(["born 1961-07-30"], "x", known)) == ["customers.date_of_birth value"]
     assert kinds(scan_values(["on 1961-07-31, Ada said 19610730"], "x", known)) == []
+
+
+def test_dbts_docs_app_is_library_code_but_the_project_data_it_inlines_is_scanned(tmp_path):
+    """The feature catalog is dbt's docs app with the project's manifest and catalog in place of
+    two placeholders: the app's own digit runs (a Luhn-valid build id) are not card numbers, a
+    card number in the inlined data is."""
+    import importlib.util
+    from pathlib import Path
+
+    app = Path(importlib.util.find_spec("dbt").origin).parent / "task" / "docs" / "index.html"
+    bundle = app.read_text(encoding="utf-8")
+    assert "1531011493999" in bundle and '"MANIFEST.JSON INLINE DATA"' in bundle
+
+    def page(manifest: str) -> str:
+        return bundle.replace('"MANIFEST.JSON INLINE DATA"', manifest).replace(
+            '"CATALOG.JSON INLINE DATA"', '{"nodes": {}}'
+        )
+
+    clean = tmp_path / "clean" / "index.html"
+    clean.parent.mkdir()
+    clean.write_text(page('{"nodes": {"model.blueprint.x": {"description": "a feature"}}}'))
+    assert pii.scan_text_file(clean, KNOWN).findings == []
+    leaky = tmp_path / "leaky" / "index.html"
+    leaky.parent.mkdir()
+    leaky.write_text(page(f'{{"nodes": {{"unit_test": {{"given": "{PAN}"}}}}}}'))
+    assert kinds(pii.scan_text_file(leaky, KNOWN).findings) == ["card number (PAN)"]

@@ -26,12 +26,29 @@ from orchestration.defs.features.project import dbt_project
 from orchestration.defs.partitions import single_run
 from orchestration.defs.scope import Scope
 from orchestration.lib.core.atomic import atomic_output, atomic_write_bytes
+from orchestration.lib.core.usecase import usecase_names
+from orchestration.lib.features.catalog import (
+    CATALOG_PAGE,
+    STATIC_PAGE,
+    catalog_is_current,
+    model_anchor,
+    project_fingerprint,
+    publish_catalog,
+)
 from orchestration.lib.features.feature_definitions import (
     FeatureDefinitionsError,
     load_compiled_chain,
     load_feature_definitions,
 )
-from orchestration.settings import Settings, export_to_subprocesses
+from orchestration.lib.monitoring.reports import write_root_index
+from orchestration.settings import (
+    DBT_PROJECT_DIR,
+    FEATURE_CATALOG_DIR,
+    USECASES_DIR,
+    Settings,
+    export_to_subprocesses,
+    get_settings,
+)
 
 
 def usecase_models(scope: Scope) -> str:
@@ -59,6 +76,19 @@ class BlueprintDbtTranslator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return "features"
+
+    def get_metadata(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, Any]:
+        """dagster-dbt's metadata, plus a link to the model's page in the feature catalog (dbt's
+        docs site, served by `blueprint ui` beside the reports) for each model."""
+        metadata = dict(super().get_metadata(dbt_resource_props))
+        if dbt_resource_props.get("resource_type") == "model":
+            settings = get_settings(self.scope.name)
+            page = (f"http://127.0.0.1:{settings.reports_port}/{self.scope.name}/"
+                    f"{FEATURE_CATALOG_DIR}/{CATALOG_PAGE}")
+            metadata["feature_catalog"] = dg.MetadataValue.url(
+                page + model_anchor(dbt_resource_props["name"])
+            )
+        return metadata
 
 
 def publish_feature_definitions(manifest_path: Path, settings: Settings) -> str:
@@ -193,8 +223,39 @@ def _build_dbt_assets(
                     compiled.target_path / "manifest.json", settings
                 )
             context.log.info(f"published feature definitions {digest[:12]}")
+            _refresh_feature_catalog(context, dbt, scope, settings, name, manifest)
 
     return _dbt_step
+
+
+def _refresh_feature_catalog(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, scope: Scope, settings: Settings,
+    step: str, manifest: Path,
+) -> None:
+    """Generate the use case's feature catalog (dbt's docs site) when its dbt project changed
+    since the published one; inside the step, so inside the warehouse pool (dbt reads the
+    warehouse's columns). A failure is logged, not raised: the data is built, and the next run
+    tries again (the fingerprint is written only with a new page)."""
+    fingerprint = project_fingerprint(DBT_PROJECT_DIR, scope.name, scope.usecase.dbt_arguments())
+    catalog_dir = settings.feature_catalog_dir
+    if catalog_is_current(catalog_dir, fingerprint):
+        return
+    target = _target_path(context, settings, f"{step}_docs")
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(manifest, target / "manifest.json")  # the build's: its compiled SQL, no compile
+    try:
+        docs = dbt.cli(
+            ["docs", "generate", "--static", "--no-compile",
+             "--select", usecase_models(scope), *scope.usecase.dbt_arguments()],
+            raise_on_error=True, target_path=target,
+        )
+        docs.wait()
+        page = publish_catalog(docs.target_path / STATIC_PAGE, catalog_dir, fingerprint)
+    except Exception as failure:  # noqa: BLE001 - the catalog never blocks the data
+        context.log.warning(f"the feature catalog was not generated: {failure}")
+        return
+    write_root_index(settings.reports_root, usecase_names(USECASES_DIR))
+    context.log.info(f"published the feature catalog {page}")
 
 
 def dbt_steps(scope: Scope) -> list[dg.AssetsDefinition]:

@@ -36,6 +36,7 @@ import pandas as pd
 
 from orchestration.lib.core.atomic import atomic_output, atomic_write_bytes
 from orchestration.lib.training import metrics
+from orchestration.settings import FEATURE_CATALOG_DIR
 
 REPORT_KINDS = ("data_drift", "prediction_drift", "performance")
 """The kinds of daily report, in the order the index shows them."""
@@ -453,9 +454,16 @@ headline numbers; reports older than the days kept are pruned and keep their num
 def write_root_index(reports_root: Path, usecases: Sequence[str]) -> Path:
     """Write the reports server's front page: a link to each use case's own index."""
     reports_root = Path(reports_root)
+    def catalog(name: str) -> str:
+        page = f"{name}/{FEATURE_CATALOG_DIR}/{INDEX_HTML}"
+        if not (reports_root / page).exists():
+            return ""
+        return f' · <a href="{_esc(page)}">feature catalog</a> (dbt docs)'
+
     items = "".join(
         f'<li><a href="{_esc(name)}/{INDEX_HTML}">{_esc(name)}</a>'
-        f"{'' if (reports_root / name / INDEX_HTML).exists() else ' (no report yet)'}</li>"
+        f"{'' if (reports_root / name / INDEX_HTML).exists() else ' (no report yet)'}"
+        f"{catalog(name)}</li>"
         for name in usecases
     )
     page = f"""<!DOCTYPE html>
@@ -467,7 +475,7 @@ def write_root_index(reports_root: Path, usecases: Sequence[str]) -> Path:
 </head>
 <body>
 <h1>{_esc(INDEX_TITLE)}</h1>
-<p>One index of daily reports per use case.</p>
+<p>One index of daily reports per use case, and its feature catalog.</p>
 <ul>{items}</ul>
 </body>
 </html>

@@ -225,11 +225,20 @@ def _package_file(package: str, *parts: str) -> Path | None:
     return path if path.is_file() else None
 
 
-VENDOR_BUNDLES = (("evidently", "nbextension", "static", "index.js"),)
-"""Library code that reports embed verbatim (Evidently inlines its 3.5 MB JavaScript bundle in
-every HTML report). Its digit runs and its authors' addresses are the library's, not anyone's
-personal data: an HTML file is scanned with these byte-identical bundles cut out, and
-everything else in it (the report's data) is scanned as usual."""
+VENDOR_BUNDLES = (
+    ("evidently", "nbextension", "static", "index.js"),
+    ("dbt", "task", "docs", "index.html"),
+)
+"""Library code that pages embed verbatim (Evidently inlines its 3.5 MB JavaScript bundle in
+every HTML report; dbt's static docs page, the feature catalog, is its docs app with the
+project's manifest and catalog put in place of two placeholders). Their digit runs and their
+authors' addresses are the library's, not anyone's personal data: an HTML file is scanned with
+these byte-identical pieces cut out, and everything else in it (the report's data, the
+manifest and the catalog) is scanned as usual."""
+INLINED_DATA = ('"MANIFEST.JSON INLINE DATA"', '"CATALOG.JSON INLINE DATA"')
+"""Where dbt's static docs page puts the project's manifest and catalog in its docs app."""
+MIN_BUNDLE_PIECE = 1024
+"""A bundle's piece shorter than this is not cut out: it could match the data around it."""
 
 
 TRACE_CONTEXT = re.compile(r"\(trace=[0-9a-f]{32},span=[0-9a-f]{16},")
@@ -244,7 +253,10 @@ def _vendor_bundles() -> tuple[str, ...]:
     for package, *parts in VENDOR_BUNDLES:
         path = _package_file(package, *parts)
         if path is not None:
-            bundles.append(path.read_text(encoding="utf-8", errors="replace"))
+            pieces = [path.read_text(encoding="utf-8", errors="replace")]
+            for placeholder in INLINED_DATA:
+                pieces = [part for piece in pieces for part in piece.split(placeholder)]
+            bundles += [piece for piece in pieces if len(piece) >= MIN_BUNDLE_PIECE]
     return tuple(bundles)
 
 
