@@ -35,29 +35,17 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from orchestration.lib.core.schema import Duration, Identifier, Strict
 
 DBT_VAR = "declared_features"
 """The dbt var that carries a use case's resolved features to its models' macros."""
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MICROSECONDS = 1_000_000
-
-
-def _duration(value: Any) -> timedelta:
-    from orchestration.lib.core.usecase import parse_duration
-
-    return parse_duration(value)
-
-
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
-Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def window_suffix(window: timedelta) -> str:
@@ -69,7 +57,7 @@ def window_suffix(window: timedelta) -> str:
     raise ValueError(f"window {window} is not a whole number of minutes")
 
 
-class RowFeature(_Strict):
+class RowFeature(Strict):
     """A feature of the event's own row."""
 
     name: Identifier
@@ -77,7 +65,7 @@ class RowFeature(_Strict):
     """An SQL expression over the staged event's columns (default: the column ``name``)."""
 
 
-class Aggregation(_Strict):
+class Aggregation(Strict):
     """One aggregation, computed over each of its group's windows."""
 
     name: str = Field(min_length=1)
@@ -89,7 +77,7 @@ class Aggregation(_Strict):
     """Days skipped before the event's day (``day`` clock only)."""
 
 
-class EarlierFeature(_Strict):
+class EarlierFeature(Strict):
     """A feature over the entity's events before the event's instant, within the widest window."""
 
     name: str = Field(min_length=1)
@@ -99,7 +87,7 @@ class EarlierFeature(_Strict):
     """``ratio_to_mean``'s value when there is nothing to compare with."""
 
 
-class WindowedGroup(_Strict):
+class WindowedGroup(Strict):
     """Aggregations of the events of one entity over a set of windows (a GroupBy)."""
 
     entity: Identifier
@@ -143,7 +131,7 @@ class WindowedGroup(_Strict):
         return self
 
 
-class DeclaredFeatures(_Strict):
+class DeclaredFeatures(Strict):
     """What serving computes for an event, declared once."""
 
     events: Identifier

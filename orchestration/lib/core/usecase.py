@@ -15,8 +15,6 @@ override whose path is not a field is an error, so a typo never goes unnoticed.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import os
 import re
 from collections.abc import Mapping
@@ -27,9 +25,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -37,10 +33,32 @@ from pydantic import (
 )
 
 from orchestration.lib.core.feature_declaration import DeclaredFeatures, ResolvedFeatures
+from orchestration.lib.core.modeling import (
+    Gate,
+    GuardMetric,
+    Metric,
+    Models,
+    PrimaryMetric,
+    estimator_class,
+)
+from orchestration.lib.core.schema import (
+    Duration,
+    Identifier,
+    Strict,
+    UseCaseError,
+    parse_duration,
+    whole_days,
+)
+from orchestration.lib.core.sources import Source, SourceColumn, row_staging
+
+__all__ = [
+    "Gate", "GuardMetric", "Metric", "Models", "PrimaryMetric", "Source", "SourceColumn",
+    "UseCase", "UseCaseError", "declared_pii_columns", "estimator_class", "load_usecase",
+    "parse_duration", "usecase_names", "whole_days",
+]
 
 ENV_PREFIX = "BLUEPRINT_"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
-_DURATION = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*$")
 
 RETIRED_ENV = {
     "BLUEPRINT_TRAIN_DAYS": "protocol.train",
@@ -63,106 +81,7 @@ RETIRED_ENV = {
 """Global settings that were the first use case's and are now fields of every declaration."""
 
 
-class UseCaseError(ValueError):
-    """A declaration that cannot be loaded: the message names the file and the field."""
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``7d``, ``12h``, ``30m`` or combinations (``1d12h``); a bare integer is days."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration")
-    if isinstance(value, int):
-        return timedelta(days=value)
-    match = _DURATION.match(str(value)) if isinstance(value, str) else None
-    if not match or not any(match.groups()):
-        raise ValueError(f"{value!r} is not a duration: write it as 7d, 12h, 30m or 1d12h")
-    days, hours, minutes = (int(part or 0) for part in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes)
-
-
-def whole_days(duration: timedelta, field: str) -> int:
-    """A duration in whole days, for what is counted in daily partitions."""
-    if duration % timedelta(days=1):
-        raise UseCaseError(f"{field} is {duration}: it must be a whole number of days here")
-    return duration.days
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-ColumnType = Literal["string", "double", "timestamp", "date"]
-ColumnRule = Literal["digits", "pan", "finite", "non_negative", "on_partition_date",
-                     "not_after_partition_date"]
-
-
-class SourceColumn(_Strict):
-    """One column (CSV) or key (JSON lines) a source delivers."""
-
-    name: Identifier
-    type: ColumnType = "string"
-    nullable: bool = False
-    pii: bool = False
-    """Personal data: kept in the raw zone only, and searched for everywhere outside it."""
-    rules: list[ColumnRule] = []
-    pseudonym: Identifier | None = None
-    """For personal data: the staged column that holds its keyed pseudonym instead (staging
-    drops the value itself); online staging does the same."""
-
-    @model_validator(mode="after")
-    def _pseudonym_of_personal_data(self) -> SourceColumn:
-        if self.pseudonym is not None and not self.pii:
-            raise ValueError(f"column {self.name!r}: only personal data (pii) has a pseudonym")
-        return self
-
-
-class Source(_Strict):
-    """A source system's contract (``docs/DATA_CONTRACTS.md``): how its files are named and
-    encoded, the columns they hold, and the key identifying a row."""
-
-    version: int = Field(ge=1)
-    """Bump on any change: every partition is then ingested again."""
-    format: Literal["csv", "jsonl"]
-    gzip: bool = False
-    key: list[Identifier] = Field(min_length=1)
-    columns: list[SourceColumn] = Field(min_length=1)
-    type_change_share: float = Field(default=0.5, gt=0, le=1)
-    type_change_min_rows: int = Field(default=10, ge=1)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Source:
-        names = [column.name for column in self.columns]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise ValueError(f"columns listed twice: {repeated}")
-        unknown = [name for name in self.key if name not in names]
-        if unknown:
-            raise ValueError(f"key {unknown} is not among the columns")
-        allowed = {
-            "string": {"digits", "pan"},
-            "double": {"finite", "non_negative"},
-            "timestamp": {"on_partition_date", "not_after_partition_date"},
-            "date": {"on_partition_date", "not_after_partition_date"},
-        }
-        for column in self.columns:
-            wrong = sorted(set(column.rules) - allowed[column.type])
-            if wrong:
-                raise ValueError(f"rules {wrong} do not apply to {column.type} column "
-                                 f"{column.name!r}")
-        return self
-
-    @property
-    def pii_columns(self) -> list[str]:
-        return [column.name for column in self.columns if column.pii]
-
-
-class Data(_Strict):
+class Data(Strict):
     """Where a model's rows come from and what identifies them."""
 
     table: Identifier
@@ -179,7 +98,7 @@ class Data(_Strict):
     """Entity name -> its key column in ``table`` (metrics and budgets name the entity)."""
 
 
-class Label(_Strict):
+class Label(Strict):
     column: Identifier
     known_at: Identifier
     """The date the label became known: a label is usable on day d iff it is before d."""
@@ -201,7 +120,7 @@ def _flatten(value: Any) -> Any:
 FeatureList = Annotated[list[Identifier], BeforeValidator(_flatten)]
 
 
-class Features(_Strict):
+class Features(Strict):
     declared: DeclaredFeatures | None = None
     """The features serving computes, declared once: dbt renders them into the feature mart and
     the online path reads the same declaration (``feature_declaration``)."""
@@ -220,7 +139,7 @@ class Features(_Strict):
         return names
 
 
-class Protocol(_Strict):
+class Protocol(Strict):
     """Prequential validation: train, skip ``delay``, test; ``folds`` times, ``fold_step`` apart."""
 
     train: Duration
@@ -243,104 +162,7 @@ class Protocol(_Strict):
         return self
 
 
-class ModelFamily(_Strict):
-    """A model family is an entry: an estimator class by import path and its grid."""
-
-    estimator: str = Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
-    """``module.Class`` of a scikit-learn-compatible estimator."""
-    fixed: dict[Identifier, Any] = {}
-    """Parameters every candidate of the family gets."""
-    grid: dict[Identifier, list[Any]] = Field(min_length=1)
-    """Parameter -> values to try; every combination is a candidate."""
-    scale: bool = False
-    """Standardize the inputs before the estimator (linear models)."""
-
-    @field_validator("grid")
-    @classmethod
-    def _values(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        empty = [name for name, values in grid.items() if not values]
-        if empty:
-            raise ValueError(f"grid parameters with no value to try: {empty}")
-        return grid
-
-    @model_validator(mode="after")
-    def _importable(self) -> ModelFamily:
-        estimator_class(self.estimator)
-        return self
-
-
-def estimator_class(path: str) -> type:
-    """The class an import path names (``sklearn.ensemble.RandomForestClassifier``)."""
-    module_name, _, class_name = path.rpartition(".")
-    try:
-        found = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(f"cannot import {path}: {error}") from None
-    if not inspect.isclass(found):
-        raise ValueError(f"{path} is not a class")
-    return found
-
-
-class Models(_Strict):
-    name: Identifier
-    """The name of the use case's models in the model store (a version is ``<name>:<id>``)."""
-    seed: int = 0
-    """Random state of every model (and of the reports' samples)."""
-    families: dict[Identifier, ModelFamily] = Field(min_length=1)
-
-
-MetricKind = Literal["auc_roc", "average_precision", "entity_precision_at_k"]
-HIGHER_IS_BETTER: frozenset[str] = frozenset({"auc_roc", "average_precision",
-                                              "entity_precision_at_k"})
-
-
-class Metric(_Strict):
-    kind: MetricKind
-    entity: Identifier | None = None
-    """For ``entity_precision_at_k``: the entity (of ``data.entities``) ranked each day."""
-    k: int | None = Field(default=None, ge=1)
-    """For ``entity_precision_at_k``: how many entities a day are alerted."""
-    direction: Literal["higher", "lower"] | None = None
-    """Whether a higher value is better; defaults from the kind."""
-
-    @model_validator(mode="after")
-    def _parameters(self) -> Metric:
-        needs_entity = self.kind == "entity_precision_at_k"
-        if needs_entity and (self.entity is None or self.k is None):
-            raise ValueError(f"{self.kind} needs an entity and k")
-        if not needs_entity and (self.entity is not None or self.k is not None):
-            raise ValueError(f"{self.kind} takes no entity or k")
-        return self
-
-    @property
-    def higher_is_better(self) -> bool:
-        if self.direction is not None:
-            return self.direction == "higher"
-        return self.kind in HIGHER_IS_BETTER
-
-
-class PrimaryMetric(_Strict):
-    metric: Identifier
-    margin: float = Field(ge=0)
-    """How much better than the champion a challenger must be, on the same test window."""
-    floor: float
-    """What the first champion must reach (at least, or at most for a lower-is-better metric)."""
-
-
-class GuardMetric(_Strict):
-    metric: Identifier
-    tolerance: float = Field(ge=0)
-    """How much worse than the champion a challenger may be."""
-
-
-class Gate(_Strict):
-    primary: PrimaryMetric
-    guards: list[GuardMetric] = []
-    required_checks: list[Annotated[str, Field(pattern=r"^\w+:\w+$")]] = []
-    """``asset:check`` pairs whose latest evaluation must have passed for a promotion."""
-
-
-class DecisionBudget(_Strict):
+class DecisionBudget(Strict):
     per_day: float = Field(ge=0)
     """Positive decisions (alerts, retention calls) a day; the threshold is chosen for it."""
     entity: Identifier | None = None
@@ -348,7 +170,7 @@ class DecisionBudget(_Strict):
     investigation queue of cards, the retention list of accounts); None ranks rows."""
 
 
-class Request(_Strict):
+class Request(Strict):
     """What a scoring request carries: the columns of the events' source contract, some under
     another name."""
 
@@ -356,7 +178,7 @@ class Request(_Strict):
     """Contract column -> the request's field for it."""
 
 
-class Serving(_Strict):
+class Serving(Strict):
     mode: Literal["online", "batch", "both"]
     score: Identifier = "score"
     """The name of the score in answers, batch scores and monitoring (``fraud_probability``)."""
@@ -367,13 +189,13 @@ class Serving(_Strict):
         return self.mode in ("online", "both")
 
 
-class Decay(_Strict):
+class Decay(Strict):
     metric: Identifier
     drop: float = Field(ge=0)
     """How far a day's realized metric may fall below the champion's test value."""
 
 
-class Monitoring(_Strict):
+class Monitoring(Strict):
     traffic: Literal["prediction_log", "batch_scores"]
     """What monitoring reads: the service's prediction log or the batch scores."""
     drift_share_threshold: float = Field(gt=0, le=1)
@@ -382,7 +204,7 @@ class Monitoring(_Strict):
     min_post_drift_days: int = Field(ge=0)
 
 
-class UseCase(_Strict):
+class UseCase(Strict):
     """One use case, as declared; see ``orchestration/usecases/<name>.yaml``."""
 
     name: str = Field(pattern=NAME_PATTERN.pattern)
@@ -464,12 +286,12 @@ class UseCase(_Strict):
         staging = None
         if self.serving.online and self.label.time is not None:
             staging = {
-                "events": _row_staging(
+                "events": row_staging(
                     self.sources[self.features.declared.events],
                     {self.data.partition_date: self.data.event_time},
                     self.serving.request.rename,
                 ),
-                "labels": _row_staging(
+                "labels": row_staging(
                     self.sources[self.label.source], {self.label.known_at: self.label.time}, {}
                 ),
             }
@@ -488,22 +310,6 @@ class UseCase(_Strict):
     @property
     def env_prefix(self) -> str:
         return f"{ENV_PREFIX}{self.name.upper()}_"
-
-
-def _row_staging(
-    source: Source, derived_dates: Mapping[str, str], rename: Mapping[str, str]
-) -> dict[str, Any]:
-    """How online staging stages a row of ``source`` as its dbt staging model does: the contract's
-    columns (personal data replaced by its pseudonym, or dropped), plus the day of a timestamp
-    column for each derived date column; request fields renamed by ``rename``."""
-    return {
-        "columns": [
-            {"name": c.name, "type": c.type, "rules": list(c.rules), "pii": c.pii,
-             "pseudonym": c.pseudonym, "field": rename.get(c.name, c.name)}
-            for c in source.columns
-        ],
-        "dates": dict(derived_dates),
-    }
 
 
 def usecase_names(directory: Path) -> list[str]:
