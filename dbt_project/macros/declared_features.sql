@@ -186,7 +186,7 @@ entity_days as (
     select
         {{ key }},
         {{ day }},
-        date_diff('day', date '1970-01-01', {{ day }}) as day_number,
+        {{ day_number(day) }} as day_number,
         count(*) as nb_tx
 
     from events
@@ -225,7 +225,7 @@ entity_labels as (
 
     select
         events.{{ key }},
-        date_diff('day', date '1970-01-01', events.{{ day }}) as label_day_number,
+        {{ day_number('events.' ~ day) }} as label_day_number,
         labels.{{ spec.label_known_at }},
         count(*) as nb_labels
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from datetime import datetime
 
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from orchestration.lib.quality.personal_data import PersonalData, scan_values
 from orchestration.settings import DBT_PROJECT_DIR
 from tests.features.raw_world import (
     DBT_EXECUTABLE,
@@ -151,6 +153,23 @@ def test_dbt_refuses_to_render_declared_features_it_was_not_given(
     )
     assert completed.returncode != 0
     assert "no declared features for use case 'fraud'" in completed.stdout + completed.stderr
+
+
+def test_the_compiled_feature_sql_holds_no_date_a_person_could_be_born_on(built: DbtRun) -> None:
+    """The compiled SQL is kept outside the raw zone (dbt's calls, the manifest, the serving
+    definitions), where the PII scan searches every date of birth verbatim: an epoch written as
+    a date literal for day numbers failed the gate of the default world, one of whose customers
+    was born on 1970-01-01."""
+    manifest = json.loads((built.target_path / "manifest.json").read_text())
+    compiled = [
+        node["compiled_code"] for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and "/fraud/" in node["original_file_path"]
+    ]
+    assert len(compiled) >= 5
+    born = PersonalData.of([("customers.date_of_birth", "1970-01-01"),
+                            ("customers.date_of_birth", "2000-01-01")])
+    assert [f for sql in compiled for f in scan_values(sql.splitlines(), "sql", born)] == []
+    assert not re.search(r"\b\d{4}-\d{2}-\d{2}\b", "\n".join(compiled))
 
 
 def test_features_match_an_independent_pandas_computation(built: DbtRun, world: World) -> None:
