@@ -26,22 +26,18 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
 import bentoml
 import pandas as pd
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     RootModel,
-    StringConstraints,
-    field_validator,
 )
 from starlette.responses import JSONResponse
 from threadpoolctl import threadpool_limits
 
-from orchestration.lib.core.cards import PAN_LENGTH, luhn_valid
 from orchestration.lib.features.pseudonymize import key_fingerprint
 from orchestration.lib.registry import registry
 from orchestration.lib.serving.coalesce import Coalescer
@@ -54,6 +50,7 @@ from orchestration.lib.serving.prediction_log import (
     new_request_id,
     rotation_token,
 )
+from orchestration.lib.serving.schemas import batch_model, body_model
 from orchestration.lib.serving.scoring import ScoringModel, load_scoring_model
 from orchestration.lib.serving.snapshot import current_snapshot
 from orchestration.lib.serving.staging import RowConflictError
@@ -74,65 +71,23 @@ IDENTITY_COLUMNS = ("transaction_id", "tx_datetime", "tx_date", "card_key", "ter
 logger = logging.getLogger("bentoml.fraud_scorer")
 threadpool_limits(limits=1)  # one BLAS/OpenMP thread: a request is one small matrix
 
-_MODEL_CONFIG = ConfigDict(extra="forbid", hide_input_in_errors=True, strict=True)
-"""Unknown fields are refused; errors never echo the input (it holds a card number)."""
 
-Digits = Annotated[str, StringConstraints(pattern=r"^[0-9]+$")]
+# -- request and response bodies (the requests' from the declaration's source contracts) ----
 
 
-# -- request and response bodies -------------------------------------------------------------
+DECLARED = SETTINGS.usecase.resolved_features()
+assert DECLARED is not None and DECLARED.staging, "an online use case declares its features"
 
-
-class Transaction(BaseModel):
-    """A payment as the payment processor sends it."""
-
-    model_config = _MODEL_CONFIG
-
-    transaction_id: str = Field(
-        min_length=1,
-        description="The processor's id of the payment. Sending it again (a retry) scores "
-        "the same payment again; the same id with other content is refused (409).",
-    )
-    timestamp: datetime = Field(
-        description="When the payment happened: local time, ISO 8601, no time zone "
-        "(as in the processor's daily files).",
-    )
-    card_number: Digits = Field(
-        min_length=PAN_LENGTH,
-        max_length=PAN_LENGTH,
-        description=f"The card number (PAN, {PAN_LENGTH} digits, Luhn-valid). Replaced by its "
-        "pseudonymous card_key on entry: never logged or stored.",
-    )
-    terminal_id: Digits = Field(min_length=1, description="The payment terminal's id (digits).")
-    amount: float = Field(ge=0, allow_inf_nan=False, description="Amount, >= 0.")
-
-    @field_validator("timestamp")
-    @classmethod
-    def _local_time(cls, value: datetime) -> datetime:
-        if value.tzinfo is not None:
-            raise ValueError("must be local time without a time zone")
-        return value
-
-    @field_validator("card_number")
-    @classmethod
-    def _luhn(cls, value: str) -> str:
-        if not luhn_valid(value):
-            raise ValueError("fails the Luhn check")
-        return value
-
-
-class TransactionBatch(BaseModel):
-    """Several payments scored in one request (payments at the same instant count for each
-    other, as offline)."""
-
-    model_config = _MODEL_CONFIG
-
-    transactions: list[Transaction] = Field(
-        min_length=1,
-        max_length=SETTINGS.serving_max_batch,
-        description=f"1 to {SETTINGS.serving_max_batch} payments "
-        "(BLUEPRINT_SERVING_MAX_BATCH).",
-    )
+Transaction = body_model(
+    "Transaction", "A payment as the payment processor sends it.", DECLARED.staging["events"]
+)
+TransactionBatch = batch_model(
+    "TransactionBatch",
+    "Several payments scored in one request (payments at the same instant count for each "
+    "other, as offline).",
+    "transactions", Transaction, SETTINGS.serving_max_batch,
+    f"1 to {SETTINGS.serving_max_batch} payments (BLUEPRINT_SERVING_MAX_BATCH).",
+)
 
 
 class Reason(BaseModel):
@@ -162,28 +117,14 @@ class Scores(RootModel[list[Score]]):
     """The verdicts of a batch, in the order of the request."""
 
 
-class FraudReport(BaseModel):
-    """A fraud report as the disputes system files it."""
-
-    model_config = _MODEL_CONFIG
-
-    transaction_id: str = Field(min_length=1, description="The payment reported as fraud.")
-    card_number: Digits = Field(
-        min_length=PAN_LENGTH, max_length=PAN_LENGTH,
-        description="The card's number; replaced by its card_key on entry.",
-    )
-    reported_at: datetime = Field(description="When the report was filed (local time).")
-
-
-class ReportBatch(BaseModel):
-    """Reports filed since the serving snapshot (it brings them too once published)."""
-
-    model_config = _MODEL_CONFIG
-
-    reports: list[FraudReport] = Field(
-        min_length=1, max_length=SETTINGS.serving_max_batch,
-        description=f"1 to {SETTINGS.serving_max_batch} reports.",
-    )
+FraudReport = body_model(
+    "FraudReport", "A fraud report as the disputes system files it.", DECLARED.staging["labels"]
+)
+ReportBatch = batch_model(
+    "ReportBatch", "Reports filed since the serving snapshot (it brings them too once published).",
+    "reports", FraudReport, SETTINGS.serving_max_batch,
+    f"1 to {SETTINGS.serving_max_batch} reports.",
+)
 
 
 class ReportsAdded(BaseModel):

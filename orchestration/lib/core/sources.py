@@ -24,6 +24,8 @@ class SourceColumn(Strict):
     pii: bool = False
     """Personal data: kept in the raw zone only, and searched for everywhere outside it."""
     rules: list[ColumnRule] = []
+    description: str | None = None
+    """What the column holds, for a reader of the contract (and of an online service's API)."""
     pseudonym: Identifier | None = None
     """For personal data: the staged column that holds its keyed pseudonym instead (staging
     drops the value itself); online staging does the same."""
@@ -84,7 +86,8 @@ def row_staging(
     return {
         "columns": [
             {"name": c.name, "type": c.type, "rules": list(c.rules), "pii": c.pii,
-             "pseudonym": c.pseudonym, "field": rename.get(c.name, c.name)}
+             "pseudonym": c.pseudonym, "field": rename.get(c.name, c.name),
+             "description": c.description}
             for c in source.columns
         ],
         "dates": dict(derived_dates),
