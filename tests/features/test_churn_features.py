@@ -5,6 +5,7 @@ no personal data; the GX suites."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -331,6 +332,19 @@ def test_no_churn_table_holds_personal_data(built: ChurnDbtRun, tmp_path: Path) 
         con.execute(f"create table stg_accounts as select * from read_parquet('{snapshot}')")
     kinds = {f.kind for f in scan_duckdb_database(leaky, personal).findings}
     assert len(kinds) >= 2, kinds
+
+
+def test_the_compiled_churn_sql_holds_no_date_literal(built: ChurnDbtRun) -> None:
+    """The compiled SQL is kept outside the raw zone, where the PII scan searches every use
+    case's dates of birth verbatim: day numbers from an epoch written as a date literal failed
+    the churn world's gate beside a fraud world with a customer born on 1970-01-01."""
+    manifest = json.loads((built.target_path / "manifest.json").read_text())
+    compiled = "\n".join(
+        node["compiled_code"] for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and "/churn/" in node["original_file_path"]
+    )
+    assert "day_number" in compiled
+    assert not re.search(r"\b\d{4}-\d{2}-\d{2}\b", compiled)
 
 
 @pytest.mark.parametrize("name", ["account_features", "churn_training_set"])

@@ -16,7 +16,7 @@ account_snapshots as (
         monthly_price,
         signup_date,
         snapshot_date,
-        date_diff('day', date '1970-01-01', snapshot_date) as day_number
+        {{ day_number('snapshot_date') }} as day_number
 
     from {{ ref('stg_accounts') }}
 
@@ -26,7 +26,7 @@ cancellations as (
 
     select
         account_id,
-        date_diff('day', date '1970-01-01', cancelled_date) as cancelled_day_number
+        {{ day_number('cancelled_date') }} as cancelled_day_number
 
     from {{ ref('stg_cancellations') }}
 
@@ -42,6 +42,7 @@ account_spans as (
 
     select
         account_snapshots.account_id,
+        min(account_snapshots.snapshot_date) as first_date,
         min(account_snapshots.day_number) as first_day_number,
         least(
             min(covered.last_day_number),
@@ -60,6 +61,8 @@ spine as (
 
     select
         account_id,
+        first_date,
+        first_day_number,
         unnest(range(first_day_number, last_day_number + 1)) as day_number
 
     from account_spans
@@ -71,7 +74,9 @@ as_of_snapshot as (
 
     select
         spine.account_id,
-        cast(date '1970-01-01' + cast(spine.day_number as integer) as date) as snapshot_date,
+        cast(
+            spine.first_date + cast(spine.day_number - spine.first_day_number as integer) as date
+        ) as snapshot_date,
         spine.day_number,
         account_snapshots.signup_date,
         account_snapshots.plan,

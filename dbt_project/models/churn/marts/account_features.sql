@@ -18,7 +18,7 @@ account_days as (
 
     select
         *,
-        date_diff('day', date '1970-01-01', snapshot_date) as day_number
+        {{ day_number('snapshot_date') }} as day_number
 
     from {{ ref('account_days') }}
 
@@ -28,7 +28,7 @@ activity as (
 
     select
         *,
-        date_diff('day', date '1970-01-01', activity_date) as day_number
+        {{ day_number('activity_date') }} as day_number
 
     from {{ ref('int_account_days_aggregated') }}
 
