@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Collection
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -307,6 +308,11 @@ def materialize(
     Runs are recorded on the persistent instance under BLUEPRINT_HOME/dagster, so they appear in
     the Dagster UI as if launched there.
     """
+    materialize_stale(select, usecase)
+
+
+def materialize_stale(select: str | None, usecase: str, skip_checks: Collection[str] = ()) -> None:
+    """``blueprint materialize``, leaving the checks named in ``skip_checks`` out of its runs."""
     select_usecase(usecase)
     import dagster as dg
 
@@ -324,10 +330,23 @@ def materialize(
             _echo(f"Materializing {selection} for {first} … {last}")
         else:
             _echo(f"Materializing {selection}")
-        if not materialize_assets(selection, partition_range, instance):
+        if not materialize_assets(selection, partition_range, instance, skip_checks):
             _echo("error: the Dagster run failed; open the run in the Dagster UI for details.")
             raise typer.Exit(1)
     typer.echo(f"Materialized {usecase}.")
+
+
+def materialize_now(selection: str) -> None:
+    """Materialize the (unpartitioned) assets ``selection`` names in one run, with all their
+    checks, stale or not."""
+    import dagster as dg
+
+    from blueprint_cli.runs import materialize_assets
+
+    _echo(f"Materializing {selection}")
+    if not materialize_assets(selection, None, dg.DagsterInstance.get()):
+        _echo("error: the Dagster run failed; open the run in the Dagster UI for details.")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -639,13 +658,13 @@ def replay(
     client = ServiceClient(url, settings.serving_max_batch) if url is not None else None
     bar = tqdm(total=sum(len(s) for s in steps), unit="day", desc="replaying", disable=not progress)
 
-    def run_pipeline(selection: str) -> None:
-        materialize(select=selection, usecase=usecase)
+    def run_pipeline(selection: str, skip_checks: Collection[str] = ()) -> None:
+        materialize_stale(selection, usecase, skip_checks)
 
     try:
         pending = StepResult(first=first, last=first)
         retrain_if_due(  # a retraining an interrupted replay left due
-            settings, client, pending, materialize=run_pipeline,
+            settings, client, pending, rebuild=materialize_now,
         )
         if pending.retrained:
             tqdm.write(f"Retrained first ({pending.decision}); champion {pending.champion_after}")
@@ -654,7 +673,7 @@ def replay(
             result = replay_step(
                 settings, client, days,
                 deliver=functools.partial(world.deliver, settings.home),
-                materialize=run_pipeline, on_stage=bar.set_postfix_str,
+                materialize=run_pipeline, rebuild=materialize_now, on_stage=bar.set_postfix_str,
             )
             bar.update(len(days))
             span = f"{result.first}" + (f"..{result.last}" if result.last != result.first else "")

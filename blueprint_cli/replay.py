@@ -25,7 +25,7 @@ from __future__ import annotations
 import gzip
 import io
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -39,8 +39,9 @@ from orchestration.settings import Settings
 
 def replay_selection(settings: Settings) -> str:
     """What a replay step materializes: everything but training, which only the sensor starts.
-    The training table (and its personal-data scan) is built only before a training, unless a
-    report reads it: a batch use case's performance reports take their labels from it."""
+    The training table is built only before a training, unless a report reads it: a batch use
+    case's performance reports take their labels from it (its personal-data scan still waits
+    for a training: :func:`replay_skipped_checks`)."""
     name = settings.usecase_name
     selection = f'not group:training and not key:"{name}/fraud_scorer_bento"'
     if not _reports_read_training_table(settings):
@@ -57,6 +58,16 @@ def _reports_read_training_table(settings: Settings) -> bool:
     graph = definitions_for(settings.usecase_name).resolve_asset_graph()
     table = dg.AssetKey([settings.usecase_name, settings.usecase.data.table])
     return any(graph.get(key).group_name == MONITORING_GROUP for key in graph.get(table).child_keys)
+
+
+def replay_skipped_checks() -> frozenset[str]:
+    """Checks a replay step leaves out: the personal-data scan reads everything outside the
+    raw zone (the step's new reports, the warehouse, the Dagster storage: a minute a step on
+    a small churn world) and gates only training, so it runs before each retraining
+    (:func:`retrain_if_due`)."""
+    from orchestration.defs.quality.checks import PII_CHECK
+
+    return frozenset({PII_CHECK})
 
 
 def training_set_selection(settings: Settings) -> str:
@@ -235,12 +246,14 @@ def replay_step(
     days: Sequence[date],
     *,
     deliver: Callable[[date], Sequence[Path]],
-    materialize: Callable[[str], None],
+    materialize: Callable[[str, Collection[str]], None],
+    rebuild: Callable[[str], None],
     on_stage: Callable[[str], None] = lambda stage: None,
 ) -> StepResult:
     """Live ``days`` (consecutive) through the system; see the module's docstring. ``client``
     is the scoring service of a use case served online (None: served in batch); ``deliver``
-    lands the world's held files through a day."""
+    lands the world's held files through a day; ``materialize`` brings a selection up to date
+    without the checks it names, ``rebuild`` materializes one now with all its checks."""
     from orchestration.lib.registry import registry
 
     result = StepResult(first=days[0], last=days[-1])
@@ -250,8 +263,8 @@ def replay_step(
     on_stage("delivering files")
     result.delivered = len(deliver(days[-1]))
     on_stage("materializing")
-    materialize(replay_selection(settings))
-    retrain_if_due(settings, client, result, materialize=materialize, on_stage=on_stage)
+    materialize(replay_selection(settings), replay_skipped_checks())
+    retrain_if_due(settings, client, result, rebuild=rebuild, on_stage=on_stage)
     return result
 
 
@@ -285,12 +298,13 @@ def retrain_if_due(
     client: ServiceClient | None,
     result: StepResult,
     *,
-    materialize: Callable[[str], None],
+    rebuild: Callable[[str], None],
     on_stage: Callable[[str], None] = lambda stage: None,
 ) -> None:
     """Evaluate the retraining sensor as the Dagster daemon would; when it fires, build the
-    training set, run ``training_job`` with the sensor's tags and wait until the service (when
-    there is one) serves the champion the gate chose."""
+    training set and run its checks (the gate reads them), run ``training_job`` with the
+    sensor's tags and wait until the service (when there is one) serves the champion the gate
+    chose."""
     import dagster as dg
 
     from orchestration.defs.monitoring.automation import retraining_decision, retraining_request
@@ -305,7 +319,7 @@ def retrain_if_due(
     result.decision = (request.skip_message if skipped else None) or decision.reason
     if isinstance(request, dg.RunRequest):
         on_stage("building the training set")
-        materialize(training_set_selection(settings))
+        rebuild(training_set_selection(settings))
         on_stage("retraining")
         run_training(dict(request.tags))
         result.retrained = True
