@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Collection
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -307,6 +308,11 @@ def materialize(
     Runs are recorded on the persistent instance under BLUEPRINT_HOME/dagster, so they appear in
     the Dagster UI as if launched there.
     """
+    materialize_stale(select, usecase)
+
+
+def materialize_stale(select: str | None, usecase: str, skip_checks: Collection[str] = ()) -> None:
+    """``blueprint materialize``, leaving the checks named in ``skip_checks`` out of its runs."""
     select_usecase(usecase)
     import dagster as dg
 
@@ -324,10 +330,23 @@ def materialize(
             _echo(f"Materializing {selection} for {first} … {last}")
         else:
             _echo(f"Materializing {selection}")
-        if not materialize_assets(selection, partition_range, instance):
+        if not materialize_assets(selection, partition_range, instance, skip_checks):
             _echo("error: the Dagster run failed; open the run in the Dagster UI for details.")
             raise typer.Exit(1)
     typer.echo(f"Materialized {usecase}.")
+
+
+def materialize_now(selection: str) -> None:
+    """Materialize the (unpartitioned) assets ``selection`` names in one run, with all their
+    checks, stale or not."""
+    import dagster as dg
+
+    from blueprint_cli.runs import materialize_assets
+
+    _echo(f"Materializing {selection}")
+    if not materialize_assets(selection, None, dg.DagsterInstance.get()):
+        _echo("error: the Dagster run failed; open the run in the Dagster UI for details.")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -582,14 +601,15 @@ def replay(
         str | None, typer.Option("--to", help="Last day, YYYY-MM-DD (default: the last held).")
     ] = None,
     step_days: Annotated[
-        int, typer.Option(help="Days scored and delivered before each pipeline run.")
+        int, typer.Option(help="Days delivered (and scored online) before each pipeline run.")
     ] = 1,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     usecase: UsecaseOption = DEFAULT_USECASE,
 ) -> None:
     """Live the days the simulator held back through the running system: score each day's
-    payments and fraud reports through the scoring service, deliver the day's files, run the
-    pipeline (no training), and retrain when the retraining sensor fires."""
+    payments and fraud reports through the scoring service (a use case served online), deliver
+    the day's files, run the pipeline (no training), and retrain when the retraining sensor
+    fires."""
     select_usecase(usecase)
     from tqdm import tqdm
 
@@ -604,20 +624,18 @@ def replay(
     from orchestration.lib.serving.process import running_service_url
 
     settings = _prepare()
-    if not settings.usecase.serving.online:
-        _echo(f"error: {usecase} is served in batch: replay plays held days through the "
-              "scoring service; deliver them and run `blueprint materialize` instead")
-        raise typer.Exit(2)
+    online = settings.usecase.serving.online
+    world = simulated_world(settings)
     try:
-        held = simulated_world(settings).held_days(settings.home)
+        held = world.held_days(settings.home)
     except FileNotFoundError as error:
         _echo(f"error: {error} (simulate with --hold-last N to hold days back)")
         raise typer.Exit(1) from None
     if not held:
         typer.echo("Every held-back day has been delivered: nothing to replay.")
         return
-    url = running_service_url(settings)
-    if url is None:
+    url = running_service_url(settings) if online else None
+    if online and url is None:
         _echo("error: the scoring service is not running; start it with `blueprint serve`")
         raise typer.Exit(1)
     try:
@@ -637,13 +655,16 @@ def replay(
             "the replay delivers and may run the same steps at the same time (stop it with "
             "`blueprint stop` for a replay that runs alone)"
         )
-    client = ServiceClient(url, settings.serving_max_batch)
+    client = ServiceClient(url, settings.serving_max_batch) if url is not None else None
     bar = tqdm(total=sum(len(s) for s in steps), unit="day", desc="replaying", disable=not progress)
+
+    def run_pipeline(selection: str, skip_checks: Collection[str] = ()) -> None:
+        materialize_stale(selection, usecase, skip_checks)
+
     try:
         pending = StepResult(first=first, last=first)
         retrain_if_due(  # a retraining an interrupted replay left due
-            settings, client, pending,
-            materialize=lambda selection: materialize(select=selection, usecase=usecase),
+            settings, client, pending, rebuild=materialize_now,
         )
         if pending.retrained:
             tqdm.write(f"Retrained first ({pending.decision}); champion {pending.champion_after}")
@@ -651,30 +672,35 @@ def replay(
             clock = time.perf_counter()
             result = replay_step(
                 settings, client, days,
-                materialize=lambda selection: materialize(select=selection, usecase=usecase),
-                on_stage=bar.set_postfix_str,
+                deliver=functools.partial(world.deliver, settings.home),
+                materialize=run_pipeline, rebuild=materialize_now, on_stage=bar.set_postfix_str,
             )
             bar.update(len(days))
             span = f"{result.first}" + (f"..{result.last}" if result.last != result.first else "")
+            served = (
+                f"scored {result.scored:,} payments ({result.alerts:,} alerts, "
+                f"{result.rejected} refused), sent {result.reports} fraud reports"
+                if client is not None else f"delivered {result.delivered} files"
+            )
             tqdm.write(
-                f"{span} in {time.perf_counter() - clock:.1f} s: scored {result.scored:,} "
-                f"payments ({result.alerts:,} alerts, "
-                f"{result.rejected} refused), sent {result.reports} fraud reports; "
+                f"{span} in {time.perf_counter() - clock:.1f} s: {served}; "
                 f"retraining: {'ran' if result.retrained else 'no'} ({result.decision})"
             )
             for rejection in result.rejections:
                 tqdm.write(f"  refused {rejection}")
             if result.switched:
+                where = "the service serves it" if client is not None else "batch scoring uses it"
                 tqdm.write(
                     f"  champion switched {result.champion_before} -> {result.champion_after}; "
-                    "the service serves it"
+                    f"{where}"
                 )
     except ReplayError as error:
         _echo(f"error: {error}")
         raise typer.Exit(1) from None
     finally:
         bar.close()
-        client.close()
+        if client is not None:
+            client.close()
     typer.echo(
         f"Replayed {steps[0][0]} .. {steps[-1][-1]}. Reports: "
         f"{settings.reports_dir / 'index.html'}"

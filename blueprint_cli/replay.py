@@ -2,16 +2,19 @@
 
 For each step of ``step_days`` days, in order:
 
-1. every payment of each day is sent to the running scoring service (``/score_batch``, in
-   time order) as the payment processor would, and the fraud reports filed that day to
-   ``/reports``, as the disputes system would;
-2. the service is asked to close its log files, so that the day's traffic is ingestible;
-3. the simulator delivers the days' files to the landing zone (the nightly deliveries);
-4. ``blueprint materialize`` runs the pipeline without training: ingestion, features, the
-   served traffic, its skew check, batch scores and the monitoring reports;
-5. the retraining sensor is evaluated as the Dagster daemon would; when it fires,
+1. for a use case served online, every payment of each day is sent to the running scoring
+   service (``/score_batch``, in time order) as the payment processor would, and the fraud
+   reports filed that day to ``/reports``, as the disputes system would; then the service is
+   asked to close its log files, so that the day's traffic is ingestible (a use case served in
+   batch has no service: its runs score each day);
+2. the world the use case declares delivers the days' files to the landing zone (the nightly
+   deliveries);
+3. ``blueprint materialize`` runs the pipeline without training: ingestion, features, the
+   served traffic and its skew check or the batch scores, and the monitoring reports;
+4. the retraining sensor is evaluated as the Dagster daemon would; when it fires,
    ``training_job`` runs with its tags, the gate decides, and a promoted challenger reaches the
-   service through the registry (the replay waits until the service serves it).
+   service through the registry (the replay waits until the service serves it) or scores the
+   next days in batch.
 
 This module stands for the outside world (it reads the simulator's held-back files, card numbers
 included); the pipeline never imports it.
@@ -22,7 +25,7 @@ from __future__ import annotations
 import gzip
 import io
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -35,12 +38,36 @@ from orchestration.settings import Settings
 
 
 def replay_selection(settings: Settings) -> str:
-    """What a replay step materializes: everything but training, which only the sensor
-    starts, and the training table (and its personal-data scan), built only before a
-    training."""
+    """What a replay step materializes: everything but training, which only the sensor starts.
+    The training table is built only before a training, unless a report reads it: a batch use
+    case's performance reports take their labels from it (its personal-data scan still waits
+    for a training: :func:`replay_skipped_checks`)."""
     name = settings.usecase_name
-    return (f'not group:training and not key:"{name}/fraud_scorer_bento" '
-            f'and not {training_set_selection(settings)}')
+    selection = f'not group:training and not key:"{name}/fraud_scorer_bento"'
+    if not _reports_read_training_table(settings):
+        selection += f" and not {training_set_selection(settings)}"
+    return selection
+
+
+def _reports_read_training_table(settings: Settings) -> bool:
+    import dagster as dg
+
+    from orchestration.definitions import definitions_for
+    from orchestration.defs.monitoring.assets import MONITORING_GROUP
+
+    graph = definitions_for(settings.usecase_name).resolve_asset_graph()
+    table = dg.AssetKey([settings.usecase_name, settings.usecase.data.table])
+    return any(graph.get(key).group_name == MONITORING_GROUP for key in graph.get(table).child_keys)
+
+
+def replay_skipped_checks() -> frozenset[str]:
+    """Checks a replay step leaves out: the personal-data scan reads everything outside the
+    raw zone (the step's new reports, the warehouse, the Dagster storage: a minute a step on
+    a small churn world) and gates only training, so it runs before each retraining
+    (:func:`retrain_if_due`)."""
+    from orchestration.defs.quality.checks import PII_CHECK
+
+    return frozenset({PII_CHECK})
 
 
 def training_set_selection(settings: Settings) -> str:
@@ -62,6 +89,8 @@ class StepResult:
     alerts: int = 0
     rejected: int = 0
     reports: int = 0
+    delivered: int = 0
+    """Files the world delivered to the landing zone."""
     decision: str = ""
     retrained: bool = False
     champion_before: str | None = None
@@ -213,19 +242,42 @@ def run_training(tags: dict[str, str]) -> None:
 
 def replay_step(
     settings: Settings,
-    client: ServiceClient,
+    client: ServiceClient | None,
     days: Sequence[date],
     *,
-    materialize: Callable[[str], None],
+    deliver: Callable[[date], Sequence[Path]],
+    materialize: Callable[[str, Collection[str]], None],
+    rebuild: Callable[[str], None],
     on_stage: Callable[[str], None] = lambda stage: None,
 ) -> StepResult:
-    """Live ``days`` (consecutive) through the system; see the module's docstring."""
+    """Live ``days`` (consecutive) through the system; see the module's docstring. ``client``
+    is the scoring service of a use case served online (None: served in batch); ``deliver``
+    lands the world's held files through a day; ``materialize`` brings a selection up to date
+    without the checks it names, ``rebuild`` materializes one now with all its checks."""
     from orchestration.lib.registry import registry
-    from orchestration.lib.serving.prediction_log import request_rotation, wait_for_rotation
-    from simulator import deliver
 
     result = StepResult(first=days[0], last=days[-1])
     result.champion_before = registry.champion_version(settings)
+    if client is not None:
+        serve_days(settings, client, days, result, on_stage)
+    on_stage("delivering files")
+    result.delivered = len(deliver(days[-1]))
+    on_stage("materializing")
+    materialize(replay_selection(settings), replay_skipped_checks())
+    retrain_if_due(settings, client, result, rebuild=rebuild, on_stage=on_stage)
+    return result
+
+
+def serve_days(
+    settings: Settings,
+    client: ServiceClient,
+    days: Sequence[date],
+    result: StepResult,
+    on_stage: Callable[[str], None],
+) -> None:
+    """Send the days' payments and fraud reports to the service, then have it close its logs."""
+    from orchestration.lib.serving.prediction_log import request_rotation, wait_for_rotation
+
     for day in days:
         on_stage(f"scoring {day}")
         client.score(day_payments(settings.home, day), result)
@@ -239,25 +291,20 @@ def replay_step(
         [settings.prediction_log_dir, settings.fraud_report_log_dir], asked, timeout
     ):
         raise ReplayError(f"the scoring service did not close its log files within {timeout} s")
-    on_stage("delivering files")
-    deliver(settings.home, through=days[-1])
-    on_stage("materializing")
-    materialize(replay_selection(settings))
-    retrain_if_due(settings, client, result, materialize=materialize, on_stage=on_stage)
-    return result
 
 
 def retrain_if_due(
     settings: Settings,
-    client: ServiceClient,
+    client: ServiceClient | None,
     result: StepResult,
     *,
-    materialize: Callable[[str], None],
+    rebuild: Callable[[str], None],
     on_stage: Callable[[str], None] = lambda stage: None,
 ) -> None:
     """Evaluate the retraining sensor as the Dagster daemon would; when it fires, build the
-    training set, run ``training_job`` with the sensor's tags and wait until the service serves
-    the champion the gate chose."""
+    training set and run its checks (the gate reads them), run ``training_job`` with the
+    sensor's tags and wait until the service (when there is one) serves the champion the gate
+    chose."""
     import dagster as dg
 
     from orchestration.defs.monitoring.automation import retraining_decision, retraining_request
@@ -272,12 +319,12 @@ def retrain_if_due(
     result.decision = (request.skip_message if skipped else None) or decision.reason
     if isinstance(request, dg.RunRequest):
         on_stage("building the training set")
-        materialize(training_set_selection(settings))
+        rebuild(training_set_selection(settings))
         on_stage("retraining")
         run_training(dict(request.tags))
         result.retrained = True
     result.champion_after = registry.champion_version(settings)
-    if result.switched:
+    if result.switched and client is not None:
         on_stage(f"switching to {result.champion_after}")
         wait_for_champion(client, result.champion_after, SWITCH_TIMEOUT_S)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 
@@ -17,6 +17,22 @@ def _reports_loaded_through(instance: dg.DagsterInstance, day: str) -> None:
     instance.report_runless_asset_event(
         dg.AssetMaterialization(asset_key=usecase_scope().key("raw_fraud_reports"), partition=day)
     )
+
+
+def _sources_loaded(instance: dg.DagsterInstance, first: date, last: date) -> None:
+    """Every source of the use case loaded for the days ``first`` .. ``last``."""
+    scope = usecase_scope()
+    for offset in range((last - first).days + 1):
+        day = (first + timedelta(days=offset)).isoformat()
+        for source in scope.usecase.sources:
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(asset_key=scope.key(f"raw_{source}"), partition=day)
+            )
+
+
+def _weekly(instance: dg.DagsterInstance, when: datetime) -> dg.RunRequest | dg.SkipReason:
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=when) as context:
+        return weekly_retraining_schedule(context)
 
 
 def _requests(instance, when: datetime) -> list[dg.RunRequest] | dg.SkipReason:
@@ -51,10 +67,26 @@ def test_no_performance_report_while_the_reports_are_not_loaded(blueprint_home):
 
 def test_the_weekly_retraining_says_why_it_runs(blueprint_home):
     with dg.instance_for_test() as instance:
-        _reports_loaded_through(instance, "2018-05-12")
-        with dg.build_schedule_context(
-            instance=instance, scheduled_execution_time=datetime(2018, 5, 13, 5, 0)
-        ) as context:
-            request = weekly_retraining_schedule(context)
+        # fraud's protocol needs 63 days: its windows, folds and the labels' maturity
+        _sources_loaded(instance, date(2018, 4, 1), date(2018, 6, 9))
+        request = _weekly(instance, datetime(2018, 6, 10, 5, 0))
     assert request.tags["blueprint/trigger"] == "weekly_retraining_schedule"
-    assert request.run_key == "weekly-2018-05-13"
+    assert request.run_key == "weekly-2018-06-10"
+
+
+def test_the_weekly_retraining_skips_a_world_too_short_for_the_protocol(blueprint_home):
+    """The training run would fail (its rows start after the protocol's first day): the
+    schedule says what the protocol needs instead of launching it."""
+    with dg.instance_for_test() as instance:
+        _sources_loaded(instance, date(2018, 4, 1), date(2018, 5, 12))
+        request = _weekly(instance, datetime(2018, 5, 13, 5, 0))
+    assert isinstance(request, dg.SkipReason), request
+    assert "2018-04-01..2018-05-12" in request.skip_message
+    assert "needs at least 63 days" in request.skip_message
+    assert "2018-03-" in request.skip_message  # the first day training would read
+
+
+def test_the_weekly_retraining_waits_for_labels(blueprint_home):
+    with dg.instance_for_test() as instance:
+        request = _weekly(instance, datetime(2018, 5, 13, 5, 0))
+    assert isinstance(request, dg.SkipReason) and "no labels loaded" in request.skip_message

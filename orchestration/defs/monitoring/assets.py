@@ -416,13 +416,31 @@ def batch_performance_report(
             f"{newest}, labels are final {usecase.label.maturity} later"
         )
     with context.resources.warehouse.get_connection() as con:
+        # the table's labels are those known when it was built: final for the day only if it
+        # was built once its label source was loaded that far (a replay, a selection, may have
+        # left it behind)
+        (built_through,) = con.execute(
+            f"select max({data.partition_date}) from {data.table}"
+        ).fetchall()[0]
+        if built_through is None or built_through < day + usecase.label.maturity:
+            raise dg.Failure(
+                f"the labels of {day} in {data.table} are not final: it was built with the days "
+                f"up to {built_through}, and they are final {usecase.label.maturity} after the "
+                f"day; materialize {data.table} again"
+            )
         con.register("traffic_ids", traffic[[data.row_id]])
         labels = con.execute(
-            f"select t.{data.row_id}, coalesce(l.{usecase.label.column}, 0) as label "
+            f"select t.{data.row_id}, l.{usecase.label.column} as label "
             f"from traffic_ids t left join {data.table} l using ({data.row_id})"
         ).df().set_index(data.row_id)["label"]
-    label = traffic[data.row_id].map(labels).fillna(0).astype(int)
-    return _performance_numbers(scope, settings, day, traffic, label, 1.0)
+    label = traffic[data.row_id].map(labels)
+    missing = int(label.isna().sum())
+    if missing:
+        raise dg.Failure(
+            f"{missing} of the {len(label)} rows scored on {day} are not in {data.table}: "
+            f"materialize {data.table} again"
+        )
+    return _performance_numbers(scope, settings, day, traffic, label.astype(int), 1.0)
 
 
 def _performance_numbers(

@@ -5,7 +5,8 @@
 enough days after the first breach (:mod:`orchestration.lib.monitoring.retraining`); the run's tags
 say which threshold fired and by how much. The gate in that job still decides: a promoted
 challenger reaches the running service through the registry. ``weekly_retraining_schedule``
-retrains every Sunday whatever the drift. ``failed_run_sensor`` writes every failed run to
+retrains every Sunday whatever the drift, once the loaded days cover the validation protocol
+(before, the run could only fail). ``failed_run_sensor`` writes every failed run to
 ``logs/failed_runs.jsonl`` (and its tick to the Dagster UI).
 """
 
@@ -28,7 +29,12 @@ from orchestration.lib.monitoring.retraining import (
     newest_training_window,
 )
 from orchestration.lib.registry import registry
-from orchestration.lib.training.validation import protocol_from
+from orchestration.lib.training.validation import (
+    days_needed,
+    mature_test_start,
+    protocol_from,
+    training_span,
+)
 from orchestration.settings import Settings
 
 RETRAIN_KEY_TAG = "blueprint/retrain_key"
@@ -53,6 +59,35 @@ def newest_loaded_day(instance: dg.DagsterInstance, scope: Scope) -> date | None
     days = [newest_partition(instance, scope.key(f"raw_{source}"))
             for source in scope.usecase.sources]
     return max((day for day in days if day is not None), default=None)
+
+
+def oldest_loaded_day(instance: dg.DagsterInstance, scope: Scope) -> date | None:
+    """The oldest day any of the use case's sources is loaded for."""
+    days = [
+        min((date.fromisoformat(p) for p in partitions), default=None)
+        for source in scope.usecase.sources
+        if (partitions := instance.get_materialized_partitions(scope.key(f"raw_{source}")))
+    ]
+    return min((day for day in days if day is not None), default=None)
+
+
+def too_short_for_training(instance: dg.DagsterInstance, scope: Scope) -> str | None:
+    """Why a training run now could only fail (the loaded days do not reach back to the first
+    day the protocol reads), or None."""
+    newest_report = max_report_date(instance, scope)
+    if newest_report is None:
+        return "no labels loaded yet: nothing to train on"
+    oldest, newest = oldest_loaded_day(instance, scope), newest_loaded_day(instance, scope)
+    assert oldest is not None and newest is not None  # the label source is loaded
+    protocol = protocol_from(scope.usecase)
+    first, end = training_span(protocol, mature_test_start(protocol, newest, newest_report))
+    if oldest <= first:
+        return None
+    return (
+        f"the loaded days {oldest}..{newest} are too few: training would read "
+        f"{first}..{end - timedelta(days=1)} (the protocol needs at least "
+        f"{days_needed(protocol)} days with the labels' maturity)"
+    )
 
 
 def retraining_decision(instance: dg.DagsterInstance, scope: Scope) -> Decision:
@@ -144,8 +179,9 @@ def monitoring_automation(
     )
     def weekly_retraining_schedule(context: dg.ScheduleEvaluationContext):
         day = context.scheduled_execution_time.date()
-        if max_report_date(context.instance, scope) is None:
-            return dg.SkipReason("no labels loaded yet: nothing to train on")
+        too_short = too_short_for_training(context.instance, scope)
+        if too_short is not None:
+            return dg.SkipReason(too_short)
         return dg.RunRequest(
             run_key=f"weekly-{day.isoformat()}",
             tags={"blueprint/trigger": "weekly_retraining_schedule"},

@@ -61,10 +61,14 @@ def build_suite_check(scope: Scope, suite_path: Path) -> dg.AssetChecksDefinitio
     return _suite_check
 
 
+PII_CHECK = "no_personal_data"
+"""The personal-data scan's check name (on the table a use case's models learn from)."""
+
+
 def build_pii_check(scope: Scope, asset_name: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=scope.key(asset_name),
-        name="no_personal_data",
+        name=PII_CHECK,
         blocking=True,
         pool=scope.pool,
         description=(

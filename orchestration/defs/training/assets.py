@@ -53,13 +53,13 @@ from orchestration.lib.training.model_selection import (
 from orchestration.lib.training.promotion import GatePolicy, decide
 from orchestration.lib.training.validation import (
     LABEL,
-    data_span,
+    days_needed,
     labelled_rows,
-    latest_test_start,
-    prequential_folds,
+    mature_test_start,
     protocol_from,
     split_windows,
     train_test_frames,
+    training_span,
     validation_test_start,
 )
 from orchestration.settings import Settings, pseudonymization_key
@@ -162,7 +162,7 @@ def training_assets(scope: Scope) -> list[dg.AssetsDefinition]:
         settings = scope.settings()
         protocol = protocol_from(settings.usecase)
         usecase = settings.usecase
-        data, rows = usecase.data, labelled_rows(usecase)
+        data = usecase.data
         max_report = _max_report_date(context.instance, scope)
         features = _exported_features(settings)
         label_columns = (usecase.label.column, usecase.label.known_at)
@@ -173,22 +173,19 @@ def training_assets(scope: Scope) -> list[dg.AssetsDefinition]:
             ).fetchall()[0]
             if last_day is None:
                 raise dg.Failure(f"{data.table} is empty")
-            probe = pd.DataFrame({data.partition_date: [last_day]})
-            test_start = latest_test_start(probe, protocol, max_report, rows)
+            test_start = mature_test_start(protocol, pd.Timestamp(last_day).date(), max_report)
             final = split_windows(protocol, test_start)
-            folds = prequential_folds(protocol, validation_test_start(protocol, test_start))
-            first, end = data_span([final, *folds])
+            first, end = training_span(protocol, test_start)
             query = (
                 f"select {columns} from {data.table} where {data.partition_date} >= '{first}' "
                 f"and {data.partition_date} < '{end}' order by {data.event_time}, {data.row_id}"
             )
             frame = con.execute(query).df()
         if frame.empty or pd.Timestamp(frame[data.partition_date].min()).date() > first:
-            minimum = (end - first).days + protocol.max_report_delay_days
             raise dg.Failure(
                 f"training needs the days {first}..{end - timedelta(days=1)} but {data.table} "
-                f"starts later: the protocol needs at least {minimum} days of data (the "
-                f"windows, the folds and the label's maturity); simulate or ingest more "
+                f"starts later: the protocol needs at least {days_needed(protocol)} days of data "
+                "(the windows, the folds and the label's maturity); simulate or ingest more "
                 f"history, or shorten the windows ({usecase.env_prefix}PROTOCOL_TRAIN, _DELAY, "
                 f"_TEST, _FOLDS, _FOLD_STEP)"
             )

@@ -162,9 +162,28 @@ def latest_test_start(
     loaded (the newest ingested fraud-report partition, not the newest report: a quiet last day
     would otherwise make the labels look younger than they are).
     """
+    return mature_test_start(protocol, _as_date(frame[rows.day].max()), max_report_date)
+
+
+def mature_test_start(protocol: Protocol, last_day: date, max_report_date: date) -> date:
+    """:func:`latest_test_start` of rows whose newest day is ``last_day``."""
     last_mature = max_report_date - timedelta(days=protocol.max_report_delay_days)
-    last_day = min(last_mature, _as_date(frame[rows.day].max()))
-    return last_day - timedelta(days=protocol.test_days - 1)
+    return min(last_mature, last_day) - timedelta(days=protocol.test_days - 1)
+
+
+def training_span(protocol: Protocol, test_start: date) -> tuple[date, date]:
+    """The days ``[first, end)`` training reads for a model tested from ``test_start``: its
+    training and test windows and the validation folds before them."""
+    final = split_windows(protocol, test_start)
+    folds = prequential_folds(protocol, validation_test_start(protocol, test_start))
+    return data_span([final, *folds])
+
+
+def days_needed(protocol: Protocol) -> int:
+    """How many days of data a first training needs: the windows, the folds and the labels'
+    maturity after the test window."""
+    first, end = training_span(protocol, date(2000, 1, 1))
+    return (end - first).days + protocol.max_report_delay_days
 
 
 def train_test_frames(
