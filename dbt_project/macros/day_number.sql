@@ -4,5 +4,5 @@
     reads every date of birth verbatim, and a world with a customer born on that epoch would
     fail the personal-data gate. -#}
 {% macro day_number(day) -%}
-    julian({{ day }})::bigint
+    julian(cast({{ day }} as date))::bigint
 {%- endmacro %}

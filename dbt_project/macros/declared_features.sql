@@ -68,6 +68,10 @@ windowed as (
             as {{ group.name }}__earlier_us_since_last,
         {%- endif %}
         {%- endfor %}
+        {#- row features over the event's own columns, before any join can make a name ambiguous #}
+        {%- for feature in spec.row if feature.sql != feature.name %}
+        {{ feature.sql }} as {{ feature.name }},
+        {%- endfor %}
         events.*
 
     from events
@@ -95,11 +99,7 @@ windowed as (
 {%- set selected = [] -%}
 {%- for column in columns %}{% do selected.append('windowed.' ~ column) %}{% endfor -%}
 {%- for feature in spec.row -%}
-    {%- if feature.sql == feature.name -%}
-        {%- do selected.append('windowed.' ~ feature.name) -%}
-    {%- else -%}
-        {%- do selected.append(feature.sql ~ ' as ' ~ feature.name) -%}
-    {%- endif -%}
+    {%- do selected.append('windowed.' ~ feature.name) -%}
 {%- endfor -%}
 {%- for group in spec.event_groups -%}
     {%- set g = 'windowed.' ~ group.name -%}
@@ -140,6 +140,10 @@ final as (
 
     from windowed
     {%- for group in spec.day_groups %}
+    {%- if group.name not in day_groups %}
+    {{ exceptions.raise_compiler_error("declared_feature_mart: day-clock group '" ~ group.name
+        ~ "' needs its model: pass day_groups={'" ~ group.name ~ "': ref('<its model>')}") }}
+    {%- endif %}
     left join {{ day_groups[group.name] }} as {{ group.name }}__days
         on windowed.{{ group.key }} = {{ group.name }}__days.{{ group.key }}
         and windowed.{{ spec.partition_date }} = {{ group.name }}__days.{{ spec.partition_date }}
@@ -161,7 +165,12 @@ select * from final
 {% macro declared_day_aggregates(usecase, group_name, events, labels) -%}
 {%- set spec = declared_features(usecase) -%}
 {%- if spec is not none -%}
-{%- set group = (spec.day_groups | selectattr('name', 'equalto', group_name) | list)[0] -%}
+{%- set matching = spec.day_groups | selectattr('name', 'equalto', group_name) | list -%}
+{%- if not matching -%}
+    {{ exceptions.raise_compiler_error("declared_day_aggregates: '" ~ group_name ~ "' is no "
+        ~ "day-clock group of " ~ usecase ~ "'s declared features") }}
+{%- endif -%}
+{%- set group = matching[0] -%}
 {%- set key = group.key -%}
 {%- set day = spec.partition_date -%}
 {%- set labelled = group.features | selectattr('op', 'in', ['label_count', 'label_rate']) | list -%}

@@ -66,6 +66,10 @@ def test_any_source_gets_a_body_of_its_own_columns():
     parsed = batch.model_validate_json(
         '{"trips": [{"trip_id": "a", "started": "2024-03-02T10:00:00", "distance_km": -2.5}]}'
     )
+    nullable = body_model("Tip", "A tip.", {"columns": [
+        {"name": "tip", "type": "double", "rules": [], "pii": False, "pseudonym": None,
+         "field": "tip", "nullable": True, "description": None}], "dates": {}})
+    assert nullable.model_validate_json("{}").tip is None
     assert parsed.trips[0].distance_km == -2.5  # negative allowed: the rule is finite only
     with pytest.raises(ValidationError, match="trips"):
         batch.model_validate_json('{"trips": []}')

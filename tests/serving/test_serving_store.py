@@ -274,3 +274,53 @@ def test_history_columns_gather_any_ids_in_the_order_asked_across_compactions(
             assert table.schema == schema
             assert table_rows(table) == [rows[a] for a in asked]
     assert len(columns._recent) == 4
+
+
+def test_a_declaration_without_event_clock_groups_still_scores_the_event(
+    snapshot: ServingSnapshot, tiny_world: World, tiny_key_hex: str
+) -> None:
+    """The event scored is always handed to the SQL, whatever groups are declared: with no
+    event-clock group it used to be left out, and its row was missing (a 500)."""
+    definitions = snapshot.definitions
+    without = dataclasses.replace(
+        definitions, features=dataclasses.replace(definitions.features, event_groups=())
+    )
+    store = OnlineFeatureStore(
+        without,
+        pq.read_table(snapshot.table_path("stg_transactions")),
+        pq.read_table(snapshot.table_path("stg_fraud_reports")),
+        tiny_key_hex.encode(),
+    )
+    assert store.snapshot_last_day is None
+    terminal = tiny_world.transactions["terminal_id"].iloc[0]
+    when = datetime.combine(tiny_world.transactions["tx_datetime"].max().date(),
+                            datetime.min.time()) + timedelta(days=1, hours=10)
+    row = store.features(payment("alone", when, NEW_CARD, terminal))
+    assert row["transaction_id"] == "alone" and row["card_nb_tx_1day"] == 1
+
+
+def test_labels_with_lineage_columns_keep_the_first_without_comparing_the_lineage(
+    snapshot: ServingSnapshot, tiny_world: World, tiny_key_hex: str
+) -> None:
+    """A staged label table with a lineage column (a file name offline, none online): the
+    first-label rule ignores it (comparing a name with None used to raise: a 500)."""
+    reports = pq.read_table(snapshot.table_path("stg_fraud_reports"))
+    assert reports.num_rows > 0
+    reports = reports.append_column(
+        "_source_file", pa.array(["raw/fraud_reports/x.csv"] * reports.num_rows)
+    )
+    store = OnlineFeatureStore(
+        snapshot.definitions, pq.read_table(snapshot.table_path("stg_transactions")), reports,
+        tiny_key_hex.encode(),
+    )
+    known = reports.to_pylist()[0]
+    card = tiny_world.transactions.set_index("transaction_id").loc[
+        known["transaction_id"], "card_number"
+    ]
+    again = {"transaction_id": known["transaction_id"], "card_number": card,
+             "reported_at": known["reported_at"]}  # the same report, delivered again online
+    assert store.add_labels([again]) == 0
+    later = {**again, "reported_at": known["reported_at"] + timedelta(days=1)}
+    assert store.add_labels([later]) == 0  # the first report stays
+    earlier = {**again, "reported_at": known["reported_at"] - timedelta(hours=1)}
+    assert store.add_labels([earlier]) == 1

@@ -65,6 +65,7 @@ def test_a_label_is_staged_with_the_day_it_became_known():
      ({"amount": -1}, "amount -1 is negative"),
      ({"terminal_id": "T1"}, "terminal_id 'T1' is not digits"),
      ({"timestamp": "2024-03-02T10:00:00+01:00"}, "has a time zone"),
+     ({"timestamp": "0001-01-01T00:00:00"}, "outside the years 1900-2199"),
      ({"card_number": None}, "card_number is missing"),
      ({"transaction_id": None}, "transaction_id is missing")],
 )
@@ -79,3 +80,17 @@ def test_a_staged_table_the_contract_does_not_make_is_refused():
     with pytest.raises(StagingError, match=r"not staged \['amount'\]"):
         RowStaging(declared_features().staging["events"],
                    [c for c in EVENT_COLUMNS if c != "amount"])
+
+
+def test_a_nullable_contract_column_may_be_missing_online_as_offline():
+    spec = {"columns": [
+        {"name": "id", "type": "string", "rules": [], "pii": False, "pseudonym": None,
+         "field": "id", "nullable": False},
+        {"name": "tip", "type": "double", "rules": ["finite"], "pii": False, "pseudonym": None,
+         "field": "tip", "nullable": True},
+    ], "dates": {}}
+    staging = RowStaging(spec, ["id", "tip"])
+    assert staging.stage({"id": "a"}, KEY) == ("a", None)
+    assert staging.restage({"id": "a", "tip": None}) == ("a", None)
+    with pytest.raises(ValueError, match="id is missing"):
+        staging.stage({"tip": 1.0}, KEY)

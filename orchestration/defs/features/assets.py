@@ -219,9 +219,8 @@ def _build_dbt_assets(
                     target_path=_target_path(context, settings, name),
                 )
                 compiled.wait()
-                digest = publish_feature_definitions(
-                    compiled.target_path / "manifest.json", settings
-                )
+                manifest = compiled.target_path / "manifest.json"  # the catalog's too
+                digest = publish_feature_definitions(manifest, settings)
             context.log.info(f"published feature definitions {digest[:12]}")
             _refresh_feature_catalog(context, dbt, scope, settings, name, manifest)
 
@@ -251,10 +250,10 @@ def _refresh_feature_catalog(
         )
         docs.wait()
         page = publish_catalog(docs.target_path / STATIC_PAGE, catalog_dir, fingerprint)
+        write_root_index(settings.reports_root, usecase_names(USECASES_DIR))
     except Exception as failure:  # noqa: BLE001 - the catalog never blocks the data
         context.log.warning(f"the feature catalog was not generated: {failure}")
         return
-    write_root_index(settings.reports_root, usecase_names(USECASES_DIR))
     context.log.info(f"published the feature catalog {page}")
 
 

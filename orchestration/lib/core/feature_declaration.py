@@ -83,7 +83,7 @@ class EarlierFeature(Strict):
     name: str = Field(min_length=1)
     op: Literal["ratio_to_mean", "seconds_since_last"]
     of: Identifier | None = None
-    otherwise: float | None = None
+    otherwise: float | None = Field(default=None, allow_inf_nan=False)
     """``ratio_to_mean``'s value when there is nothing to compare with."""
 
 

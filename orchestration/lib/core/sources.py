@@ -87,7 +87,7 @@ def row_staging(
         "columns": [
             {"name": c.name, "type": c.type, "rules": list(c.rules), "pii": c.pii,
              "pseudonym": c.pseudonym, "field": rename.get(c.name, c.name),
-             "description": c.description}
+             "nullable": c.nullable, "description": c.description}
             for c in source.columns
         ],
         "dates": dict(derived_dates),

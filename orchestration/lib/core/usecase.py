@@ -262,11 +262,7 @@ class UseCase(Strict):
             if declared.events not in self.sources:
                 raise ValueError(f"features.declared.events: {declared.events!r} is not a "
                                  f"declared source ({sorted(self.sources)})")
-            event_columns = {c.name for c in self.sources[declared.events].columns}
-            unknown = sorted(set(self.serving.request.rename) - event_columns)
-            if unknown:
-                raise ValueError(f"serving.request.rename: {unknown} are not columns of source "
-                                 f"{declared.events!r}")
+            self._check_declared_columns(declared)
             for name, group in declared.windowed.items():
                 entities[f"features.declared.windowed.{name}.entity"] = group.entity
         for field, entity in entities.items():
@@ -278,6 +274,41 @@ class UseCase(Strict):
         except ValueError as error:
             raise ValueError(f"features.declared: {error}") from None
         return self
+
+    def _check_declared_columns(self, declared: DeclaredFeatures) -> None:
+        """What the declared features read must be what staging keeps of the events' source:
+        its columns (personal data only by pseudonym), numbers where they are added up."""
+        source = self.sources[declared.events]
+        plain = {c.name: c for c in source.columns if not c.pii}
+        staged = set(plain) | {c.pseudonym for c in source.columns if c.pseudonym}
+        where = f"of source {declared.events!r} as staged"
+        rename = self.serving.request.rename
+        unknown = sorted(set(rename) - {c.name for c in source.columns})
+        fields = [rename.get(c.name, c.name) for c in source.columns]
+        if unknown or len(set(fields)) != len(fields):
+            raise ValueError(f"serving.request.rename: {unknown or rename} must rename columns "
+                             f"of source {declared.events!r} to names no other column has")
+        if getattr(plain.get(self.data.event_time), "type", None) != "timestamp":
+            raise ValueError(f"data.event_time: {self.data.event_time!r} is not a timestamp "
+                             f"column {where}")
+        ids = {self.data.row_id, self.data.event_time, self.data.partition_date,
+               *self.data.entities.values()}
+        for name, group in declared.windowed.items():
+            field = f"features.declared.windowed.{name}"
+            key = self.data.entities.get(group.entity)
+            if key is not None and key not in staged:
+                raise ValueError(f"{field}.entity: its key {key!r} is not a column {where}")
+            for feature in [*group.aggregations, *group.earlier]:
+                if feature.of is not None and getattr(plain.get(feature.of), "type", None) != (
+                    "double"
+                ):
+                    raise ValueError(f"{field}: {feature.name!r} reads {feature.of!r}, not a "
+                                     f"number column {where}")
+        for feature in declared.row:
+            wrong = feature.name in staged if feature.sql else feature.name not in plain
+            if wrong or feature.name in ids:
+                raise ValueError(f"features.declared.row: {feature.name!r} must name a column "
+                                 f"{where} (no sql) or a new column (with sql), not an id")
 
     def resolved_features(self) -> ResolvedFeatures | None:
         """The declared features with their names and windows resolved (None: not declared)."""

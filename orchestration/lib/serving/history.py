@@ -3,7 +3,9 @@ events scored (by row id, and by each entity key in time order) and their labels
 
 :class:`HistoryBackend` is the small interface the store needs; :class:`InProcessHistory` is its
 one backend here (dicts in the service's memory, the events also as Arrow columns for handing the
-SQL many rows at once). A shared backend (Redis) implements the same interface.
+SQL many rows at once). A shared backend (Redis, issue "Real-time at scale") implements the same
+interface; the store's cache of entity-day rows and its invalidation stay per process for now,
+so several workers sharing a history also need that cache shared or invalidated across them.
 """
 
 from __future__ import annotations

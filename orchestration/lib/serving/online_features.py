@@ -118,10 +118,11 @@ class OnlineFeatureStore:
             for name, staging in self._staging.items()
         }
         # labels: the first of an event's kept, by its time then its other staged columns
-        label_columns = self._staging[labels_name].columns
+        label_staging = self._staging[labels_name]
         self._label_order = [self._positions[labels_name][label_time]] + [
-            self._positions[labels_name][c] for c in sorted(label_columns)
+            self._positions[labels_name][c] for c in sorted(label_staging.columns)
             if c not in (self._row_id, label_time, self._known_at)
+            and not label_staging.is_lineage(c)
         ]
         self._starts = features.history_starts()
         self._event_keys = sorted({g["key"] for g in features.event_groups})
@@ -197,11 +198,6 @@ class OnlineFeatureStore:
         if carry_over is not None:
             store._carry_over(carry_over, after=snapshot.last_day)
         return store
-
-    @property
-    def request_fields(self) -> list[str]:
-        """What a request to score carries (the events' contract, under its request names)."""
-        return self._staging[self._events_name].fields
 
     def stage_label(self, label: Mapping[str, Any]) -> dict[str, Any]:
         """A label (the label source's contract columns) as staged: what a label log keeps
@@ -330,15 +326,17 @@ class OnlineFeatureStore:
     def _add_label(self, row: tuple) -> bool:
         row_id = self._label_value(row, self._row_id)
         known = self._history.label(row_id)
-        if known is not None and [known[i] for i in self._label_order] <= [
-            row[i] for i in self._label_order
-        ]:
+        if known is not None and self._label_key(known) <= self._label_key(row):
             return False
         self._history.set_label(row_id, row)
         event = self._history.event(row_id)
         if event is not None:
             self._forget_day_rows(event, after=self._label_value(row, self._known_at))
         return True
+
+    def _label_key(self, row: tuple) -> list[tuple[bool, Any]]:
+        """The order labels of one event are kept by (the first wins), missing values last."""
+        return [(row[i] is None, row[i] if row[i] is not None else "") for i in self._label_order]
 
     def _carry_over(self, previous: OnlineFeatureStore, after: date) -> None:
         with previous._lock:
@@ -372,7 +370,7 @@ class OnlineFeatureStore:
                 for table, pairs in zip(self._days, wanted, strict=True)
             ])
 
-        history: dict[str, None] = {}
+        history: dict[str, None] = dict.fromkeys(row_ids)  # whatever groups are declared
         for row in targets:
             when = self._event_value(row, self._event_time)
             for key in self._event_keys:

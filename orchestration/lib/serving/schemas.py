@@ -65,7 +65,11 @@ def body_model(name: str, doc: str, staging: Mapping[str, Any]) -> type[BaseMode
     fields: dict[str, Any] = {}
     for column in staging["columns"]:
         description = column.get("description") or f"{column['name']} ({column['type']})"
-        fields[column["field"]] = (_field_type(column), Field(description=description))
+        kind = _field_type(column)
+        if column.get("nullable"):
+            fields[column["field"]] = (kind | None, Field(default=None, description=description))
+        else:
+            fields[column["field"]] = (kind, Field(description=description))
     model = create_model(name, __config__=MODEL_CONFIG, **fields)
     model.__doc__ = doc
     return model

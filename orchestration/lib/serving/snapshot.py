@@ -35,7 +35,8 @@ from orchestration.lib.features.feature_definitions import FeatureDefinitions, q
 from orchestration.lib.features.pseudonymize import key_fingerprint
 from orchestration.settings import pseudonymization_key
 
-SNAPSHOT_FORMAT = "blueprint.serving_snapshot/1"
+SNAPSHOT_FORMAT = "blueprint.serving_snapshot/2"
+"""2: the feature definitions carry the resolved declared features (their staging included)."""
 CURRENT_POINTER = "CURRENT"
 MANIFEST_FILE = "manifest.json"
 KEEP_VERSIONS = 3

@@ -26,10 +26,17 @@ class StagingError(Exception):
     """The staged model's columns are not what the declaration stages."""
 
 
+YEARS = (1900, 2199)
+"""Years a timestamp may have: feature windows reach back from it, and a year-1 one would
+overflow (a client's error, answered 4xx, not a crash)."""
+
+
 def _timestamp(value: datetime | str) -> datetime:
     when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     if when.tzinfo is not None:
         raise ValueError(f"timestamp {value!r} has a time zone; the contract's are local, naive")
+    if not YEARS[0] <= when.year <= YEARS[1]:
+        raise ValueError(f"timestamp {value!r} is outside the years {YEARS[0]}-{YEARS[1]}")
     return datetime(*when.timetuple()[:6], when.microsecond)  # a plain datetime, not a subclass
 
 
@@ -39,9 +46,13 @@ def _date(value: date | str) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
-def _typed(name: str, kind: str, rules: Sequence[str], value: Any) -> Any:
+def _typed(
+    name: str, kind: str, rules: Sequence[str], value: Any, nullable: bool = False
+) -> Any:
     """``value`` as the contract's ``kind``, checked against the rules a single row can break."""
     if value is None:
+        if nullable:
+            return None
         raise ValueError(f"{name} is missing")
     if kind == "timestamp":
         return _timestamp(value)
@@ -80,9 +91,14 @@ class RowStaging:
                 f"{produced} (missing {missing}, not staged {extra}): the source contract and "
                 "its dbt staging model disagree"
             )
-        self._types = {c["name"]: (c["type"], c["rules"]) for c in self._columns}
-        self._types.update({c["pseudonym"]: ("string", []) for c in self._columns if c["pii"]})
-        self._types.update({d: ("date", []) for d in self._dates})
+        self._types = {
+            c["name"]: (c["type"], c["rules"], c.get("nullable", False)) for c in self._columns
+        }
+        self._types.update(
+            {c["pseudonym"]: ("string", [], c.get("nullable", False)) for c in self._columns
+             if c["pii"]}
+        )
+        self._types.update({d: ("date", [], False) for d in self._dates})
         self.fields = [c["field"] for c in self._columns]
         """What a request of this source carries."""
 
@@ -97,16 +113,18 @@ class RowStaging:
                         raise ValueError(f"{column['field']} is missing")
                     out[column["pseudonym"]] = pseudonymize(str(value), key)
                 continue
-            out[column["name"]] = _typed(column["field"], column["type"], column["rules"], value)
+            out[column["name"]] = _typed(column["field"], column["type"], column["rules"], value,
+                                         column.get("nullable", False))
         return self._finish(out)
 
     def restage(self, row: Mapping[str, Any]) -> tuple:
         """A row staged before (as the prediction log keeps it: pseudonyms, no personal data)
         as staged again, typed."""
-        out = {
-            name: _typed(name, *self._types[name], row.get(name))
-            for name in self.columns if name not in self._lineage and name not in self._dates
-        }
+        out = {}
+        for name in self.columns:
+            if name not in self._lineage and name not in self._dates:
+                kind, rules, nullable = self._types[name]
+                out[name] = _typed(name, kind, rules, row.get(name), nullable)
         return self._finish(out)
 
     def _finish(self, out: dict[str, Any]) -> tuple:
