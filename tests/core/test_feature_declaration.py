@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 import pytest
 
 from orchestration.lib.core.feature_declaration import ResolvedFeatures, window_suffix
-from orchestration.lib.core.usecase import UseCaseError, load_usecase
+from orchestration.lib.core.usecase import load_usecase
 from orchestration.settings import USECASES_DIR
-from tests.core.test_usecase import declare
+from tests.core.test_usecase import assert_refused
 
 GROUPS = "features__declared__windowed"
 
@@ -109,9 +109,4 @@ def test_a_window_reads_in_a_name_in_its_largest_whole_unit(window, suffix):
 def test_a_bad_feature_declaration_is_an_error_naming_the_file_and_the_field(
     tmp_path, changes, field, says
 ):
-    directory = declare(tmp_path, **changes)
-    with pytest.raises(UseCaseError) as raised:
-        load_usecase("fraud", directory, environ={})
-    message = str(raised.value)
-    assert str(directory / "fraud.yaml") in message
-    assert field in message and says in message, message
+    assert_refused(tmp_path, changes, field, says)

@@ -38,6 +38,17 @@ def declare(tmp_path: Path, name: str = "fraud", **changes) -> Path:
     return tmp_path
 
 
+def assert_refused(tmp_path: Path, changes: dict, field: str, says: str) -> None:
+    """The fraud declaration with ``changes`` fails to load with an error naming its file, the
+    ``field`` and what is wrong (``says``)."""
+    directory = declare(tmp_path, **changes)
+    with pytest.raises(UseCaseError) as raised:
+        load_usecase("fraud", directory, environ={})
+    message = str(raised.value)
+    assert str(directory / "fraud.yaml") in message
+    assert field in message and says in message, message
+
+
 def test_every_shipped_declaration_loads():
     names = usecase_names(USECASES_DIR)
     assert "fraud" in names
@@ -92,12 +103,7 @@ def test_a_bad_duration_is_refused(text):
     ],
 )
 def test_a_bad_field_is_an_error_naming_the_file_and_the_field(tmp_path, changes, field, says):
-    directory = declare(tmp_path, **changes)
-    with pytest.raises(UseCaseError) as raised:
-        load_usecase("fraud", directory, environ={})
-    message = str(raised.value)
-    assert str(directory / "fraud.yaml") in message
-    assert field in message and says in message, message
+    assert_refused(tmp_path, changes, field, says)
 
 
 def test_the_name_must_be_the_files(tmp_path):

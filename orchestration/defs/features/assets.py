@@ -70,6 +70,11 @@ class BlueprintDbtTranslator(DagsterDbtTranslator):
         # dbt sources map to one asset key.
         super().__init__(DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True))
         self.scope = scope
+        self.catalog_page = (
+            f"http://127.0.0.1:{get_settings(scope.name).reports_port}/{scope.name}/"
+            f"{FEATURE_CATALOG_DIR}/{CATALOG_PAGE}"
+        )
+        """The use case's feature catalog, as `blueprint ui` serves it."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         return super().get_asset_key(dbt_resource_props).with_prefix(self.scope.name)
@@ -82,11 +87,8 @@ class BlueprintDbtTranslator(DagsterDbtTranslator):
         docs site, served by `blueprint ui` beside the reports) for each model."""
         metadata = dict(super().get_metadata(dbt_resource_props))
         if dbt_resource_props.get("resource_type") == "model":
-            settings = get_settings(self.scope.name)
-            page = (f"http://127.0.0.1:{settings.reports_port}/{self.scope.name}/"
-                    f"{FEATURE_CATALOG_DIR}/{CATALOG_PAGE}")
             metadata["feature_catalog"] = dg.MetadataValue.url(
-                page + model_anchor(dbt_resource_props["name"])
+                self.catalog_page + model_anchor(dbt_resource_props["name"])
             )
         return metadata
 

@@ -31,7 +31,6 @@ name expanded and every duration a number, the form dbt's macros
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -39,13 +38,12 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from orchestration.lib.core.schema import Duration, Identifier, Strict
+from orchestration.lib.core.schema import IDENTIFIER, Duration, Identifier, Strict
 
 DBT_VAR = "declared_features"
 """The dbt var that carries a use case's resolved features to its models' macros."""
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_MICROSECONDS = 1_000_000
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def window_suffix(window: timedelta) -> str:
@@ -179,14 +177,14 @@ class DeclaredFeatures(Strict):
         )
         names = resolved.names
         repeated = sorted({n for n in names if names.count(n) > 1})
-        bad = sorted(n for n in names if not _IDENTIFIER.match(n))
+        bad = sorted(n for n in names if not IDENTIFIER.match(n))
         if repeated or bad:
             raise ValueError(f"feature names given twice {repeated} or not identifiers {bad}")
         return resolved
 
 
 def _us(duration: timedelta) -> int:
-    return int(duration.total_seconds()) * _MICROSECONDS + duration.microseconds
+    return duration // _MICROSECOND
 
 
 @dataclass(frozen=True)
@@ -232,25 +230,30 @@ class ResolvedFeatures:
         Later events never count, except those at ``t`` itself (same-instant events of an
         entity count for each other), so an event's history is ``[start(t), t]`` for each key.
         """
-        reach: dict[str, tuple[timedelta, timedelta]] = {}
+        event_reach: dict[str, timedelta] = {}
         for group in self.event_groups:
-            event, day = reach.get(group["key"], (timedelta(0), timedelta(0)))
             span = timedelta(microseconds=group["horizon_microseconds"])
-            reach[group["key"]] = (max(event, span), day)
+            event_reach[group["key"]] = max(span, event_reach.get(group["key"], span))
+        day_reach: dict[str, timedelta] = {}
         for group in self.day_groups:
-            event, day = reach.get(group["key"], (timedelta(0), timedelta(0)))
-            reach[group["key"]] = (event, max(day, timedelta(days=group["horizon_days"])))
+            span = timedelta(days=group["horizon_days"])
+            day_reach[group["key"]] = max(span, day_reach.get(group["key"], span))
 
-        def start(event_span: timedelta, day_span: timedelta) -> Callable[[datetime], datetime]:
-            return lambda t: min(t - event_span, datetime.combine(t.date(), time.min) - day_span)
+        def start(key: str) -> Callable[[datetime], datetime]:
+            event, day = event_reach.get(key), day_reach.get(key)
+            if day is None:
+                return lambda t: t - event
+            if event is None:
+                return lambda t: datetime.combine(t.date(), time.min) - day
+            return lambda t: min(t - event, datetime.combine(t.date(), time.min) - day)
 
-        return {key: start(*spans) for key, spans in reach.items()}
+        return {key: start(key) for key in event_reach.keys() | day_reach.keys()}
 
     @property
     def lookback_days(self) -> int:
         """Days of history before a day that the features of that day's events can read, plus
         one day of margin: what a serving snapshot keeps."""
-        reaches = [-(-g["horizon_microseconds"] // (86400 * _MICROSECONDS))
+        reaches = [-(-g["horizon_microseconds"] // _us(timedelta(days=1)))
                    for g in self.event_groups]
         reaches += [g["horizon_days"] for g in self.day_groups]
         return max(reaches, default=0) + 1
@@ -278,6 +281,8 @@ class ResolvedFeatures:
 
     def dbt_vars(self, usecase: str) -> str:
         """The ``--vars`` argument that hands these features to the use case's dbt models
-        (deterministic: the same features give the same text, so dbt's parse state is reused)."""
-        return json.dumps({DBT_VAR: {usecase: self.to_dict()}}, sort_keys=True,
-                          separators=(",", ":"))
+        (deterministic: the same features give the same text, so dbt's parse state is reused;
+        without the online staging, which no model reads: editing a contract's description
+        re-parses nothing)."""
+        rendered = {k: v for k, v in self.to_dict().items() if k != "staging"}  # not dbt's
+        return json.dumps({DBT_VAR: {usecase: rendered}}, sort_keys=True, separators=(",", ":"))

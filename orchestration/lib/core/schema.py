@@ -39,7 +39,9 @@ def whole_days(duration: timedelta, field: str) -> int:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+"""A name SQL and Python take unquoted: a table, a column, a field."""
+Identifier = Annotated[str, Field(pattern=IDENTIFIER.pattern)]
 
 
 class Strict(BaseModel):

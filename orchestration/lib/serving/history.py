@@ -11,7 +11,7 @@ so several workers sharing a history also need that cache shared or invalidated 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -25,15 +25,11 @@ class HistoryBackend(Protocol):
     def event(self, row_id: str) -> tuple | None:
         """The staged event ``row_id`` (a row in the events' schema), if known."""
 
-    def add_event(self, row_id: str, row: tuple, when: datetime, keys: Mapping[str, str]) -> None:
-        """Add an event the history does not have, findable by each ``keys`` column's value."""
+    def add_event(self, row: tuple) -> None:
+        """Add an event (a row in the events' schema) the history does not have."""
 
-    def extend_events(
-        self, table: pa.Table, ids: Sequence[str], times: Sequence[datetime],
-        keys: Mapping[str, Sequence[str]],
-    ) -> None:
-        """Add many events at once (a snapshot's): rows of ``table``, with their ids, times and
-        key values by key column."""
+    def extend_events(self, table: pa.Table) -> None:
+        """Add many events at once (a snapshot's)."""
 
     def between(self, key_column: str, key: str, start: datetime, end: datetime) -> list[str]:
         """Ids of the events of ``key`` from ``start`` to ``end`` included, in time order."""
@@ -137,9 +133,17 @@ class HistoryColumns:
 
 
 class InProcessHistory:
-    """:class:`HistoryBackend` in this process's memory (one service worker's own history)."""
+    """:class:`HistoryBackend` in this process's memory (one service worker's own history).
 
-    def __init__(self, events_schema: pa.Schema, key_columns: Sequence[str]) -> None:
+    ``row_id``, ``event_time`` and ``key_columns`` name the events' columns it finds them by.
+    """
+
+    def __init__(
+        self, events_schema: pa.Schema, row_id: str, event_time: str, key_columns: Sequence[str]
+    ) -> None:
+        names = events_schema.names
+        self._id, self._time = names.index(row_id), names.index(event_time)
+        self._keys = {column: names.index(column) for column in key_columns}
         self._events: dict[str, tuple] = {}
         self._columns = HistoryColumns(events_schema)
         self._by_key: dict[str, dict[str, KeyHistory]] = {c: {} for c in key_columns}
@@ -148,23 +152,21 @@ class InProcessHistory:
     def event(self, row_id: str) -> tuple | None:
         return self._events.get(row_id)
 
-    def add_event(self, row_id: str, row: tuple, when: datetime, keys: Mapping[str, str]) -> None:
-        self._columns.append(row_id, row)
-        self._index(row_id, row, when, keys)
+    def add_event(self, row: tuple) -> None:
+        self._columns.append(row[self._id], row)
+        self._index(row)
 
-    def extend_events(
-        self, table: pa.Table, ids: Sequence[str], times: Sequence[datetime],
-        keys: Mapping[str, Sequence[str]],
-    ) -> None:
-        self._columns.extend(table, ids)
+    def extend_events(self, table: pa.Table) -> None:
         rows = table_rows(table)
-        for i, (row_id, row, when) in enumerate(zip(ids, rows, times, strict=True)):
-            self._index(row_id, row, when, {c: values[i] for c, values in keys.items()})
+        self._columns.extend(table, [row[self._id] for row in rows])
+        for row in rows:
+            self._index(row)
 
-    def _index(self, row_id: str, row: tuple, when: datetime, keys: Mapping[str, str]) -> None:
+    def _index(self, row: tuple) -> None:
+        row_id, when = row[self._id], row[self._time]
         self._events[row_id] = row
-        for column, key in keys.items():
-            self._by_key[column].setdefault(key, KeyHistory()).add(when, row_id)
+        for column, position in self._keys.items():
+            self._by_key[column].setdefault(row[position], KeyHistory()).add(when, row_id)
 
     def between(self, key_column: str, key: str, start: datetime, end: datetime) -> list[str]:
         history = self._by_key[key_column].get(key)

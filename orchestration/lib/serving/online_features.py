@@ -35,7 +35,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestration.lib.features.feature_definitions import FeatureDefinitions, ModelSql
+from orchestration.lib.features.feature_definitions import (
+    FeatureDefinitions,
+    ModelSql,
+    quote_identifier,
+)
 from orchestration.lib.features.pseudonymize import key_fingerprint
 from orchestration.lib.serving.feature_sql import SqlStage, duckdb_columns, feature_models
 from orchestration.lib.serving.history import (
@@ -52,7 +56,8 @@ PROBE_ID_PREFIX = "~serving-probe~"
 """Id of the placeholder event that makes the SQL emit an entity-day row before the day's first
 real event; placeholders only exist in stage 1's input, never in the history."""
 
-HistoryFactory = Callable[[pa.Schema, Sequence[str]], HistoryBackend]
+HistoryFactory = Callable[[pa.Schema, str, str, Sequence[str]], HistoryBackend]
+"""Makes a history backend: (events' schema, row id column, event time column, key columns)."""
 
 
 class _DayTable:
@@ -65,7 +70,7 @@ class _DayTable:
         self.rows: dict[str, dict[date, tuple]] = {}
         """Rows by entity and day: valid until a late label or event of the entity."""
         self.select = (
-            f"select * from {model.relation.sql} where {_quote(partition_date)} = ?"
+            f"select * from {model.relation.sql} where {quote_identifier(partition_date)} = ?"
         )
 
     def forget(self, entity: str, after: date) -> None:
@@ -73,10 +78,6 @@ class _DayTable:
         if days:
             for day in [d for d in days if d > after]:
                 del days[day]
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 class OnlineFeatureStore:
@@ -127,7 +128,9 @@ class OnlineFeatureStore:
         self._starts = features.history_starts()
         self._event_keys = sorted({g["key"] for g in features.event_groups})
         self._lock = threading.Lock()
-        self._history = history(events.schema, sorted(self._starts))
+        self._history = history(
+            events.schema, self._row_id, self._event_time, sorted(self._starts)
+        )
         self._events_schema = events.schema
         self._current_day: date | None = None
         """The latest day asked for: its entity-day rows are computed for every entity."""
@@ -150,13 +153,9 @@ class OnlineFeatureStore:
         self._stage_features = SqlStage(feature_tables, [output])
         self._select_features = (
             f"select * from {output.relation.sql} "
-            f"where list_contains(?::varchar[], {_quote(self._row_id)})"
+            f"where list_contains(?::varchar[], {quote_identifier(self._row_id)})"
         )
-        ids = events.column(self._row_id).to_pylist()
-        times = events.column(self._event_time).to_pylist()
-        self._history.extend_events(
-            events, ids, times, {k: events.column(k).to_pylist() for k in sorted(self._starts)}
-        )
+        self._history.extend_events(events)
         for row in table_rows(labels):
             self._add_label(row)
 
@@ -310,10 +309,7 @@ class OnlineFeatureStore:
 
     def _insert(self, row: tuple) -> None:
         """Add a staged event the history does not have."""
-        self._history.add_event(
-            self._event_value(row, self._row_id), row, self._event_value(row, self._event_time),
-            {k: self._event_value(row, k) for k in self._starts},
-        )
+        self._history.add_event(row)
         self._forget_day_rows(row)
 
     def _forget_day_rows(self, event: tuple, after: date | None = None) -> None:
