@@ -5,7 +5,7 @@ service's request and response models (imported, so validation and response fiel
 identical), the same online features from the same serving snapshot, the champion's score and
 reason codes (the service's `answers`), and the prediction log row made durable before the
 answer. It lacks what is not per-request work: following the registry and the snapshots,
-readiness checks, fraud reports.
+readiness checks, labels.
 
     BLUEPRINT_HOME=... .venv/bin/python -m uvicorn benchmarks.fastapi_peer:app --port 3011
 """
@@ -21,14 +21,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from bentos.fraud_scorer.service import (
-    IDENTITY_COLUMNS,
-    Score,
-    Scores,
-    Transaction,
-    TransactionBatch,
-    answers,
-)
+from bentos.scorer.service import COLUMNS, SCHEMAS, Event, EventBatch, Score, Scores
 from orchestration.lib.serving.online_features import OnlineFeatureStore
 from orchestration.lib.serving.prediction_log import PredictionLog, new_request_id
 from orchestration.lib.serving.scoring import ScoringModel, load_champion
@@ -49,13 +42,14 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         settings.prediction_log_dir,
         settings.prediction_log_rotate_rows,
         settings.prediction_log_rotate_seconds,
+        columns=COLUMNS.prediction_columns,
     ).start()
     _loaded.update(store=store, model=load_champion(settings), log=log)
     yield
     log.close()
 
 
-app = FastAPI(title="fraud scorer (FastAPI peer)", lifespan=lifespan)
+app = FastAPI(title=f"{COLUMNS.usecase} scorer (FastAPI peer)", lifespan=lifespan)
 
 
 @app.get("/livez")
@@ -64,18 +58,18 @@ def livez() -> dict[str, bool]:
 
 
 @app.post("/score")
-async def score(request: Request) -> Score:
+async def score(request: Request) -> Score:  # type: ignore[valid-type]
     body = await request.body()
-    return (await run_in_threadpool(_score, Transaction, body))[0]
+    return (await run_in_threadpool(_score, Event, body))[0]
 
 
 @app.post("/score_batch")
-async def score_batch(request: Request) -> Scores:
+async def score_batch(request: Request) -> Scores:  # type: ignore[valid-type]
     body = await request.body()
-    return Scores(await run_in_threadpool(_score, TransactionBatch, body))
+    return Scores(await run_in_threadpool(_score, EventBatch, body))
 
 
-def _score(kind: type[Transaction | TransactionBatch], body: bytes) -> list[Score]:
+def _score(kind: type, body: bytes) -> list[Any]:
     """Validate the body as the service does (strict, from JSON: FastAPI's own body parameters
     validate parsed Python objects, which the strict models refuse), then score it."""
     try:
@@ -83,33 +77,21 @@ def _score(kind: type[Transaction | TransactionBatch], body: bytes) -> list[Scor
     except ValidationError as invalid:
         errors = invalid.errors(include_input=False, include_context=False)
         raise HTTPException(400, errors) from invalid
-    transactions = parsed.transactions if isinstance(parsed, TransactionBatch) else [parsed]
+    events = SCHEMAS.batch_events(parsed) if kind is EventBatch else [parsed]
     store: OnlineFeatureStore = _loaded["store"]
     model: ScoringModel = _loaded["model"]
     try:
-        rows = store.features_batch([t.model_dump() for t in transactions])
+        staged = store.staged_features([e.model_dump() for e in events])
     except RowConflictError as conflict:
         raise HTTPException(409, str(conflict)) from conflict
     except ValueError as invalid:
         raise HTTPException(400, str(invalid)) from invalid
-    scores = answers(model, rows)  # the service's answer-building, as a user would import it
+    # the service's answer-building, as a user would import it
+    answers = SCHEMAS.answers(model, [features for _, features in staged])
     request_id, logged_at = new_request_id(), datetime.now(UTC)
-    _loaded["log"].write(
-        [
-            {
-                "request_id": request_id,
-                "logged_at": logged_at,
-                "transaction_id": row["transaction_id"],
-                "tx_datetime": row["tx_datetime"],
-                "card_key": row["card_key"],
-                "terminal_id": row["terminal_id"],
-                "amount": row["amount"],
-                "model_version": s.model_version,
-                "features": {k: v for k, v in row.items() if k not in IDENTITY_COLUMNS},
-                "fraud_probability": s.fraud_probability,
-                "alert": s.alert,
-            }
-            for row, s in zip(rows, scores, strict=True)
-        ]
-    )
-    return scores
+    _loaded["log"].write([
+        COLUMNS.prediction_row(request_id, logged_at, event, features, a.model_version,
+                               getattr(a, COLUMNS.score), a.alert)
+        for (event, features), a in zip(staged, answers, strict=True)
+    ])
+    return answers

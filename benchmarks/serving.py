@@ -3,7 +3,7 @@ and a FastAPI peer.
 
 Three ways of scoring the same payments with the same champion on the same online features:
 
-- the BentoML service (``bentos/fraud_scorer``), started as ``blueprint serve`` starts it
+- the BentoML service (``bentos/scorer``, fraud's), started as ``blueprint serve`` starts it
   (:func:`orchestration.lib.serving.process.start_scoring_service`), with 1 and 2 workers;
 - a minimal hand-written FastAPI app (:mod:`benchmarks.fastapi_peer`) under uvicorn, with 1 and
   2 workers: the peer a user would write instead;
@@ -212,7 +212,7 @@ def copy_serving_home(source: Settings, home: Path) -> Settings:
 
 def _forget_traffic(settings: Settings) -> None:
     """Remove what a server logged, so that the next one starts from the snapshot alone."""
-    for folder in (settings.prediction_log_dir, settings.fraud_report_log_dir):
+    for folder in (settings.prediction_log_dir, settings.label_log_dir):
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -832,7 +832,7 @@ class Page:
             rows,
         )
         return (
-            "Where the time goes. The floor is the service's own class (`FraudScorer`) called "
+            "Where the time goes. The floor is the service's own class (`Scorer`) called "
             f"in-process on the server core, one request at a time ({len(total):,} requests "
             f"after {WARMUP_REQUESTS} of warm-up), then {len(batch_total)} batches, with its "
             "three calls that do the work timed: wall time, and the CPU time of the request's "

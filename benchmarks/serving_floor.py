@@ -1,6 +1,6 @@
 """The floor of the serving benchmark: the scoring service's own class, called in-process.
 
-No HTTP, no framework: a ``FraudScorer`` instance (the class ``bentoml serve`` runs, with its
+No HTTP, no framework: a ``Scorer`` instance (the class ``bentoml serve`` runs, with its
 prediction log and its model and snapshot following) scores the benchmark's payments one at a
 time, each parsed from its JSON body into the service's request model and its answer dumped to
 JSON, as a server would. Its three calls that do the work are timed through delegating wrappers:
@@ -72,9 +72,9 @@ class Timed:
 
 def _wait_ready(service: Any) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
-    while not service.readiness()[0]:
+    while not service._state.readiness()[0]:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the service is not ready: {service.readiness()[1]}")
+            raise RuntimeError(f"the service is not ready: {service._state.readiness()[1]}")
         time.sleep(0.1)
 
 
@@ -87,13 +87,14 @@ def measure(raw_dir: Path, requests: int, batches: int, capacity: int) -> dict[s
         batch_request_bodies,
         request_bodies,
     )
-    from bentos.fraud_scorer.service import SETTINGS, FraudScorer, Transaction, TransactionBatch
+    from bentos.scorer.service import SETTINGS, Event, EventBatch, Scorer
 
-    service = FraudScorer()
+    service = Scorer()
     _wait_ready(service)
     spent = Spent(STAGES)
-    service._store = Timed(service._store, "features_batch", "features", spent)
-    service._model = Timed(service._model, "score_and_explain", "model", spent)
+    state = service._state
+    state.store = Timed(state.store, "staged_features", "features", spent)
+    state.model = Timed(state.model, "score_and_explain", "model", spent)
     service._log = Timed(service._log, "write", "log", spent)
     stream = PaymentStream(raw_dir, SETTINGS.snapshot_dir, capacity)
 
@@ -131,10 +132,10 @@ def measure(raw_dir: Path, requests: int, batches: int, capacity: int) -> dict[s
         return timings
 
     single = timed_calls(
-        Transaction, request_bodies(stream.take(WARMUP + requests)), service.score, skip=WARMUP
+        Event, request_bodies(stream.take(WARMUP + requests)), service.score, skip=WARMUP
     )
     batch = timed_calls(
-        TransactionBatch, batch_request_bodies(stream.take(batches * BATCH_SIZE)),
+        EventBatch, batch_request_bodies(stream.take(batches * BATCH_SIZE)),
         service.score_batch,
     )
     service.shutdown()

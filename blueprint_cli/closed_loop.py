@@ -258,7 +258,7 @@ def blueprint(*args: str) -> str:
 def run_loop(scenario: Scenario, log=lambda message: None) -> LoopRun:
     """Run the scenario in the home the environment names (see :func:`scenario_environment`:
     the caller sets it, and keeps it while it reads the results)."""
-    from blueprint_cli.replay import day_payments
+    from blueprint_cli.replay import day_events
     from orchestration.lib.registry import registry
     from orchestration.lib.serving.process import start_scoring_service
     from orchestration.settings import get_settings
@@ -287,7 +287,7 @@ def run_loop(scenario: Scenario, log=lambda message: None) -> LoopRun:
         raise LoopError("the first materialize promoted no champion")
     server = timed("start the service", start_scoring_service, settings, settings.serving_port)
     # the first payment the replay will send: the prober's copies are retries of it
-    prober = Prober(server.url, day_payments(home, scenario.first_held)[0])
+    prober = Prober(server.url, day_events(settings, scenario.first_held)[0])
     prober.start()
     outputs: list[str] = []
     try:

@@ -2,9 +2,9 @@
 
 For each step of ``step_days`` days, in order:
 
-1. for a use case served online, every payment of each day is sent to the running scoring
-   service (``/score_batch``, in time order) as the payment processor would, and the fraud
-   reports filed that day to ``/reports``, as the disputes system would; then the service is
+1. for a use case served online, every event of each day is sent to the running scoring
+   service (``/score_batch``, in time order) as its source system would, and the labels
+   delivered that day to ``/labels``, as the label's source would; then the service is
    asked to close its log files, so that the day's traffic is ingestible (a use case served in
    batch has no service: its runs score each day);
 2. the world the use case declares delivers the days' files to the landing zone (the nightly
@@ -16,16 +16,17 @@ For each step of ``step_days`` days, in order:
    service through the registry (the replay waits until the service serves it) or scores the
    next days in batch.
 
-This module stands for the outside world (it reads the simulator's held-back files, card numbers
-included); the pipeline never imports it.
+This module stands for the outside world (it reads the simulator's held-back files, personal
+data included); the pipeline never imports it.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import json
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -42,8 +43,10 @@ def replay_selection(settings: Settings) -> str:
     The training table is built only before a training, unless a report reads it: a batch use
     case's performance reports take their labels from it (its personal-data scan still waits
     for a training: :func:`replay_skipped_checks`)."""
+    from orchestration.lib.serving.bento import BENTO_ASSET
+
     name = settings.usecase_name
-    selection = f'not group:training and not key:"{name}/fraud_scorer_bento"'
+    selection = f'not group:training and not key:"{name}/{BENTO_ASSET}"'
     if not _reports_read_training_table(settings):
         selection += f" and not {training_set_selection(settings)}"
     return selection
@@ -88,7 +91,7 @@ class StepResult:
     scored: int = 0
     alerts: int = 0
     rejected: int = 0
-    reports: int = 0
+    labels: int = 0
     delivered: int = 0
     """Files the world delivered to the landing zone."""
     decision: str = ""
@@ -96,6 +99,11 @@ class StepResult:
     champion_before: str | None = None
     champion_after: str | None = None
     rejections: list[str] = field(default_factory=list)
+
+    @property
+    def reports(self) -> int:
+        """The labels sent (the CLI's summary line names them so)."""
+        return self.labels
 
     @property
     def switched(self) -> bool:
@@ -108,58 +116,77 @@ def _outbox_files(home: Path, source: str, day: date) -> list[Path]:
     return sorted((outbox_dir(home) / source).glob(f"{source}_{day.isoformat()}__*"))
 
 
-def _read_deliveries(paths: Sequence[Path], gzipped: bool) -> pd.DataFrame:
-    """The rows of a day's deliveries (a re-delivery repeats rows; a truncated file is
-    skipped), every field as text."""
+def _read_deliveries(paths: Sequence[Path], source: Any) -> pd.DataFrame:
+    """The rows of a day's deliveries of ``source`` (a re-delivery repeats rows; a truncated
+    file is skipped), every field as text (None when absent)."""
     frames = []
     for path in paths:
         try:
             data = path.read_bytes()
-            text = gzip.decompress(data) if gzipped else data
-            frames.append(pd.read_csv(io.BytesIO(text), dtype=str, keep_default_na=False))
+            text = gzip.decompress(data) if source.gzip else data
+            if source.format == "csv":
+                frames.append(pd.read_csv(io.BytesIO(text), dtype=str, keep_default_na=False))
+            else:
+                records = [json.loads(line) for line in text.splitlines() if line.strip()]
+                frames.append(pd.DataFrame(
+                    [{k: None if v is None else str(v) for k, v in r.items()} for r in records]
+                ))
         except (OSError, EOFError, ValueError, pd.errors.ParserError):
             continue  # a torn delivery: its re-delivery carries the rows
     if not frames:
         return pd.DataFrame()
-    return pd.concat(frames).drop_duplicates("transaction_id").reset_index(drop=True)
+    return pd.concat(frames).drop_duplicates(list(source.key)).reset_index(drop=True)
 
 
-def day_payments(home: Path, day: date) -> list[dict[str, Any]]:
-    """The payments of ``day`` as the processor sends them, in time order."""
-    rows = _read_deliveries(_outbox_files(home, "transactions", day), gzipped=True)
+def _requests(
+    settings: Settings, source_name: str, spec: Mapping[str, Any], day: date,
+    order: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """The rows of ``source_name`` delivered for ``day`` as requests: each contract column under
+    its request field (``spec``: the declaration's online staging of the source), in ``order``."""
+    source = settings.usecase.sources[source_name]
+    rows = _read_deliveries(_outbox_files(settings.home, source_name, day), source)
     if rows.empty:
         return []
-    rows = rows.sort_values(["tx_datetime", "transaction_id"], kind="stable")
+    if order:
+        rows = rows.sort_values(list(order), kind="stable")
+    columns = [c for c in spec["columns"] if c["name"] in rows.columns]
     return [
-        {
-            "transaction_id": r.transaction_id,
-            "timestamp": r.tx_datetime.replace(" ", "T"),
-            "card_number": r.card_number,
-            "terminal_id": r.terminal_id,
-            "amount": _amount(r.amount),
-        }
-        for r in rows.itertuples(index=False)
+        {c["field"]: _field(c, record[c["name"]]) for c in columns}
+        for record in rows.to_dict("records")
     ]
 
 
-def _amount(text: str) -> Any:
-    try:
-        return float(text)
-    except ValueError:
-        return text  # sent as is: the service refuses it, naming the field
+def _field(column: Mapping[str, Any], text: str | None) -> Any:
+    """A delivered value as the request sends it: a timestamp in ISO form, a number as a number
+    (sent as is when it is not one: the service refuses it, naming the field)."""
+    if text is None or (text == "" and column.get("nullable")):
+        return None
+    if column["type"] == "timestamp":
+        return text.replace(" ", "T")
+    if column["type"] == "double":
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    return text
 
 
-def day_reports(home: Path, day: date) -> list[dict[str, Any]]:
-    """The fraud reports filed on ``day``."""
-    rows = _read_deliveries(_outbox_files(home, "fraud_reports", day), gzipped=False)
-    return [
-        {
-            "transaction_id": r.transaction_id,
-            "card_number": r.card_number,
-            "reported_at": r.reported_at.replace(" ", "T"),
-        }
-        for r in rows.itertuples(index=False)
-    ]
+def day_events(settings: Settings, day: date) -> list[dict[str, Any]]:
+    """The events of ``day`` as their source sends them to the service, in time order."""
+    from orchestration.lib.serving.served import ServedColumns
+
+    columns = ServedColumns.declared(settings.usecase)
+    return _requests(settings, columns.events_source, columns.staging["events"], day,
+                     order=(columns.event_time, columns.row_id))
+
+
+def day_labels(settings: Settings, day: date) -> list[dict[str, Any]]:
+    """The labels delivered for ``day``, as their source sends them to the service."""
+    from orchestration.lib.serving.served import ServedColumns
+
+    columns = ServedColumns.declared(settings.usecase)
+    return _requests(settings, columns.label_source, columns.staging["labels"], day)
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -168,28 +195,31 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 class ServiceClient:
-    """What the outside world sends to the scoring service."""
+    """What the outside world sends to a use case's scoring service."""
 
-    def __init__(self, url: str, max_batch: int) -> None:
+    def __init__(self, url: str, max_batch: int, settings: Settings | None = None) -> None:
+        from orchestration.lib.serving.served import ServedColumns
+        from orchestration.settings import get_settings
+
         self.url = url.rstrip("/")
         self.max_batch = max_batch
+        self.columns = ServedColumns.declared((settings or get_settings()).usecase)
         self._http = httpx.Client(timeout=120)
 
     def close(self) -> None:
         self._http.close()
 
-    def score(self, payments: Sequence[dict[str, Any]], result: StepResult) -> None:
-        for chunk in _chunks(payments, self.max_batch):
-            response = self._http.post(f"{self.url}/score_batch", json={"transactions": chunk})
-            if response.status_code == 400:  # one bad payment refuses the batch: one by one
-                for payment in chunk:
-                    single = self._http.post(f"{self.url}/score", json=payment)
+    def score(self, events: Sequence[dict[str, Any]], result: StepResult) -> None:
+        batch_field, id_field = self.columns.events_source, self.columns.row_field
+        for chunk in _chunks(events, self.max_batch):
+            response = self._http.post(f"{self.url}/score_batch", json={batch_field: chunk})
+            if response.status_code == 400:  # one bad event refuses the batch: one by one
+                for event in chunk:
+                    single = self._http.post(f"{self.url}/score", json=event)
                     if single.status_code == 400:
                         result.rejected += 1
                         if len(result.rejections) < 5:
-                            result.rejections.append(
-                                f"{payment['transaction_id']}: {single.text[:200]}"
-                            )
+                            result.rejections.append(f"{event[id_field]}: {single.text[:200]}")
                         continue
                     self._raise_for(single, "/score")
                     result.scored += 1
@@ -200,11 +230,13 @@ class ServiceClient:
             result.scored += len(scores)
             result.alerts += sum(1 for s in scores if s["alert"])
 
-    def report(self, reports: Sequence[dict[str, Any]], result: StepResult) -> None:
-        for chunk in _chunks(reports, self.max_batch):
-            response = self._http.post(f"{self.url}/reports", json={"reports": chunk})
-            self._raise_for(response, "/reports")
-            result.reports += len(chunk)
+    def label(self, labels: Sequence[dict[str, Any]], result: StepResult) -> None:
+        for chunk in _chunks(labels, self.max_batch):
+            response = self._http.post(
+                f"{self.url}/labels", json={self.columns.label_source: chunk}
+            )
+            self._raise_for(response, "/labels")
+            result.labels += len(chunk)
 
     def serving_version(self) -> str | None:
         response = self._http.get(f"{self.url}/readyz")
@@ -275,20 +307,20 @@ def serve_days(
     result: StepResult,
     on_stage: Callable[[str], None],
 ) -> None:
-    """Send the days' payments and fraud reports to the service, then have it close its logs."""
+    """Send the days' events and labels to the service, then have it close its logs."""
     from orchestration.lib.serving.prediction_log import request_rotation, wait_for_rotation
 
     for day in days:
         on_stage(f"scoring {day}")
-        client.score(day_payments(settings.home, day), result)
-        reports = day_reports(settings.home, day)
-        if reports:
-            client.report(reports, result)
+        client.score(day_events(settings, day), result)
+        labels = day_labels(settings, day)
+        if labels:
+            client.label(labels, result)
     on_stage("closing the logs")
     asked = request_rotation(settings.serving_dir)
     timeout = max(30.0, 20 * settings.serving_poll_seconds)
     if not wait_for_rotation(
-        [settings.prediction_log_dir, settings.fraud_report_log_dir], asked, timeout
+        [settings.prediction_log_dir, settings.label_log_dir], asked, timeout
     ):
         raise ReplayError(f"the scoring service did not close its log files within {timeout} s")
 

@@ -165,9 +165,9 @@ class Settings:
         return self.serving_dir / "predictions"
 
     @property
-    def fraud_report_log_dir(self) -> Path:
-        """Fraud reports the service was sent since its snapshot (``open/``, ``closed/``)."""
-        return self.serving_dir / "fraud_reports"
+    def label_log_dir(self) -> Path:
+        """Labels the service was sent since its snapshot (``open/``, ``closed/``)."""
+        return self.serving_dir / "labels"
 
     @property
     def pii_scan_cache_path(self) -> Path:

@@ -29,17 +29,11 @@ value, whatever the column is called, and words such as a query ``plan``, a dura
 ``minutes``, a ``device`` or a warning ``category`` that mean no use case."""
 
 REMAINING = {
-    "bentos/fraud_scorer/service.py": 29,
     "blueprint_cli/closed_loop.py": 12,
     "blueprint_cli/main.py": 4,
-    "blueprint_cli/replay.py": 22,
-    "orchestration/defs/monitoring/assets.py": 20,
-    "orchestration/defs/serving/assets.py": 7,
     "orchestration/lib/features/pseudonymize.py": 1,
     "orchestration/lib/ingestion/contracts.py": 17,
-    "orchestration/lib/monitoring/traffic.py": 17,
     "orchestration/lib/registry/facts.py": 1,
-    "orchestration/lib/serving/prediction_log.py": 10,
     "orchestration/lib/training/metrics.py": 10,
 }
 

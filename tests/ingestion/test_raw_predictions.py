@@ -10,7 +10,7 @@ import pandas as pd
 from orchestration.defs.ingestion.predictions import raw_predictions_asset
 from orchestration.lib.serving.prediction_log import PredictionLog
 from orchestration.settings import get_settings
-from tests.serving.test_service_prediction_log import row
+from tests.serving.test_service_prediction_log import COLUMNS, row
 from tests.support import usecase_scope
 
 raw_predictions = raw_predictions_asset(usecase_scope())
@@ -30,7 +30,9 @@ def _raw(home: Path) -> pd.DataFrame:
 
 def test_closed_files_are_ingested_once_and_open_ones_wait(blueprint_home: Path):
     settings = get_settings()
-    log = PredictionLog(settings.prediction_log_dir, rotate_rows=3, rotate_seconds=3600).start()
+    log = PredictionLog(
+        settings.prediction_log_dir, rotate_rows=3, rotate_seconds=3600, columns=COLUMNS
+    ).start()
     for n in range(7):  # 3 + 3 rows closed, 1 row still open
         log.write([row(n)])
 

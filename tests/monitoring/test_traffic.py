@@ -14,6 +14,9 @@ from orchestration.lib.monitoring.traffic import (
     load_scored_traffic,
 )
 
+KEYS = ("transaction_id", "tx_datetime")
+"""The row id and event time columns of the traffic (fraud's)."""
+
 
 def _logged(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
@@ -56,7 +59,7 @@ def test_scored_traffic_keeps_the_first_logged_row_of_a_retried_payment(tmp_path
         ]
     ).to_parquet(two)
 
-    traffic = load_scored_traffic(tmp_path, date(2018, 5, 1), date(2018, 5, 2))
+    traffic = load_scored_traffic(tmp_path, date(2018, 5, 1), date(2018, 5, 2), *KEYS)
 
     assert traffic["transaction_id"].tolist() == ["t1"]
     assert traffic["features.f1"].tolist() == [1.0]  # the first logged, not the retry
@@ -64,7 +67,7 @@ def test_scored_traffic_keeps_the_first_logged_row_of_a_retried_payment(tmp_path
 
 
 def test_no_traffic_gives_an_empty_frame(tmp_path):
-    assert load_scored_traffic(tmp_path, date(2018, 5, 1), date(2018, 5, 2)).empty
+    assert load_scored_traffic(tmp_path, date(2018, 5, 1), date(2018, 5, 2), *KEYS).empty
 
 
 def test_equal_features_pass_and_a_difference_beyond_1e_9_fails_with_examples():
@@ -82,29 +85,29 @@ def test_equal_features_pass_and_a_difference_beyond_1e_9_fails_with_examples():
             "f2": [0.5, 0.5, 0.5, 0.5],
         }
     )
-    assert compare_features(traffic, offline).passed
+    assert compare_features(traffic, offline, "transaction_id").passed
 
     offline.loc[1, "f1"] = 2.0 + 2e-9
     offline.loc[3, "f2"] = np.nan  # present online, missing offline: a difference
-    result = compare_features(traffic, offline)
+    result = compare_features(traffic, offline, "transaction_id")
     assert not result.passed
     assert result.mismatched == 2
     assert result.by_feature == {"f1": 1, "f2": 1}
     assert result.max_abs_difference["f1"] == pytest.approx(2e-9, rel=1e-3)
-    assert {(e.transaction_id, e.feature) for e in result.examples} == {("b", "f1"), ("d", "f2")}
+    assert {(e.row_id, e.feature) for e in result.examples} == {("b", "f1"), ("d", "f2")}
 
 
 def test_payments_missing_offline_are_counted_not_compared():
     traffic = pd.DataFrame({"transaction_id": ["a", "z"], "features.f1": [1.0, 7.0]})
     offline = pd.DataFrame({"transaction_id": ["a"], "f1": [1.0]})
-    result = compare_features(traffic, offline)
+    result = compare_features(traffic, offline, "transaction_id")
     assert (result.compared, result.missing_offline, result.passed) == (1, 1, True)
 
 
 def test_a_served_feature_the_mart_lacks_is_an_error():
     traffic = pd.DataFrame({"transaction_id": ["a"], "features.f9": [1.0]})
     with pytest.raises(KeyError, match="f9"):
-        compare_features(traffic, pd.DataFrame({"transaction_id": ["a"]}))
+        compare_features(traffic, pd.DataFrame({"transaction_id": ["a"]}), "transaction_id")
 
 
 def test_label_maturity_is_the_share_of_payments_whose_report_window_closed():

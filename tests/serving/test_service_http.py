@@ -8,6 +8,8 @@ so they do not change what the replayed payments' features should be.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import secrets
 import threading
@@ -20,7 +22,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestration.lib.features.feature_definitions import load_feature_definitions
+from orchestration.lib.features.feature_definitions import (
+    FeatureDefinitions,
+    load_feature_definitions,
+)
 from orchestration.lib.monitoring.traffic import SKEW_TOLERANCE
 from orchestration.lib.registry import registry
 from orchestration.lib.serving.prediction_log import (
@@ -70,6 +75,7 @@ ROTATE_ROWS = 100
 class Service:
     world: ServingWorld
     settings: Settings
+    definitions: FeatureDefinitions
     champion: str
     challenger: str
     mismatched: str
@@ -116,8 +122,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         server = start_scoring_service(settings, port)
         traffic = Traffic()
         client = ScoringClient(server.url, traffic)
-        service = Service(world, settings, champion, challenger, mismatched, traffic, server,
-                          client, port)
+        service = Service(world, settings, definitions, champion, challenger, mismatched,
+                          traffic, server, client, port)
         try:
             yield service
         finally:
@@ -159,8 +165,9 @@ def test_service_replays_the_offline_features_and_scores_across_a_restart(
             responses.update((a["transaction_id"], a) for a in answers)
         filed = reports(world.raw("fraud_reports", day))
         if filed:
-            body = {"reports": [{**r, "reported_at": r["reported_at"].isoformat()} for r in filed]}
-            assert client.post("/reports", body).status_code == 200
+            body = {"fraud_reports": [{**r, "reported_at": r["reported_at"].isoformat()}
+                                      for r in filed]}
+            assert client.post("/labels", body).status_code == 200
 
     replayed = pd.concat([world.raw("transactions", d) for d in world.replay_days])
     assert set(responses) == set(replayed["transaction_id"])
@@ -275,8 +282,11 @@ def test_service_refuses_bad_input_with_a_4xx_naming_the_field(service: Service)
         ("/score_batch", "transactions", {"transactions": too_many}),
         ("/score_batch", "amount", {"transactions": [{**good, "amount": float("nan")}]}),
         ("/score_batch", "transactions", {"payments": [good]}),
-        ("/reports", "reported_at", {"reports": [{"transaction_id": "x",
-                                                  "card_number": good["card_number"]}]}),
+        ("/labels", "reported_at", {"fraud_reports": [{"transaction_id": "x",
+                                                       "card_number": good["card_number"]}]}),
+        ("/labels", "reported_at", {"fraud_reports": [{
+            "transaction_id": "x", "card_number": good["card_number"],
+            "reported_at": "0001-01-02T00:00:00"}]}),
     ]
     for path, field, body in sent:
         response = service.client.http.post(path, content=json.dumps(body))
@@ -293,9 +303,9 @@ def test_service_serves_its_openapi_page(service: Service) -> None:
     page = service.client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     spec = service.client.get("/docs.json").json()
-    assert {"/score", "/score_batch", "/reports"} <= set(spec["paths"])
+    assert {"/score", "/score_batch", "/labels"} <= set(spec["paths"])
     schemas = spec["components"]["schemas"]
-    transaction = next(s for name, s in schemas.items() if name.startswith("Transaction")
+    transaction = next(s for name, s in schemas.items() if name.startswith("Event")
                        and "card_number" in s.get("properties", {}))
     assert set(transaction["properties"]) == {"transaction_id", "timestamp", "card_number",
                                               "terminal_id", "amount"}
@@ -360,6 +370,33 @@ def test_service_is_not_ready_while_the_champion_needs_other_features(service: S
         registry.rollback("back to the right features", actor="test", settings=settings)
     assert wait_for(lambda: readiness(url)[0] == 200)
     assert service.client.post("/score", payment(service, 51, card=50)).status_code == 200
+
+
+def test_service_is_not_ready_while_the_snapshot_stages_other_requests(service: Service) -> None:
+    """The request bodies come from the declaration, the staging from the snapshot: a snapshot
+    published under other source contracts (here: the payment time under another field) would
+    stage requests the service does not take, so the service says so and refuses to score."""
+    settings, url = service.settings, service.server.url
+    staging = copy.deepcopy(service.definitions.features.staging)
+    for column in staging["events"]["columns"]:
+        if column["field"] == "timestamp":
+            column["field"] = "paid_at"
+    other = dataclasses.replace(
+        service.definitions,
+        features=dataclasses.replace(service.definitions.features, staging=staging),
+    )
+    assert other.hash == service.definitions.hash  # the same SQL: only the staging differs
+    publish(service.world.as_of, other, settings.snapshot_dir, service.world.key_hex)
+    try:
+        assert wait_for(lambda: "stages requests" in readiness(url)[1].get("reason", ""))
+        refused = service.client.post("/score", payment(service, 90, card=90))
+        assert refused.status_code == 503 and "contracts" in refused.json()["error"]
+    finally:
+        publish(service.world.as_of, service.definitions, settings.snapshot_dir,
+                service.world.key_hex)
+    assert wait_for(lambda: readiness(url)[0] == 200)
+    scored = service.client.post("/score", payment(service, 91, card=90))
+    assert scored.status_code == 200, scored.text
 
 
 def test_service_logs_each_acknowledged_payment_once_and_never_a_card_number(

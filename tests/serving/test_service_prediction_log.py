@@ -38,6 +38,10 @@ def row(n: int) -> dict:
     }
 
 
+COLUMNS = tuple(row(0))
+"""The fields of a row, as a use case's served columns declare them (fraud's here)."""
+
+
 def files(log_dir: Path, folder: str) -> list[Path]:
     return sorted((log_dir / folder).glob("*.jsonl"))
 
@@ -53,7 +57,7 @@ def test_prediction_log_commits_concurrent_requests_in_groups(
         real_fsync(fd)
 
     monkeypatch.setattr(prediction_log.os, "fsync", counted_fsync)
-    log = PredictionLog(tmp_path, rotate_rows=10_000, rotate_seconds=3600).start()
+    log = PredictionLog(tmp_path, rotate_rows=10_000, rotate_seconds=3600, columns=COLUMNS).start()
     writers = [
         threading.Thread(target=lambda i=i: [log.write([row(i * 100 + k)]) for k in range(25)])
         for i in range(16)
@@ -72,7 +76,7 @@ def test_prediction_log_commits_concurrent_requests_in_groups(
 
 
 def test_prediction_log_rotates_by_rows_and_by_age(tmp_path: Path) -> None:
-    log = PredictionLog(tmp_path, rotate_rows=3, rotate_seconds=3600).start()
+    log = PredictionLog(tmp_path, rotate_rows=3, rotate_seconds=3600, columns=COLUMNS).start()
     for n in range(7):
         log.write([row(n)])
     assert len(files(tmp_path, CLOSED_DIR)) == 2 and len(files(tmp_path, OPEN_DIR)) == 1
@@ -81,7 +85,9 @@ def test_prediction_log_rotates_by_rows_and_by_age(tmp_path: Path) -> None:
     log.close()
     assert len(read_closed_logs(tmp_path)) == 7 and files(tmp_path, OPEN_DIR) == []
 
-    aged = PredictionLog(tmp_path / "aged", rotate_rows=1000, rotate_seconds=0.2).start()
+    aged = PredictionLog(
+        tmp_path / "aged", rotate_rows=1000, rotate_seconds=0.2, columns=COLUMNS
+    ).start()
     aged.write([row(0)])
     deadline = datetime.now(UTC).timestamp() + 10
     while not files(tmp_path / "aged", CLOSED_DIR) and datetime.now(UTC).timestamp() < deadline:
@@ -98,7 +104,7 @@ def test_prediction_log_closes_a_crashed_writers_file_keeping_complete_lines(
     pid = int(dead.stdout)
     (tmp_path / OPEN_DIR).mkdir(parents=True)
     crashed = tmp_path / OPEN_DIR / f"predictions-20180801T120000000000Z-{pid}-000001.jsonl"
-    log = PredictionLog(tmp_path, rotate_rows=100, rotate_seconds=3600)
+    log = PredictionLog(tmp_path, rotate_rows=100, rotate_seconds=3600, columns=COLUMNS)
     complete = b"".join(prediction_log._line(row(n), log.columns) for n in range(3))
     crashed.write_bytes(complete + b'{"request_id": "r3", "transac')
     alive = tmp_path / OPEN_DIR / f"predictions-20180801T120000000000Z-{os.getppid()}-000001.jsonl"
@@ -108,10 +114,11 @@ def test_prediction_log_closes_a_crashed_writers_file_keeping_complete_lines(
     log.write([row(10)])
     log.close()
 
-    frame = read_closed_logs(tmp_path)
+    frame = read_closed_logs(tmp_path, times=("tx_datetime",))
     assert sorted(frame["transaction_id"]) == ["t0", "t1", "t10", "t2"]
     assert not crashed.exists()
     assert alive.exists()  # another live process's file is left alone
     assert close_abandoned_logs(tmp_path) == []
     assert frame["features.card_nb_tx_1day"].tolist()[:3] == [0, 1, 2]
     assert str(frame["logged_at"].dt.tz) == "UTC"
+    assert frame["tx_datetime"].dt.tz is None and frame["tx_datetime"].min().hour == 13

@@ -56,7 +56,8 @@ def raw_predictions_asset(scope: Scope) -> dg.AssetsDefinition:
         new_files = []
         for path in pending_log_files(settings):
             target = _snapshot_path(settings, path)
-            frame = read_log_file(path).assign(log_file=path.name)
+            frame = read_log_file(path, times=(settings.usecase.data.event_time,))
+            frame = frame.assign(log_file=path.name)
             target.parent.mkdir(parents=True, exist_ok=True)
             with atomic_output(target) as tmp:
                 frame.to_parquet(tmp, index=False)

@@ -36,6 +36,7 @@ from orchestration.defs.scope import Scope
 from orchestration.defs.serving.assets import scores_path
 from orchestration.lib.core.atomic import atomic_output, atomic_write_bytes
 from orchestration.lib.core.markdown import markdown_table
+from orchestration.lib.core.usecase import UseCase
 from orchestration.lib.monitoring import reports as monitoring
 from orchestration.lib.monitoring.traffic import (
     ONLINE_PREFIX,
@@ -58,7 +59,8 @@ SKEW_FILE = "skew.json"
 
 
 def traffic_path(settings: Settings, day: date) -> Path:
-    folder = settings.monitoring_dir / "scored_traffic" / f"tx_date={day.isoformat()}"
+    day_column = settings.usecase.data.partition_date
+    folder = settings.monitoring_dir / "scored_traffic" / f"{day_column}={day.isoformat()}"
     return folder / "data.parquet"
 
 
@@ -69,28 +71,30 @@ def max_report_date(instance: dg.DagsterInstance, scope: Scope) -> date | None:
 
 def scored_traffic_asset(scope: Scope) -> dg.AssetsDefinition:
     """The service's traffic of each day beside the offline features, with the skew check."""
+    data = scope.usecase.data
+    mart = data.features_table
 
     @dg.asset(
         group_name=MONITORING_GROUP,
         partitions_def=daily_partitions,
         backfill_policy=single_run,
         key=scope.key("scored_traffic"),
-        deps=scope.keys("raw_predictions", "transaction_features"),
+        deps=scope.keys("raw_predictions", mart),
         pool=scope.pool,
         check_specs=[
             dg.AssetCheckSpec(
                 SKEW_CHECK, asset=scope.key("scored_traffic"), blocking=True,
                 description=(
-                    "Every feature the service served equals the offline transaction_features "
-                    "value of the same payment within 1e-9; a failure lists examples and stops "
+                    f"Every feature the service served equals the offline {mart} value of the "
+                    f"same event within {SKEW_TOLERANCE:g}; a failure lists examples and stops "
                     "the reports of the run."
                 ),
             )
         ],
         description=(
-            "The payments the scoring service scored each day (one row per payment, the first "
+            "The events the scoring service scored each day (one row per event, the first "
             "logged of a retried one), their served features and score beside the offline "
-            "transaction_features values (Parquet under monitoring/scored_traffic/)."
+            f"{mart} values (Parquet under monitoring/<use case>/scored_traffic/)."
         ),
     )
     def scored_traffic(
@@ -99,30 +103,32 @@ def scored_traffic_asset(scope: Scope) -> dg.AssetsDefinition:
         settings = scope.settings()
         days = partition_days(context)
         end = days[-1] + timedelta(days=1)
-        traffic = load_scored_traffic(settings.raw_predictions_dir, days[0], end)
+        traffic = load_scored_traffic(
+            settings.raw_predictions_dir, days[0], end, data.row_id, data.event_time
+        )
         features = online_feature_names(traffic)
         with warehouse.get_connection() as con:
-            known = {row[0] for row in con.execute("describe transaction_features").fetchall()}
+            known = {row[0] for row in con.execute(f"describe {mart}").fetchall()}
             unknown = [f for f in features if f not in known]
             offline = con.execute(
-                f"select transaction_id{''.join(f', {f}' for f in features if f in known)} "
-                "from transaction_features where tx_date >= ? and tx_date < ?",
+                f"select {data.row_id}{''.join(f', {f}' for f in features if f in known)} "
+                f"from {mart} where {data.partition_date} >= ? and {data.partition_date} < ?",
                 [days[0], end],
             ).df()
         for name in unknown:  # a served feature the mart does not have: every row differs
             offline[name] = np.nan
-        tx_day = pd.to_datetime(traffic["tx_datetime"]).dt.date
+        event_day = pd.to_datetime(traffic[data.event_time]).dt.date
         totals = Counter()
         examples, by_feature = [], Counter()
         versions: Counter = Counter()
         for day in days:
-            rows = traffic.loc[tx_day == day].reset_index(drop=True)
-            joined = rows.merge(offline, on="transaction_id", how="left")
+            rows = traffic.loc[event_day == day].reset_index(drop=True)
+            joined = rows.merge(offline, on=data.row_id, how="left")
             path = traffic_path(settings, day)
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_output(path) as tmp:
                 joined.to_parquet(tmp, index=False)
-            result = compare_features(rows, offline, features)
+            result = compare_features(rows, offline, data.row_id, features)
             marker = path.parent / SKEW_FILE
             if result.passed:
                 marker.unlink(missing_ok=True)
@@ -149,8 +155,8 @@ def scored_traffic_asset(scope: Scope) -> dg.AssetsDefinition:
         }
         if examples:
             check_metadata["examples"] = dg.MetadataValue.md(markdown_table(
-                ["day", "transaction_id", "feature", "online", "offline"],
-                [[day, e.transaction_id, e.feature, e.online, e.offline]
+                ["day", data.row_id, "feature", "online", "offline"],
+                [[day, e.row_id, e.feature, e.online, e.offline]
                  for day, e in examples[:20]],
             ))
         if unknown:
@@ -380,26 +386,36 @@ def prediction_drift_report(
 def performance_report(
     context, scope: Scope, settings: Settings, day: date, traffic: pd.DataFrame
 ) -> dict:
+    usecase = settings.usecase
+    row_id = usecase.data.row_id
     newest = max_report_date(context.instance, scope)
     maturity = label_maturity(
-        pd.to_datetime(traffic["tx_datetime"]), newest,
-        protocol_from(settings.usecase).max_report_delay_days,
+        pd.to_datetime(traffic[usecase.data.event_time]), newest,
+        protocol_from(usecase).max_report_delay_days,
     )
     if maturity < 1:
         raise dg.Failure(
-            f"the labels of {day} are not mature: fraud reports are loaded up to {newest}, "
-            f"they can come until {day + settings.usecase.label.maturity}"
+            f"the labels of {day} are not mature: {usecase.label.source} is loaded up to "
+            f"{newest}, labels can come until {day + usecase.label.maturity}"
         )
     with context.resources.warehouse.get_connection() as con:
-        con.register("traffic_ids", traffic[["transaction_id"]])
-        reported = {
+        con.register("traffic_ids", traffic[[row_id]])
+        labelled = {
             row[0] for row in con.execute(
-                "select distinct r.transaction_id from stg_fraud_reports r "
-                "join traffic_ids t using (transaction_id)"
+                f"select distinct l.{row_id} from {_staged_labels(usecase)} l "
+                f"join traffic_ids t using ({row_id})"
             ).fetchall()
         }
-    label = traffic["transaction_id"].isin(reported).astype(int)
+    label = traffic[row_id].isin(labelled).astype(int)
     return _performance_numbers(scope, settings, day, traffic, label, maturity)
+
+
+def _staged_labels(usecase: UseCase) -> str:
+    """The staged label source of an online use case, whose rows each label their event
+    positive (as the declared features' label counts read it)."""
+    features = usecase.resolved_features()
+    assert features is not None, "an online use case declares its features"
+    return features.staged_inputs[1]
 
 
 def batch_performance_report(
@@ -498,7 +514,7 @@ def monitoring_assets(scope: Scope) -> list[dg.AssetsDefinition]:
             "served scores joined with the labels by id; the realized metrics and the alert "
             "precision achieved.",
             performance_report if served else batch_performance_report,
-            extra_deps=("stg_fraud_reports",) if served else (scope.usecase.data.table,),
+            extra_deps=(_staged_labels(scope.usecase),) if served else (scope.usecase.data.table,),
             warehouse=True,
         ),
     ]

@@ -24,6 +24,7 @@ from orchestration.defs.scope import Scope
 from orchestration.defs.training.assets import load_published_definitions
 from orchestration.lib.core.atomic import atomic_output
 from orchestration.lib.registry import registry
+from orchestration.lib.serving.bento import BENTO_ASSET, USECASE_ENV, bento_name, bentofile_for
 from orchestration.lib.serving.scoring import DailyScoring, load_champion, score_days
 from orchestration.lib.serving.snapshot import publish_serving_snapshot
 from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT, Settings
@@ -34,12 +35,14 @@ BATCH_SCORING_CHUNK_DAYS = 7
 
 def serving_snapshot_asset(scope: Scope) -> dg.AssetsDefinition:
     """What an online use case's scoring service bootstraps from."""
+    features = scope.usecase.resolved_features()
+    assert features is not None, "an online use case declares its features"
 
     @dg.asset(
         group_name=SERVING_GROUP,
         backfill_policy=single_run,
         key=scope.key("serving_snapshot"),
-        deps=scope.keys("stg_transactions", "stg_fraud_reports", "transaction_features"),
+        deps=scope.keys(*features.staged_inputs, features.mart),
         pool=scope.pool,
         description=(
             "The staged history the scoring service bootstraps its online features from (the "
@@ -59,8 +62,7 @@ def serving_snapshot_asset(scope: Scope) -> dg.AssetsDefinition:
                 "version": snapshot.version,
                 "first_day": snapshot.manifest["first_day"],
                 "last_day": snapshot.manifest["last_day"],
-                "transactions": tables["stg_transactions"]["rows"],
-                "fraud_reports": tables["stg_fraud_reports"]["rows"],
+                **{f"{name} rows": table["rows"] for name, table in tables.items()},
                 "feature_definitions_hash": definitions.hash,
                 "path": dg.MetadataValue.path(str(snapshot.path)),
             }
@@ -138,14 +140,12 @@ def batch_scores_asset(scope: Scope) -> dg.AssetsDefinition:
     return batch_scores
 
 
-BENTOFILE = PROJECT_ROOT / "bentos" / "fraud_scorer" / "bentofile.yaml"
-
-
 def _bentoml(settings: Settings, *args: str) -> str:
     completed = subprocess.run(
         [str(Path(sys.executable).parent / "bentoml"), *args],
         cwd=PROJECT_ROOT,
-        env={**os.environ, **NO_TELEMETRY_ENV, "BENTOML_HOME": str(settings.bentoml_home)},
+        env={**os.environ, **NO_TELEMETRY_ENV, "BENTOML_HOME": str(settings.bentoml_home),
+             USECASE_ENV: settings.usecase_name},
         capture_output=True, text=True, timeout=900, check=False,
     )
     if completed.returncode != 0:
@@ -158,31 +158,34 @@ def _bentoml(settings: Settings, *args: str) -> str:
 
 def bento_asset(scope: Scope) -> dg.AssetsDefinition:
     """The deployable Bento of an online use case's champion."""
+    name = bento_name(scope.usecase.name)
 
     @dg.asset(
         group_name=SERVING_GROUP,
         backfill_policy=single_run,
-        key=scope.key("fraud_scorer_bento"),
+        key=scope.key(BENTO_ASSET),
         deps=[scope.key("champion_model")],
         description=(
-            "The deployable artifact: a Bento of bentos/fraud_scorer with the champion's model "
-            "packed in, built once per champion (labelled `champion_version=<version>`)."
+            f"The deployable artifact: a Bento `{name}` of bentos/scorer (the service code of "
+            "every online use case) for this use case, with the champion's model packed in, "
+            "built once per champion (labelled `champion_version=<version>`)."
         ),
     )
-    def fraud_scorer_bento(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def scorer_bento(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         settings = scope.settings()
         version = registry.champion_version(settings)
         bentos = json.loads(_bentoml(settings, "list", "-o", "json") or "[]")
         for bento in bentos:
             labels = bento.get("labels") or {}
             built = labels.get("champion_version") == version
-            if bento["tag"].startswith("fraud_scorer:") and built:
+            if bento["tag"].startswith(f"{name}:") and built:
                 tag = bento["tag"]
                 context.log.info(f"{tag} already packs champion {version}: not rebuilt")
                 break
         else:
-            bentofile = yaml.safe_load(BENTOFILE.read_text())
-            bentofile["models"] = [f"{registry.model_name(settings)}:{version}"]
+            bentofile = bentofile_for(
+                settings.usecase_name, [f"{registry.model_name(settings)}:{version}"]
+            )
             with tempfile.TemporaryDirectory() as tmp:
                 spec = Path(tmp) / "bentofile.yaml"
                 spec.write_text(yaml.safe_dump(bentofile, sort_keys=False))
@@ -201,7 +204,7 @@ def bento_asset(scope: Scope) -> dg.AssetsDefinition:
             }
         )
 
-    return fraud_scorer_bento
+    return scorer_bento
 
 
 def serving_assets(scope: Scope) -> list[dg.AssetsDefinition]:

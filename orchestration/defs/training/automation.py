@@ -4,6 +4,7 @@ import dagster as dg
 
 from orchestration.defs.scope import Scope
 from orchestration.defs.training.assets import TRAINING_GROUP
+from orchestration.lib.serving.bento import BENTO_ASSET
 
 TRAINING_JOB = "training_job"
 
@@ -14,7 +15,7 @@ def training_job(scope: Scope):
     published = "."
     if scope.usecase.serving.online:
         selection |= dg.AssetSelection.assets(
-            *scope.keys("serving_snapshot", "fraud_scorer_bento")
+            *scope.keys("serving_snapshot", BENTO_ASSET)
         )
         published = ", publish the serving snapshot and build the champion's Bento."
     return dg.define_asset_job(

@@ -228,6 +228,13 @@ class OnlineFeatureStore:
         Events of one batch join the history together, so same-instant events of an entity
         count for each other, as they do offline.
         """
+        return [features for _, features in self.staged_features(events)]
+
+    def staged_features(
+        self, events: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """:meth:`features_batch`, each feature row with its event as staged (pseudonyms, no
+        personal data): what a prediction log keeps and :meth:`add_staged_events` takes back."""
         staging = self._staging[self._events_name]
         staged = [staging.stage(event, self._key) for event in events]
         with self._lock:
@@ -241,7 +248,9 @@ class OnlineFeatureStore:
                     new[row_id] = row
             for row in new.values():
                 self._insert(row)
-            return self._features_of(ids)
+            features = self._features_of(ids)
+        return [(dict(zip(staging.columns, row, strict=True)), feature_row)
+                for row, feature_row in zip(staged, features, strict=True)]
 
     def add_labels(self, labels: Iterable[Mapping[str, Any]]) -> int:
         """Add labels (the label source's contract columns) as they arrive.

@@ -1,11 +1,11 @@
-"""The scoring service's prediction log: one JSON line per scored payment, durable before the
-response is sent.
+"""The scoring service's logs: one JSON line per scored event (or label sent), durable before
+the response is sent.
 
-Every payment the service scores is a row: who asked (``request_id``, ``logged_at``), what was
-scored (``transaction_id``, ``tx_datetime``, ``card_key``, ``terminal_id``, ``amount``: the
-staged payment, never the card number), by which model (``model_version``), on which feature
-values (``features``, an object) and with what result (``fraud_probability``, ``alert``). A
-retried request is a second request and gets a second row.
+Every event the service scores is a row (:attr:`ServedColumns.prediction_columns`): who asked
+(``request_id``, ``logged_at``), what was scored (the staged event: pseudonyms, never personal
+data), by which model (``model_version``), on which feature values (``features``, an object) and
+with what result (the declared score, ``alert``). A retried request is a second request and gets
+a second row. The labels the service is sent are logged the same way, in their own folder.
 
 Layout under ``log_dir``::
 
@@ -39,25 +39,6 @@ from orchestration.lib.core.atomic import atomic_write_bytes, fsync_path, proces
 
 OPEN_DIR, CLOSED_DIR = "open", "closed"
 FILE_PREFIX, FILE_SUFFIX = "predictions-", ".jsonl"
-FEATURES = "features"
-"""The field holding the feature values; :func:`read_closed_logs` spreads it into
-``features.<name>`` columns."""
-COLUMNS = (
-    "request_id",
-    "logged_at",
-    "transaction_id",
-    "tx_datetime",
-    "card_key",
-    "terminal_id",
-    "amount",
-    "model_version",
-    FEATURES,
-    "fraud_probability",
-    "alert",
-)
-"""The fields of every row, in the order they are written."""
-REPORT_COLUMNS = ("request_id", "logged_at", "transaction_id", "card_key", "reported_at")
-"""The fields of a fraud report sent to the service (the same log format keeps them)."""
 COMMIT_TIMEOUT_S = 30.0
 """How long a request waits for its batch to be on disk before it fails (the disk is stuck)."""
 
@@ -92,9 +73,10 @@ class PredictionLog:
         log_dir: Path,
         rotate_rows: int,
         rotate_seconds: float,
-        columns: Sequence[str] = COLUMNS,
+        columns: Sequence[str],
     ) -> None:
-        """``columns``: the fields of a row (default :data:`COLUMNS`)."""
+        """``columns``: the fields of a row, in the order they are written (for example
+        :attr:`~orchestration.lib.serving.served.ServedColumns.prediction_columns`)."""
         if rotate_rows < 1 or rotate_seconds <= 0:
             raise ValueError("rotate_rows must be >= 1 and rotate_seconds > 0")
         self.log_dir = Path(log_dir)
@@ -310,29 +292,31 @@ def iter_records(log_dir: Path, include_open: bool = False) -> Iterator[dict[str
             yield json.loads(line)
 
 
-def read_log_file(path: Path) -> pd.DataFrame:
+def read_log_file(path: Path, times: Sequence[str] = ()) -> pd.DataFrame:
     """The complete rows of one log file, shaped as :func:`read_closed_logs` shapes them."""
-    return _frame(json.loads(line) for line in _complete_lines(Path(path).read_bytes()))
+    return _frame((json.loads(line) for line in _complete_lines(Path(path).read_bytes())), times)
 
 
-def read_closed_logs(log_dir: Path) -> pd.DataFrame:
+def read_closed_logs(log_dir: Path, times: Sequence[str] = ()) -> pd.DataFrame:
     """The rows of every closed log file (what ingestion may read), one column per field and
-    one ``features.<name>`` column per feature; timestamps parsed (``logged_at`` in UTC)."""
-    return _frame(iter_records(log_dir))
+    one ``features.<name>`` column per feature (an object field is spread); ``logged_at``
+    parsed in UTC, the local timestamps named in ``times`` (the event time) parsed too."""
+    return _frame(iter_records(log_dir), times)
 
 
-def read_all_logs(log_dir: Path) -> pd.DataFrame:
+def read_all_logs(log_dir: Path, times: Sequence[str] = ()) -> pd.DataFrame:
     """Like :func:`read_closed_logs`, open files included (their complete lines)."""
-    return _frame(iter_records(log_dir, include_open=True))
+    return _frame(iter_records(log_dir, include_open=True), times)
 
 
-def _frame(records: Iterator[dict[str, Any]]) -> pd.DataFrame:
+def _frame(records: Iterator[dict[str, Any]], times: Sequence[str]) -> pd.DataFrame:
     rows = list(records)
     if not rows:
-        return pd.DataFrame(columns=[c for c in COLUMNS if c != FEATURES])
+        return pd.DataFrame(columns=["request_id", "logged_at"])
     frame = pd.json_normalize(rows, sep=".")
     frame["logged_at"] = pd.to_datetime(frame["logged_at"], utc=True, format="ISO8601")
-    frame["tx_datetime"] = pd.to_datetime(frame["tx_datetime"], format="ISO8601")
+    for column in times:
+        frame[column] = pd.to_datetime(frame[column], format="ISO8601")
     return frame
 
 

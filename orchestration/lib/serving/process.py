@@ -1,9 +1,9 @@
-"""Start and stop the scoring service (``bentos/fraud_scorer``) as a background process.
+"""Start and stop a use case's scoring service (``bentos/scorer``) as a background process.
 
 ``bentoml serve`` runs in a process group of its own (so stopping it ends its workers too), on
 127.0.0.1, with the environment the pipeline runs in: ``BLUEPRINT_HOME``, ``BENTOML_HOME`` under
 it, telemetry off, one BLAS/OpenMP thread. Its output goes to ``BLUEPRINT_HOME/logs/``; its
-process group id to ``BLUEPRINT_HOME/serving/fraud_scorer.pid`` for a later ``stop``.
+process group id to ``BLUEPRINT_HOME/serving/<use case>/scorer.pid`` for a later ``stop``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestration.lib.serving.bento import SERVICE, USECASE_ENV
 from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT, Settings, get_settings
 
 
@@ -30,11 +31,8 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
-SERVICE = "bentos.fraud_scorer.service:FraudScorer"
-"""The service's import path from the repository root (as in its bentofile)."""
 HOST = "127.0.0.1"
-LOG_NAME = "fraud-scorer.log"
-PID_NAME = "fraud_scorer.pid"
+PID_NAME = "scorer.pid"
 SINGLE_THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
@@ -70,7 +68,13 @@ def service_env(settings: Settings, base: Mapping[str, str] | None = None) -> di
     env.update(SINGLE_THREAD_ENV)
     env["BLUEPRINT_HOME"] = str(settings.home)
     env["BENTOML_HOME"] = str(settings.bentoml_home)
+    env[USECASE_ENV] = settings.usecase_name
     return env
+
+
+def log_name(settings: Settings) -> str:
+    """The service's log file under ``BLUEPRINT_HOME/logs/``."""
+    return f"{settings.usecase_name}-scorer.log"
 
 
 def pid_path(settings: Settings) -> Path:
@@ -97,7 +101,7 @@ def start_scoring_service(
     log_dir = settings.home / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     settings.serving_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / LOG_NAME
+    log_path = log_dir / log_name(settings)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", HOST,

@@ -55,7 +55,10 @@ def _typed(
             return None
         raise ValueError(f"{name} is missing")
     if kind == "timestamp":
-        return _timestamp(value)
+        try:
+            return _timestamp(value)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
     if kind == "date":
         return _date(value)
     if kind == "double":

@@ -1,0 +1,230 @@
+"""What an online service serves with, and how it follows the pipeline: the registry's champion
+and the current serving snapshot, loaded next to what is serving and swapped by one reference.
+
+:class:`ServingState` is the service's state without BentoML: the model, the online store, why
+either cannot (re)load, and the readiness check built on them. :meth:`ServingState.follow` is
+the follower thread's loop: every ``BLUEPRINT_SERVING_POLL_SECONDS`` it looks at the champion
+and the snapshot's ``CURRENT`` pointer and loads what changed. At start-up the online state is
+the current snapshot plus the events and labels logged after the snapshot's last day.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from orchestration.lib.features.pseudonymize import key_fingerprint
+from orchestration.lib.registry import registry
+from orchestration.lib.serving.online_features import OnlineFeatureStore
+from orchestration.lib.serving.prediction_log import iter_records, rotation_token
+from orchestration.lib.serving.scoring import ScoringModel, load_scoring_model
+from orchestration.lib.serving.served import ServedColumns
+from orchestration.lib.serving.snapshot import current_snapshot
+from orchestration.settings import Settings
+
+logger = logging.getLogger("bentoml.scorer")
+
+
+class NotReady(Exception):
+    """No request can be scored now; the message says why."""
+
+
+class ServingState:
+    """The champion and the online store a service scores with; thread-safe."""
+
+    def __init__(self, settings: Settings, columns: ServedColumns, key: bytes) -> None:
+        self.settings = settings
+        self.columns = columns
+        self._key_fingerprint = key_fingerprint(key)
+        self.model: ScoringModel | None = None
+        self.store: OnlineFeatureStore | None = None
+        self.problems: dict[str, str] = {}
+        """What keeps the model or the store from (re)loading: shown by /readyz."""
+        self.frozen_objects = 0
+        """Objects `gc.freeze` set aside after the last load (see `settle_heap`)."""
+        self.features_lock = threading.Lock()
+        """Held while a request adds events or labels to the store, and to swap the store."""
+        self.journal: list[dict[str, Any]] | None = None
+        """While a new snapshot loads: the events and labels added to the old store meanwhile."""
+
+    # -- readiness -----------------------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Whether events can be scored, with what, and why not."""
+        model, store = self.model, self.store
+        state: dict[str, Any] = {
+            "ready": False,
+            "usecase": self.columns.usecase,
+            "model_version": model.version if model else None,
+            "snapshot_version": store.snapshot_version if store else None,
+            "gc_frozen_objects": self.frozen_objects,
+        }
+        if self.problems:
+            state["problems"] = dict(self.problems)
+        reason = self._not_ready(model, store)
+        if reason is None:
+            state["ready"] = True
+            return True, state
+        state["reason"] = reason
+        return False, state
+
+    def _not_ready(
+        self, model: ScoringModel | None, store: OnlineFeatureStore | None
+    ) -> str | None:
+        if model is None:
+            return self.problems.get("model", "no champion model loaded yet")
+        if store is None:
+            return self.problems.get("snapshot", "the online state is not loaded yet")
+        if model.feature_definitions_hash != store.definitions_hash:
+            return (
+                f"champion {model.version} was trained on feature definitions "
+                f"{model.feature_definitions_hash[:12]}, the online state computes "
+                f"{store.definitions_hash[:12]}: publish a matching snapshot or roll back"
+            )
+        if model.facts.pseudonymization_key_fingerprint != self._key_fingerprint:
+            return f"champion {model.version} saw pseudonyms of another pseudonymization key"
+        if not self.columns.same_requests(store.definitions.features.staging):
+            return (
+                f"snapshot {store.snapshot_version} stages requests otherwise than the "
+                f"declaration of {self.columns.usecase} (its source contracts changed): "
+                "materialize to publish a snapshot of the declared contracts"
+            )
+        return None
+
+    def ready_model(self) -> ScoringModel:
+        """The champion, if events can be scored now (raises `NotReady` saying why)."""
+        ready, state = self.readiness()
+        if not ready:
+            raise NotReady(state["reason"])
+        assert self.model is not None
+        return self.model
+
+    # -- following the registry and the snapshots ----------------------------------------------
+
+    def follow(self, stop: threading.Event, on_rotation: Callable[[], None]) -> None:
+        """The follower thread: load what changed every poll, until ``stop`` is set.
+        ``on_rotation`` closes the service's log files when `blueprint replay` asks."""
+        seen = rotation_token(self.settings.serving_dir)
+        while True:
+            token = rotation_token(self.settings.serving_dir)
+            if token != seen:
+                seen = token
+                on_rotation()
+            self.follow_once()
+            if stop.wait(self.settings.serving_poll_seconds):
+                return
+
+    def follow_once(self) -> None:
+        """Load a new champion or snapshot if there is one; a failure keeps what is loaded
+        serving and is shown by the readiness check."""
+        loaded = (self.model, self.store)
+        for name, follow in (("model", self._follow_champion), ("snapshot", self._follow_snapshot)):
+            try:
+                follow()
+                self.problems.pop(name, None)
+            except Exception as problem:  # keep serving what is loaded; /readyz says why
+                if self.problems.get(name) != str(problem):
+                    logger.warning("cannot follow the %s: %s", name, problem)
+                self.problems[name] = str(problem)
+        if any(now is not before for now, before in zip((self.model, self.store), loaded,
+                                                         strict=True)):
+            self.frozen_objects = settle_heap()
+
+    def _follow_champion(self) -> None:
+        version = registry.champion_version(self.settings)
+        if self.model is None or self.model.version != version:
+            model = load_scoring_model(version, self.settings)
+            previous, self.model = self.model, model
+            logger.info(
+                "serving model %s (was %s)", version, previous.version if previous else None
+            )
+
+    def _follow_snapshot(self) -> None:
+        version = current_snapshot(self.settings.snapshot_dir).version
+        store = self.store
+        if store is None:
+            self.store = self.start_store()
+            logger.info("serving snapshot %s", self.store.snapshot_version)
+        elif store.snapshot_version != version:
+            with self.features_lock:
+                self.journal = []
+            try:
+                new = OnlineFeatureStore.from_snapshot(self.settings.snapshot_dir,
+                                                       carry_over=store)
+                _prepare(new)
+                with self.features_lock:
+                    self._replay_journal(new)
+                    self.store = new
+            finally:
+                with self.features_lock:
+                    self.journal = None
+            logger.info(
+                "serving snapshot %s (was %s)", new.snapshot_version, store.snapshot_version
+            )
+
+    def start_store(self) -> OnlineFeatureStore:
+        """The current snapshot plus the events and labels logged after its last day."""
+        columns = self.columns
+        store = OnlineFeatureStore.from_snapshot(self.settings.snapshot_dir)
+        assert store.snapshot_last_day is not None
+        last_day = store.snapshot_last_day
+        events = store.add_staged_events(_after(
+            iter_records(self.settings.prediction_log_dir, include_open=True),
+            columns.event_time, last_day,
+        ))
+        labels = store.add_staged_labels(_after(
+            iter_records(self.settings.label_log_dir, include_open=True),
+            columns.label_time, last_day,
+        ))
+        logger.info(
+            "restored %d events and %d labels after %s from the logs", events, labels, last_day
+        )
+        _prepare(store)
+        return store
+
+    def _replay_journal(self, store: OnlineFeatureStore) -> None:
+        """Add to ``store`` what requests added to the old store while it loaded."""
+        assert store.snapshot_last_day is not None
+        for entry in self.journal or []:
+            if "events" in entry:
+                store.add_staged_events(
+                    row for row in entry["events"]
+                    if row[self.columns.partition_date] > store.snapshot_last_day
+                )
+            else:
+                store.add_staged_labels(entry["labels"])
+
+
+def _after(records: Iterable[dict[str, Any]], time_column: str, day: Any) -> Iterable[dict]:
+    return (r for r in records if datetime.fromisoformat(r[time_column]).date() > day)
+
+
+def settle_heap() -> int:
+    """Keep what the service loaded out of the cyclic garbage collector's way.
+
+    The imports, the model and the online store (hundreds of thousands of objects on the
+    default world) live for hours. Each full collection walks all of them and holds the GIL
+    meanwhile: a pause in which no request moves, which shows in the latency's tail. After each
+    load (the start, a new champion, a new snapshot) the follower collects once and freezes
+    what is left (`gc.freeze`), so later collections walk only what requests allocated since.
+    What was frozen before is unfrozen first, so a replaced store's cycles are collected: one
+    pause per load, not every few thousand requests. Refcounting frees frozen objects as usual
+    (docs/OPERATING_NOTES.md has the measurements).
+
+    Returns how many objects were frozen: counted here, once, because `gc.get_freeze_count`
+    walks the whole frozen list, far too slow for a request's readiness check.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
+def _prepare(store: OnlineFeatureStore) -> None:
+    """Compute the entity-day rows of the day after the snapshot now, not in a request."""
+    assert store.snapshot_last_day is not None
+    store.prepare_day(store.snapshot_last_day + timedelta(days=1))
