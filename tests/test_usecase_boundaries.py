@@ -31,7 +31,6 @@ value, whatever the column is called, and words such as a query ``plan``, a dura
 REMAINING = {
     "bentos/fraud_scorer/service.py": 29,
     "blueprint_cli/closed_loop.py": 12,
-    "blueprint_cli/commands/services.py": 4,
     "blueprint_cli/replay.py": 22,
     "orchestration/defs/monitoring/assets.py": 20,
     "orchestration/defs/serving/assets.py": 7,

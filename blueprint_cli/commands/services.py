@@ -3,6 +3,7 @@ person looks at (the Dagster UI, the monitoring reports' server, the scoring ser
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import time
 import urllib.request
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -131,9 +132,23 @@ def _stop_reports_server(settings: Settings) -> bool:
     stop_process_group(pid, REPORTS_SERVER_STOP_S)  # SIGKILL if it ignores SIGTERM
     pid_file.unlink(missing_ok=True)
     return True
-CURL_EXAMPLE = """curl -s -X POST {url}/score -H 'Content-Type: application/json' \\
-  -d '{{"transaction_id": "demo-1", "timestamp": "{timestamp}",
-       "card_number": "4539578763621486", "terminal_id": "3178", "amount": 57.3}}'"""
+CURL_WIDTH = 90
+"""Columns the curl example's JSON is wrapped to."""
+
+
+def curl_example(url: str, request: dict[str, Any]) -> str:
+    """A curl command that scores ``request``, its JSON wrapped to `CURL_WIDTH` columns."""
+    items = [f"{json.dumps(field)}: {json.dumps(value)}" for field, value in request.items()]
+    lines = [items[:1]]
+    for item in items[1:]:
+        # each line is indented 7 columns ("  -d '{") and ends with 2 ("," or "}'") at most
+        if 7 + len(", ".join([*lines[-1], item])) + 2 > CURL_WIDTH:
+            lines.append([item])
+        else:
+            lines[-1].append(item)
+    body = ",\n       ".join(", ".join(line) for line in lines)
+    return (f"curl -s -X POST {url}/score -H 'Content-Type: application/json' \\\n"
+            f"  -d '{{{body}}}'")
 
 
 def serve(
@@ -173,7 +188,9 @@ def serve(
     except Exception:  # noqa: BLE001 - the example only needs a plausible date
         last_day = date.today()
     timestamp = f"{last_day + timedelta(days=1)}T13:45:10"
-    typer.echo("Try it:\n" + CURL_EXAMPLE.format(url=url, timestamp=timestamp))
+    example = settings.usecase.example_request(timestamp)
+    if example is not None:
+        typer.echo("Try it:\n" + curl_example(url, example))
 
 
 def stop(

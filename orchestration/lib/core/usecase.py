@@ -176,6 +176,9 @@ class Request(Strict):
 
     rename: dict[Identifier, Identifier] = {}
     """Contract column -> the request's field for it."""
+    example: dict[Identifier, str | int | float] = {}
+    """A request to try, as ``blueprint serve`` shows it: a value for each field but the event
+    time, which the command fills in (none declared: no example)."""
 
 
 class Serving(Strict):
@@ -291,6 +294,11 @@ class UseCase(Strict):
         if getattr(plain.get(self.data.event_time), "type", None) != "timestamp":
             raise ValueError(f"data.event_time: {self.data.event_time!r} is not a timestamp "
                              f"column {where}")
+        untimed = set(fields) - {rename.get(self.data.event_time, self.data.event_time)}
+        example = self.serving.request.example
+        if example and set(example) != untimed:
+            raise ValueError(f"serving.request.example: must give a value to each field of a "
+                             f"request but the event time: {sorted(untimed)}")
         ids = {self.data.row_id, self.data.event_time, self.data.partition_date,
                *self.data.entities.values()}
         for name, group in declared.windowed.items():
@@ -332,6 +340,17 @@ class UseCase(Strict):
             partition_date=self.data.partition_date, entities=self.data.entities,
             label_source=self.label.source, label_known_at=self.label.known_at,
         )
+
+    def example_request(self, event_time: str) -> dict[str, Any] | None:
+        """The declared example request at ``event_time``, its fields in the events' contract
+        order (None: no example declared)."""
+        request = self.serving.request
+        if not request.example or self.features.declared is None:
+            return None
+        fields = {c.name: request.rename.get(c.name, c.name)
+                  for c in self.sources[self.features.declared.events].columns}
+        return {field: event_time if column == self.data.event_time else request.example[field]
+                for column, field in fields.items()}
 
     def dbt_arguments(self) -> list[str]:
         """What every dbt call on this use case passes: its declared features, as ``--vars``."""
