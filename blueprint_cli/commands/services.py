@@ -105,7 +105,7 @@ def _start_reports_server(settings: Settings) -> None:
             return
         except (ProcessLookupError, ValueError):
             pid_file.unlink()
-    from orchestration.lib.monitoring.reports import write_root_index
+    from orchestration.lib.monitoring.report_index import write_root_index
 
     write_root_index(settings.reports_root, usecase_names(USECASES_DIR))
     process = subprocess.Popen(
