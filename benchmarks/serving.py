@@ -806,7 +806,7 @@ class Page:
         rows = []
         for name, label in (
             ("validate", "request: JSON into the service's pydantic model"),
-            ("features", "online features (`OnlineFeatureStore.features_batch`)"),
+            ("features", "online features (`OnlineFeatureStore.staged_features`)"),
             ("model", "model: score and reason codes (`ScoringModel.score_and_explain`)"),
             ("log", "prediction log (`PredictionLog.write`: group commit, fsync)"),
             ("rest", "the rest: response model and JSON, locks"),

@@ -4,7 +4,7 @@ No HTTP, no framework: a ``Scorer`` instance (the class ``bentoml serve`` runs, 
 prediction log and its model and snapshot following) scores the benchmark's payments one at a
 time, each parsed from its JSON body into the service's request model and its answer dumped to
 JSON, as a server would. Its three calls that do the work are timed through delegating wrappers:
-the online features (``OnlineFeatureStore.features_batch``), the model
+the online features (``OnlineFeatureStore.staged_features``), the model
 (``ScoringModel.score_and_explain``) and the prediction log (``PredictionLog.write``), each in
 wall time and in the calling thread's CPU time (on a shared machine, the difference is time
 spent waiting for the core, or, for the log, for its writer thread's fsync). Then

@@ -101,11 +101,6 @@ class StepResult:
     rejections: list[str] = field(default_factory=list)
 
     @property
-    def reports(self) -> int:
-        """The labels sent (the CLI's summary line names them so)."""
-        return self.labels
-
-    @property
     def switched(self) -> bool:
         return self.champion_before != self.champion_after
 

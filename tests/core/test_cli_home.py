@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from blueprint_cli.main import OLD_LAYOUT, app
+from blueprint_cli.home import OLD_LAYOUT
+from blueprint_cli.main import app
 
 runner = CliRunner()
 

@@ -170,3 +170,29 @@ def test_the_label_source_must_be_declared(tmp_path):
     directory = declare(tmp_path, label__source="disputes")
     with pytest.raises(UseCaseError, match="label.source: 'disputes' is not a declared source"):
         load_usecase("fraud", directory, environ={})
+
+
+def test_the_example_request_is_the_declared_one_at_the_given_time():
+    fraud = load_usecase("fraud", USECASES_DIR, environ={})
+    request = fraud.example_request("2018-10-01T13:45:10")
+    events = fraud.sources[fraud.features.declared.events]
+    rename = fraud.serving.request.rename
+    assert list(request) == [rename.get(c.name, c.name) for c in events.columns]
+    assert request[rename[fraud.data.event_time]] == "2018-10-01T13:45:10"
+    assert {k: v for k, v in request.items() if k in fraud.serving.request.example} == (
+        fraud.serving.request.example
+    )
+    assert declared_without_example(fraud).example_request("2018-10-01T13:45:10") is None
+
+
+def declared_without_example(usecase):
+    request = usecase.serving.request.model_copy(update={"example": {}})
+    serving = usecase.serving.model_copy(update={"request": request})
+    return usecase.model_copy(update={"serving": serving})
+
+
+def test_an_example_request_must_give_every_field_but_the_event_time(tmp_path):
+    example = dict(FRAUD["serving"]["request"]["example"])
+    example.pop(next(iter(example)))
+    assert_refused(tmp_path, {"serving__request__example": example}, "serving.request.example",
+                   "each field of a request but the event time")

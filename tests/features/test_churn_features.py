@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 
 from orchestration.lib.quality.expectations import read_suite, validate_frame
-from orchestration.lib.quality.pii import load_personal_data, scan_duckdb_database
+from orchestration.lib.quality.raw_zone import load_personal_data
+from orchestration.lib.quality.scanners import scan_duckdb_database
 from orchestration.settings import PROJECT_ROOT
 from tests.features import churn_world
 from tests.features.churn_world import CONFIG, ChurnDbtRun

@@ -26,12 +26,7 @@ from landing_builders import (
 
 from orchestration.lib.ingestion import ingest, parsing
 from orchestration.lib.ingestion.contracts import CUSTOMERS, FRAUD_REPORTS, TRANSACTIONS
-from orchestration.lib.ingestion.ingest import (
-    QUARANTINE_RECORDS_SCHEMA,
-    RAW_QUARANTINE_ROWS_SCHEMA,
-    PartitionNotReadyError,
-    ingest_partition,
-)
+from orchestration.lib.ingestion.ingest import PartitionNotReadyError, ingest_partition
 from orchestration.lib.ingestion.landing import (
     FINGERPRINT_KEY,
     partition_status,
@@ -40,6 +35,10 @@ from orchestration.lib.ingestion.landing import (
     raw_snapshot_path,
 )
 from orchestration.lib.ingestion.parsing import SchemaChangeError
+from orchestration.lib.ingestion.raw_tables import (
+    QUARANTINE_RECORDS_SCHEMA,
+    RAW_QUARANTINE_ROWS_SCHEMA,
+)
 
 
 def records_of(zones: Zones, contract=TRANSACTIONS, day: date = DAY) -> pa.Table:

@@ -14,20 +14,22 @@ import pytest
 from evidently.core.report import Snapshot
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from orchestration.lib.monitoring.reports import (
+from orchestration.lib.monitoring.report_index import (
     INDEX_HTML,
     INDEX_JSON,
     INDEX_TITLE,
     ReportEntry,
-    data_drift_report,
-    performance_report,
-    prediction_drift_report,
     prune_reports,
     read_index,
     record_report,
     report_path,
-    sample_for_report,
     write_index_html,
+)
+from orchestration.lib.monitoring.reports import (
+    data_drift_report,
+    performance_report,
+    prediction_drift_report,
+    sample_for_report,
 )
 from orchestration.lib.training.metrics import card_precision_top_k
 from tests.training.families import SCORECARD

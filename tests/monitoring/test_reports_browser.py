@@ -24,16 +24,18 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from orchestration.lib.monitoring.reports import (
+from orchestration.lib.monitoring.report_index import (
     INDEX_HTML,
     INDEX_TITLE,
     REPORT_KINDS,
     ReportEntry,
+    record_report,
+    report_path,
+)
+from orchestration.lib.monitoring.reports import (
     data_drift_report,
     performance_report,
     prediction_drift_report,
-    record_report,
-    report_path,
 )
 from tests import browser
 from tests.training.families import SCORECARD

@@ -15,13 +15,10 @@ from orchestration.lib.quality.personal_data import (
     mentions_any,
     scan_values,
 )
-from orchestration.lib.quality.pii import (
-    ScanCache,
-    load_personal_data,
-    personal_data_snapshots,
-    scan_outside_raw_zone,
-    scan_paths,
-)
+from orchestration.lib.quality.pii import scan_outside_raw_zone, scan_paths
+from orchestration.lib.quality.raw_zone import load_personal_data, personal_data_snapshots
+from orchestration.lib.quality.scan_cache import ScanCache
+from orchestration.lib.quality.scanners import scan_text_file
 from orchestration.settings import get_settings
 
 PAN = "4539578763621486"  # passes Luhn
@@ -358,8 +355,8 @@ def test_dbts_docs_app_is_library_code_but_the_project_data_it_inlines_is_scanne
     clean = tmp_path / "clean" / "index.html"
     clean.parent.mkdir()
     clean.write_text(page('{"nodes": {"model.blueprint.x": {"description": "a feature"}}}'))
-    assert pii.scan_text_file(clean, KNOWN).findings == []
+    assert scan_text_file(clean, KNOWN).findings == []
     leaky = tmp_path / "leaky" / "index.html"
     leaky.parent.mkdir()
     leaky.write_text(page(f'{{"nodes": {{"unit_test": {{"given": "{PAN}"}}}}}}'))
-    assert kinds(pii.scan_text_file(leaky, KNOWN).findings) == ["card number (PAN)"]
+    assert kinds(scan_text_file(leaky, KNOWN).findings) == ["card number (PAN)"]

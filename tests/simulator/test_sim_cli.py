@@ -11,8 +11,8 @@ import pytest
 from sim_files import truth, world_json
 from typer.testing import CliRunner
 
+from blueprint_cli.commands.world import simulate as simulate_command
 from blueprint_cli.main import app
-from blueprint_cli.main import simulate as simulate_command
 from simulator import WorldConfig, held_days
 
 runner = CliRunner()

@@ -40,7 +40,7 @@ from orchestration.lib.features.feature_definitions import (
     load_compiled_chain,
     load_feature_definitions,
 )
-from orchestration.lib.monitoring.reports import write_root_index
+from orchestration.lib.monitoring.report_index import write_root_index
 from orchestration.settings import (
     DBT_PROJECT_DIR,
     FEATURE_CATALOG_DIR,

@@ -18,19 +18,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from datetime import timedelta
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import (
-    BeforeValidator,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, model_validator
 
 from orchestration.lib.core.feature_declaration import DeclaredFeatures, ResolvedFeatures
 from orchestration.lib.core.modeling import (
@@ -41,13 +34,22 @@ from orchestration.lib.core.modeling import (
     PrimaryMetric,
     estimator_class,
 )
+from orchestration.lib.core.overrides import RETIRED_ENV, apply_overrides
 from orchestration.lib.core.schema import (
-    Duration,
     Identifier,
     Strict,
     UseCaseError,
     parse_duration,
     whole_days,
+)
+from orchestration.lib.core.sections import (
+    Data,
+    DecisionBudget,
+    Features,
+    Label,
+    Monitoring,
+    Protocol,
+    Serving,
 )
 from orchestration.lib.core.sources import Source, SourceColumn, row_staging
 
@@ -59,149 +61,6 @@ __all__ = [
 
 ENV_PREFIX = "BLUEPRINT_"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
-
-RETIRED_ENV = {
-    "BLUEPRINT_TRAIN_DAYS": "protocol.train",
-    "BLUEPRINT_DELAY_DAYS": "protocol.delay",
-    "BLUEPRINT_TEST_DAYS": "protocol.test",
-    "BLUEPRINT_N_FOLDS": "protocol.folds",
-    "BLUEPRINT_FOLD_STEP_DAYS": "protocol.fold_step",
-    "BLUEPRINT_SEED": "models.seed",
-    "BLUEPRINT_TRAINING_FEATURES": "features.train_on",
-    "BLUEPRINT_PROMOTION_AP_MARGIN": "gate.primary.margin",
-    "BLUEPRINT_PROMOTION_AP_FLOOR": "gate.primary.floor",
-    "BLUEPRINT_PROMOTION_CP_TOLERANCE": "gate.guards.0.tolerance",
-    "BLUEPRINT_ALERTS_PER_DAY": "decision_budget.per_day",
-    "BLUEPRINT_MAX_REPORT_DELAY_DAYS": "label.maturity",
-    "BLUEPRINT_DRIFT_SHARE_THRESHOLD": "monitoring.drift_share_threshold",
-    "BLUEPRINT_AP_DROP_THRESHOLD": "monitoring.decay.drop",
-    "BLUEPRINT_RETRAIN_ON_PREDICTION_DRIFT": "monitoring.retrain_on_prediction_drift",
-    "BLUEPRINT_RETRAIN_MIN_POST_DRIFT_DAYS": "monitoring.min_post_drift_days",
-}
-"""Global settings that were the first use case's and are now fields of every declaration."""
-
-
-class Data(Strict):
-    """Where a model's rows come from and what identifies them."""
-
-    table: Identifier
-    """The mart a model learns from and is tested on: one row per decision, with its label."""
-    features_table: Identifier
-    """The mart of every decision's features, without the label: what batch scoring scores and
-    what monitoring compares the served features with."""
-    row_id: Identifier
-    event_time: Identifier
-    """When the event happened: rows are ordered by it."""
-    partition_date: Identifier
-    """The event's day: the daily partition and the unit of the validation windows."""
-    entities: dict[Identifier, Identifier] = Field(min_length=1)
-    """Entity name -> its key column in ``table`` (metrics and budgets name the entity)."""
-
-
-class Label(Strict):
-    column: Identifier
-    known_at: Identifier
-    """The date the label became known: a label is usable on day d iff it is before d."""
-    source: Identifier
-    """The source whose newest ingested partition says how far the labels are known."""
-    maturity: Duration
-    """How long after its event a label can still arrive: a day's labels are final after it."""
-    time: Identifier | None = None
-    """The label source's timestamp column whose day is ``known_at`` (online staging derives
-    ``known_at`` from it; required for online serving)."""
-
-
-def _flatten(value: Any) -> Any:
-    if isinstance(value, list):
-        return [item for part in value for item in (part if isinstance(part, list) else [part])]
-    return value
-
-
-FeatureList = Annotated[list[Identifier], BeforeValidator(_flatten)]
-
-
-class Features(Strict):
-    declared: DeclaredFeatures | None = None
-    """The features serving computes, declared once: dbt renders them into the feature mart and
-    the online path reads the same declaration (``feature_declaration``)."""
-    train_on: FeatureList = Field(min_length=1)
-    """The columns of ``data.table`` the production model trains on (a list may include
-    another by its YAML anchor)."""
-    baseline: FeatureList = []
-    """A reference feature set (benchmarks compare the production set with it)."""
-
-    @field_validator("train_on")
-    @classmethod
-    def _distinct(cls, names: list[str]) -> list[str]:
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise ValueError(f"features listed twice: {repeated}")
-        return names
-
-
-class Protocol(Strict):
-    """Prequential validation: train, skip ``delay``, test; ``folds`` times, ``fold_step`` apart."""
-
-    train: Duration
-    delay: Duration
-    test: Duration
-    folds: int = Field(ge=1)
-    fold_step: Duration
-    exclude_known_positives: Identifier | None = None
-    """An entity (of ``data.entities``) whose rows leave a test day once one of its rows is a
-    known positive before that day (the handbook drops the payments of cards already known
-    compromised: investigators would have blocked them); None keeps every test row."""
-
-    @model_validator(mode="after")
-    def _positive(self) -> Protocol:
-        for name in ("train", "test", "fold_step"):
-            if getattr(self, name) <= timedelta(0):
-                raise ValueError(f"{name} must be longer than zero")
-        if self.delay < timedelta(0):
-            raise ValueError("delay cannot be negative")
-        return self
-
-
-class DecisionBudget(Strict):
-    per_day: float = Field(ge=0)
-    """Positive decisions (alerts, retention calls) a day; the threshold is chosen for it."""
-    entity: Identifier | None = None
-    """The entity (of ``data.entities``) a day's list ranks, each by its riskiest row (the
-    investigation queue of cards, the retention list of accounts); None ranks rows."""
-
-
-class Request(Strict):
-    """What a scoring request carries: the columns of the events' source contract, some under
-    another name."""
-
-    rename: dict[Identifier, Identifier] = {}
-    """Contract column -> the request's field for it."""
-
-
-class Serving(Strict):
-    mode: Literal["online", "batch", "both"]
-    score: Identifier = "score"
-    """The name of the score in answers, batch scores and monitoring (``fraud_probability``)."""
-    request: Request = Request()
-
-    @property
-    def online(self) -> bool:
-        return self.mode in ("online", "both")
-
-
-class Decay(Strict):
-    metric: Identifier
-    drop: float = Field(ge=0)
-    """How far a day's realized metric may fall below the champion's test value."""
-
-
-class Monitoring(Strict):
-    traffic: Literal["prediction_log", "batch_scores"]
-    """What monitoring reads: the service's prediction log or the batch scores."""
-    drift_share_threshold: float = Field(gt=0, le=1)
-    decay: Decay
-    retrain_on_prediction_drift: bool = True
-    min_post_drift_days: int = Field(ge=0)
 
 
 class UseCase(Strict):
@@ -291,6 +150,11 @@ class UseCase(Strict):
         if getattr(plain.get(self.data.event_time), "type", None) != "timestamp":
             raise ValueError(f"data.event_time: {self.data.event_time!r} is not a timestamp "
                              f"column {where}")
+        untimed = set(fields) - {rename.get(self.data.event_time, self.data.event_time)}
+        example = self.serving.request.example
+        if example and set(example) != untimed:
+            raise ValueError(f"serving.request.example: must give a value to each field of a "
+                             f"request but the event time: {sorted(untimed)}")
         ids = {self.data.row_id, self.data.event_time, self.data.partition_date,
                *self.data.entities.values()}
         for name, group in declared.windowed.items():
@@ -332,6 +196,17 @@ class UseCase(Strict):
             partition_date=self.data.partition_date, entities=self.data.entities,
             label_source=self.label.source, label_known_at=self.label.known_at,
         )
+
+    def example_request(self, event_time: str) -> dict[str, Any] | None:
+        """The declared example request at ``event_time``, its fields in the events' contract
+        order (None: no example declared)."""
+        request = self.serving.request
+        if not request.example or self.features.declared is None:
+            return None
+        fields = {c.name: request.rename.get(c.name, c.name)
+                  for c in self.sources[self.features.declared.events].columns}
+        return {field: event_time if column == self.data.event_time else request.example[field]
+                for column, field in fields.items()}
 
     def dbt_arguments(self) -> list[str]:
         """What every dbt call on this use case passes: its declared features, as ``--vars``."""
@@ -391,7 +266,7 @@ def _load(path: Path, mtime_ns: int, overrides: tuple[tuple[str, str], ...]) -> 
         raise UseCaseError(f"{path}: a declaration is a mapping of fields")
     if raw.get("name") != path.stem:
         raise UseCaseError(f"{path}: name: must be {path.stem!r}, the file's name")
-    raw = _apply_overrides(path, raw, dict(overrides), f"{ENV_PREFIX}{path.stem.upper()}_")
+    raw = apply_overrides(path, raw, dict(overrides), f"{ENV_PREFIX}{path.stem.upper()}_")
     try:
         return UseCase.model_validate(raw)
     except ValidationError as error:
@@ -401,47 +276,3 @@ def _load(path: Path, mtime_ns: int, overrides: tuple[tuple[str, str], ...]) -> 
             for issue in error.errors()
         ]
         raise UseCaseError("\n".join(lines)) from None
-
-
-def _leaves(node: Any, path: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
-    """Every overridable field: env suffix -> its path in the declaration."""
-    found: dict[str, tuple[str, ...]] = {}
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found.update(_leaves(value, (*path, str(key))))
-    elif isinstance(node, list) and any(isinstance(item, dict) for item in node):
-        for index, item in enumerate(node):
-            found.update(_leaves(item, (*path, str(index))))
-    elif path:
-        found["_".join(path).upper()] = path
-    return found
-
-
-def _apply_overrides(
-    path: Path, raw: dict[str, Any], overrides: dict[str, str], prefix: str
-) -> dict[str, Any]:
-    if not overrides:
-        return raw
-    leaves = _leaves(raw)
-    result = yaml.safe_load(yaml.safe_dump(raw))  # a deep copy of plain data
-    for env_name, text in overrides.items():
-        field = leaves.get(env_name.removeprefix(prefix))
-        if field is None:
-            raise UseCaseError(f"{env_name}: {path} has no such field (overridable: "
-                               f"{', '.join(prefix + k for k in sorted(leaves))})")
-        parent = result
-        for part in field[:-1]:
-            parent = parent[int(part) if isinstance(parent, list) else part]
-        key = int(field[-1]) if isinstance(parent, list) else field[-1]
-        parent[key] = _parse_override(text, parent[key])
-    return result
-
-
-def _parse_override(text: str, current: Any) -> Any:
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        value = text
-    if isinstance(current, list) and not isinstance(value, list):
-        return [yaml.safe_load(item.strip()) for item in text.split(",") if item.strip()]
-    return value
