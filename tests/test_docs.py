@@ -8,7 +8,7 @@ from orchestration.settings import PROJECT_ROOT
 README = PROJECT_ROOT / "README.md"
 SETTINGS = PROJECT_ROOT / "orchestration" / "settings.py"
 CONFIGURATION = PROJECT_ROOT / "docs" / "CONFIGURATION.md"
-MAX_README_LINES = 160
+MAX_README_LINES = 150
 
 FENCE = re.compile(r"^(```|~~~).*?^\1\s*$", re.MULTILINE | re.DOTALL)
 INLINE_CODE = re.compile(r"`[^`\n]*`")
