@@ -10,12 +10,8 @@ import pandas as pd
 import pytest
 from dagster_duckdb import DuckDBResource
 
-from orchestration.defs.monitoring.assets import (
-    SKEW_CHECK,
-    SKEW_FILE,
-    monitoring_assets,
-    traffic_path,
-)
+from orchestration.defs.monitoring.assets import monitoring_assets
+from orchestration.defs.monitoring.traffic import SKEW_CHECK, SKEW_FILE, traffic_path
 from orchestration.settings import get_settings
 from tests.support import usecase_scope
 

@@ -1,9 +1,8 @@
-"""Monitoring: each day's scored traffic, its training-serving skew, and Evidently reports.
+"""Monitoring: Evidently reports on each day's scored traffic (``traffic.py``).
 
 ``scored_traffic`` is what the use case declares as its traffic: the rows its service scored
-that day (from ``raw_predictions``) beside their offline features, with the blocking check
-``training_serving_skew`` that fails when a served feature differs from the offline value; or
-the day's batch scores beside the features they were scored on. Three daily reports follow,
+that day beside their offline features, with the blocking skew check, or the day's batch scores
+beside the features they were scored on. Three daily reports follow,
 each an Evidently HTML file under ``reports/<use case>/<day>/`` linked from the
 materialization, with its headline numbers in the metadata (plotted by the Dagster UI) and in
 the use case's ``index.html``:
@@ -14,18 +13,22 @@ the use case's ``index.html``:
   (the use case's declared metrics, the alert precision achieved).
 """
 
-import json
-from collections import Counter
 from collections.abc import Callable, Mapping
-from datetime import date, timedelta
+from datetime import date
 from functools import lru_cache, partial
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
+from orchestration.defs.monitoring.traffic import (
+    MONITORING_GROUP,
+    SKEW_FILE,
+    batch_traffic_asset,
+    scored_traffic_asset,
+    serving_version,
+    traffic_path,
+)
 from orchestration.defs.partitions import (
     daily_partitions,
     newest_partition,
@@ -33,18 +36,11 @@ from orchestration.defs.partitions import (
     single_run,
 )
 from orchestration.defs.scope import Scope
-from orchestration.defs.serving.assets import scores_path
-from orchestration.lib.core.atomic import atomic_output, atomic_write_bytes
-from orchestration.lib.core.markdown import markdown_table
 from orchestration.lib.core.usecase import UseCase
 from orchestration.lib.monitoring import reports as monitoring
 from orchestration.lib.monitoring.traffic import (
     ONLINE_PREFIX,
-    SKEW_TOLERANCE,
-    compare_features,
     label_maturity,
-    load_scored_traffic,
-    online_feature_names,
 )
 from orchestration.lib.serving.scoring import ScoringModel, load_scoring_model
 from orchestration.lib.training.lineage import reference_rows
@@ -52,192 +48,10 @@ from orchestration.lib.training.metrics import Scorecard
 from orchestration.lib.training.validation import protocol_from
 from orchestration.settings import Settings, get_settings
 
-MONITORING_GROUP = "monitoring"
-SKEW_CHECK = "training_serving_skew"
-SKEW_FILE = "skew.json"
-"""Written beside a day's traffic when its skew check failed: the reports refuse that day."""
-
-
-def traffic_path(settings: Settings, day: date) -> Path:
-    day_column = settings.usecase.data.partition_date
-    folder = settings.monitoring_dir / "scored_traffic" / f"{day_column}={day.isoformat()}"
-    return folder / "data.parquet"
-
 
 def max_report_date(instance: dg.DagsterInstance, scope: Scope) -> date | None:
     """The last day whose labels are loaded (the newest partition of the label source)."""
     return newest_partition(instance, scope.key(f"raw_{scope.usecase.label.source}"))
-
-
-def scored_traffic_asset(scope: Scope) -> dg.AssetsDefinition:
-    """The service's traffic of each day beside the offline features, with the skew check."""
-    data = scope.usecase.data
-    mart = data.features_table
-
-    @dg.asset(
-        group_name=MONITORING_GROUP,
-        partitions_def=daily_partitions,
-        backfill_policy=single_run,
-        key=scope.key("scored_traffic"),
-        deps=scope.keys("raw_predictions", mart),
-        pool=scope.pool,
-        check_specs=[
-            dg.AssetCheckSpec(
-                SKEW_CHECK, asset=scope.key("scored_traffic"), blocking=True,
-                description=(
-                    f"Every feature the service served equals the offline {mart} value of the "
-                    f"same event within {SKEW_TOLERANCE:g}; a failure lists examples and stops "
-                    "the reports of the run."
-                ),
-            )
-        ],
-        description=(
-            "The events the scoring service scored each day (one row per event, the first "
-            "logged of a retried one), their served features and score beside the offline "
-            f"{mart} values (Parquet under monitoring/<use case>/scored_traffic/)."
-        ),
-    )
-    def scored_traffic(
-        context: dg.AssetExecutionContext, warehouse: DuckDBResource
-    ) -> dg.MaterializeResult:
-        settings = scope.settings()
-        days = partition_days(context)
-        end = days[-1] + timedelta(days=1)
-        traffic = load_scored_traffic(
-            settings.raw_predictions_dir, days[0], end, data.row_id, data.event_time
-        )
-        features = online_feature_names(traffic)
-        with warehouse.get_connection() as con:
-            known = {row[0] for row in con.execute(f"describe {mart}").fetchall()}
-            unknown = [f for f in features if f not in known]
-            offline = con.execute(
-                f"select {data.row_id}{''.join(f', {f}' for f in features if f in known)} "
-                f"from {mart} where {data.partition_date} >= ? and {data.partition_date} < ?",
-                [days[0], end],
-            ).df()
-        for name in unknown:  # a served feature the mart does not have: every row differs
-            offline[name] = np.nan
-        event_day = pd.to_datetime(traffic[data.event_time]).dt.date
-        totals = Counter()
-        examples, by_feature = [], Counter()
-        versions: Counter = Counter()
-        for day in days:
-            rows = traffic.loc[event_day == day].reset_index(drop=True)
-            joined = rows.merge(offline, on=data.row_id, how="left")
-            path = traffic_path(settings, day)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_output(path) as tmp:
-                joined.to_parquet(tmp, index=False)
-            result = compare_features(rows, offline, data.row_id, features)
-            marker = path.parent / SKEW_FILE
-            if result.passed:
-                marker.unlink(missing_ok=True)
-            else:
-                atomic_write_bytes(
-                    marker,
-                    json.dumps({"mismatched": result.mismatched, "by_feature": result.by_feature,
-                                "examples": [e.__dict__ for e in result.examples]}).encode(),
-                )
-            totals.update(
-                rows=len(rows), retries=int(rows["retries"].sum()) if len(rows) else 0,
-                compared=result.compared, mismatched=result.mismatched,
-                missing_offline=result.missing_offline,
-            )
-            by_feature.update({k: v for k, v in result.by_feature.items() if v})
-            examples.extend((day, e) for e in result.examples)
-            versions.update(rows["model_version"].astype(str))
-        check_metadata = {
-            "compared": totals["compared"],
-            "mismatched": totals["mismatched"],
-            "missing_offline": totals["missing_offline"],
-            "tolerance": SKEW_TOLERANCE,
-            "mismatches_by_feature": dict(by_feature),
-        }
-        if examples:
-            check_metadata["examples"] = dg.MetadataValue.md(markdown_table(
-                ["day", data.row_id, "feature", "online", "offline"],
-                [[day, e.row_id, e.feature, e.online, e.offline]
-                 for day, e in examples[:20]],
-            ))
-        if unknown:
-            check_metadata["features_missing_offline"] = unknown
-        return dg.MaterializeResult(
-            metadata={
-                "rows": totals["rows"],
-                "retried_rows_dropped": totals["retries"],
-                "missing_offline": totals["missing_offline"],
-                "model_versions": dict(versions),
-                "days": len(days),
-                "path": dg.MetadataValue.path(str(settings.monitoring_dir / "scored_traffic")),
-            },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=SKEW_CHECK,
-                    passed=totals["mismatched"] == 0 and not unknown,
-                    metadata=check_metadata,
-                )
-            ],
-        )
-
-    return scored_traffic
-
-
-def batch_traffic_asset(scope: Scope) -> dg.AssetsDefinition:
-    """Each day's batch scores beside the features they were scored on (a batch use case)."""
-    data = scope.usecase.data
-
-    @dg.asset(
-        group_name=MONITORING_GROUP,
-        partitions_def=daily_partitions,
-        backfill_policy=single_run,
-        key=scope.key("scored_traffic"),
-        deps=scope.keys("batch_scores", data.features_table),
-        pool=scope.pool,
-        description=(
-            f"The rows batch scoring scored each day after the scoring model's test window, with "
-            f"their score, decision and the {data.features_table} values they were scored on "
-            "(Parquet under monitoring/<use case>/scored_traffic/): what the reports read."
-        ),
-    )
-    def scored_traffic(
-        context: dg.AssetExecutionContext, warehouse: DuckDBResource
-    ) -> dg.MaterializeResult:
-        settings = scope.settings()
-        days = partition_days(context)
-        rows = 0
-        for day in days:
-            scores_file, _ = scores_path(settings, day)
-            if not scores_file.exists():  # not a quiet day: the day was never scored
-                raise dg.Failure(
-                    f"{scores_file} does not exist: materialize batch_scores for {day} first"
-                )
-            scored = pd.read_parquet(scores_file)
-            model = None if scored.empty else load_scoring_model(_serving_version(scored), settings)
-            if model is not None and day <= model.facts.training_data.test.end:
-                scored = scored.iloc[0:0]  # the model's own training or test days: no traffic
-            if not scored.empty:
-                features = model.features
-                with warehouse.get_connection() as con:
-                    con.register("scored_ids", scored[[data.row_id]])
-                    offline = con.execute(
-                        f"select f.{data.row_id}, {', '.join(f'f.{c}' for c in features)} "
-                        f"from {data.features_table} f join scored_ids s using ({data.row_id})"
-                    ).df()
-                offline = offline.rename(columns={f: ONLINE_PREFIX + f for f in features})
-                scored = scored.merge(offline, on=data.row_id, how="left")
-            path = traffic_path(settings, day)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_output(path) as tmp:
-                scored.to_parquet(tmp, index=False)
-            rows += len(scored)
-        return dg.MaterializeResult(
-            metadata={
-                "rows": rows, "days": len(days),
-                "path": dg.MetadataValue.path(str(settings.monitoring_dir / "scored_traffic")),
-            }
-        )
-
-    return scored_traffic
 
 
 # -- reports --------------------------------------------------------------------------------
@@ -264,10 +78,6 @@ def _reference(
     model = load_scoring_model(version, settings)
     train, test = reference_rows(model.facts, settings)
     return model, train, model.score(test)
-
-
-def _serving_version(traffic: pd.DataFrame) -> str:
-    return str(traffic["model_version"].astype(str).value_counts().idxmax())
 
 
 def _served_features(traffic: pd.DataFrame, features: list[str]) -> pd.DataFrame:
@@ -357,7 +167,7 @@ def _report_asset(
 def data_drift_report(
     context, scope: Scope, settings: Settings, day: date, traffic: pd.DataFrame
 ) -> dict:
-    model, reference, _ = _reference(str(settings.home), scope.name, _serving_version(traffic))
+    model, reference, _ = _reference(str(settings.home), scope.name, serving_version(traffic))
     numbers = monitoring.data_drift_report(
         reference, _served_features(traffic, model.features), model.features,
         monitoring.report_path(settings.reports_dir, day, "data_drift"),
@@ -369,7 +179,7 @@ def data_drift_report(
 def prediction_drift_report(
     context, scope: Scope, settings: Settings, day: date, traffic: pd.DataFrame
 ) -> dict:
-    version = _serving_version(traffic)
+    version = serving_version(traffic)
     model, _, reference_scores = _reference(str(settings.home), scope.name, version)
     numbers = monitoring.prediction_drift_report(
         reference_scores, traffic[settings.usecase.serving.score].to_numpy(float),
@@ -464,7 +274,7 @@ def _performance_numbers(
     maturity: float,
 ) -> dict:
     usecase = settings.usecase
-    version = _serving_version(traffic)
+    version = serving_version(traffic)
     model = load_scoring_model(version, settings)
     scorecard = Scorecard.declared(usecase)
     keys = [scorecard.day, *usecase.data.entities.values()]
