@@ -3,8 +3,8 @@
 This is what ``dagster asset materialize -m orchestration.definitions -a <use case>`` and
 ``dagster job execute`` do (the same code pointer, the same ``execute_job`` on the persistent
 instance, so the runs look the same in the Dagster UI and can be re-executed there), without
-starting a Python process and loading the definitions again for every run: that start cost
-about 14 s a run here, and a replay step makes two or three runs.
+starting a Python process and loading the definitions again for every run: a start paid by
+every run, and a replay step makes two or three runs (figures: docs/OPERATING_NOTES.md).
 """
 
 from __future__ import annotations

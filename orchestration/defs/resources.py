@@ -44,13 +44,13 @@ def dbt_version(executable: str) -> version.Version:
 
 
 class BlueprintDbtCliResource(DbtCliResource):
-    """``DbtCliResource`` without two costs it pays on every dbt call, 2.3 to 2.9 s a call here
-    (most of a replay day's dbt step apart from dbt's own run):
+    """``DbtCliResource`` without two costs it pays on every dbt call, most of a replay day's dbt
+    step apart from dbt's own run (figures: docs/OPERATING_NOTES.md, "dbt and dagster-dbt"):
 
-    - it runs ``dbt --version`` (a Python start importing dbt, 1.9 s) to tell dbt Core from the
-      Fusion engine: the version comes from :func:`dbt_version`;
-    - it loads dbt's macros to open an adapter handle (0.3 to 1.0 s), which dagster-dbt uses
-      only for ``fetch_column_metadata`` and ``fetch_row_counts``; no asset here calls them.
+    - it runs ``dbt --version`` (a Python start importing dbt) to tell dbt Core from the Fusion
+      engine: the version comes from :func:`dbt_version`;
+    - it loads dbt's macros to open an adapter handle, which dagster-dbt uses only for
+      ``fetch_column_metadata`` and ``fetch_row_counts``; no asset here calls them.
 
     Both replace private members of dagster-dbt 0.29 (``tests/features/test_dbt_calls.py``
     fails if a new version renames them, so the saving cannot vanish unnoticed).

@@ -120,7 +120,8 @@ def _partial_parse_store(settings: Settings) -> Path:
     dbt reuses a previous parse only when the rendered profile is unchanged, and the profile
     holds the warehouse's path under BLUEPRINT_HOME: the parse state ``make setup`` leaves in
     the project's target/ fits one home only, and every dbt call on another home (a test world,
-    a benchmark, a second deployment) would parse the whole project again (about 25 s here).
+    a benchmark, a second deployment) would parse the whole project again (figures:
+    docs/OPERATING_NOTES.md).
     Each home keeps the state of its own last dbt call instead, per use case (each has its
     warehouse, so its own rendered profile).
     """
@@ -128,8 +129,9 @@ def _partial_parse_store(settings: Settings) -> Path:
 
 
 KEPT_DBT_CALLS = 10
-"""dbt calls whose folders (manifest, run results, compiled SQL, debug log: about 3 MB each) a
-home keeps under ``BLUEPRINT_HOME/dbt/calls/``; older ones are deleted after each call."""
+"""dbt calls whose folders (manifest, run results, compiled SQL, debug log; their size:
+docs/OPERATING_NOTES.md) a home keeps under ``BLUEPRINT_HOME/dbt/calls/``; older ones are
+deleted after each call."""
 
 
 def _calls_dir(settings: Settings) -> Path:

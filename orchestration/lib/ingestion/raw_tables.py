@@ -28,8 +28,8 @@ LINEAGE_SCHEMA = pa.schema(
 DICTIONARY_COLUMNS = ["_source_file", "_source_sha256", "_ingested_at"]
 """Snapshot columns Parquet-encoded with a dictionary: one value per file or partition. The
 source's own columns are mostly distinct per row (ids, times, amounts, card numbers), where a
-dictionary is built only to be given up: plain encoding writes a partition ~35 % faster at the
-same size."""
+dictionary is built only to be given up: plain encoding writes a partition faster at the same
+size (figures: docs/OPERATING_NOTES.md)."""
 QUARANTINE_RECORDS_SCHEMA = pa.schema(
     [
         ("source_file", pa.string()),

@@ -14,8 +14,9 @@ Each report function returns a JSON-able summary that :func:`record_report` stor
 ``reports/index.json``; ``reports/index.html`` is regenerated from it on every change (both in
 :mod:`orchestration.lib.monitoring.report_index`, whose names this module also exports).
 
-Evidently is imported inside the report functions: importing it costs about 7 s, which every
-process loading the Dagster definitions would otherwise pay.
+Evidently is imported inside the report functions: its import takes seconds (figures:
+docs/OPERATING_NOTES.md), which every process loading the Dagster definitions would otherwise
+pay.
 """
 
 from __future__ import annotations

@@ -64,8 +64,8 @@ _THREAD = threading.local()
 
 
 def memory_connection() -> duckdb.DuckDBPyConnection:
-    """This thread's in-memory DuckDB connection: opening one costs about 20 ms, as much as
-    scanning a small Parquet file, and a home holds thousands of them."""
+    """This thread's in-memory DuckDB connection: opening one costs as much as scanning a small
+    Parquet file, and a home holds thousands of them (figures: docs/OPERATING_NOTES.md)."""
     con = getattr(_THREAD, "connection", None)
     if con is None:
         con = _THREAD.connection = duckdb.connect()

@@ -1,11 +1,12 @@
 """Run the work of callers who wait at the same time as one call: the scoring service's requests.
 
 Scoring a payment online has a fixed cost per call (planning the feature SQL, one
-``predict_proba``) much larger than its cost per payment: on the default world one payment costs
-6.3 ms in-process, eight in one call 1.4 ms each. Under load, requests queue behind one another
-anyway; a :class:`Coalescer` lets the first of them in line run the whole queue at once (flat
-combining, as group commit does for the prediction log), so the cost per request falls as the
-load rises, while a request alone runs at once, with no batching delay.
+``predict_proba``) much larger than its cost per payment: on the default world each of eight
+payments scored in one call costs a fraction of one payment scored alone (figures:
+docs/OPERATING_NOTES.md). Under load, requests queue behind one another anyway; a
+:class:`Coalescer` lets the first of them in line run the whole queue at once (flat combining,
+as group commit does for the prediction log), so the cost per request falls as the load rises,
+while a request alone runs at once, with no batching delay.
 
 A group's failure is never another caller's: when the joint call raises, each call of the group
 is run again alone, so each caller gets its own result or its own error, as if it had come alone.

@@ -2,11 +2,11 @@
 
 Scoring one payment over HTTP needs a prediction for 24 rows (the payment and, for its reason
 codes, the payment with each feature replaced by its training mean). scikit-learn's
-``RandomForestClassifier.predict_proba`` costs about 0.3 ms of fixed overhead per tree and call
-(input validation, a thread pool, per-tree arrays), so 100 trees cost about 30 ms whatever the
-rows: most of a request's CPU. :class:`FlatForest` holds every tree's nodes in flat arrays
-and walks all (row, tree) pairs one level at a time with numpy, which for a few rows costs well
-under a millisecond.
+``RandomForestClassifier.predict_proba`` pays a fixed overhead per tree and call (input
+validation, a thread pool, per-tree arrays) that dominates a few rows: with 100 trees it is most
+of a request's CPU. :class:`FlatForest` holds every tree's nodes in flat arrays and walks all
+(row, tree) pairs one level at a time with numpy, which for a few rows costs a small fraction of
+that (figures: docs/OPERATING_NOTES.md).
 
 It computes exactly what ``predict_proba`` computes, bit for bit: the input is cast to float32
 as scikit-learn's trees do before comparing with the (float64) thresholds, each leaf's class-1

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from orchestration.lib.core.usecase import UseCase
 
 _THREADPOOLS = ThreadpoolController()
-"""Scanned once: ``threadpool_limits()`` rescans the loaded libraries on every call (~8 ms)."""
+"""Scanned once: ``threadpool_limits()`` rescans the loaded libraries on every call, a cost
+each request would pay (figures: docs/OPERATING_NOTES.md, "The scoring service's Python")."""
 
 DEFAULT_ALERT_THRESHOLD = 0.5
 """Threshold of a version the gate never evaluated (only reachable by promoting by hand)."""
