@@ -32,7 +32,6 @@ REMAINING = {
     "blueprint_cli/closed_loop.py": 12,
     "blueprint_cli/main.py": 4,
     "orchestration/lib/features/pseudonymize.py": 1,
-    "orchestration/lib/ingestion/contracts.py": 17,
     "orchestration/lib/registry/facts.py": 1,
     "orchestration/lib/training/metrics.py": 10,
 }
