@@ -24,7 +24,7 @@ from benchmarks.harness import (
     fmt_seconds,
     markdown_table,
 )
-from blueprint_cli import closed_loop
+from blueprint_cli import closed_loop, loop_numbers
 from orchestration.lib.serving.process import free_port
 
 NUMBER = 8
@@ -42,8 +42,8 @@ def run(bench: Bench) -> Section:
     bench.log(f"closed loop: {scenario.describe()} in {home}")
     with environ_applied(environment), PeakRss() as memory:
         loop = closed_loop.run_loop(scenario, log=bench.log)
-        numbers = closed_loop.loop_numbers(loop)
-    bench.log(f"closed loop: {closed_loop.summary(numbers)}")
+        numbers = loop_numbers.loop_numbers(loop)
+    bench.log(f"closed loop: {loop_numbers.summary(numbers)}")
     return section(loop, numbers, memory.peak)
 
 

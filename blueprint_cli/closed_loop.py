@@ -1,5 +1,5 @@
 """The closed-loop scenario: a drift world replayed through the service until a retrained
-champion takes over, and what it measures.
+champion takes over.
 
 One driver for the end-to-end test (``tests/e2e/test_closed_loop.py``: CI's tiny world, and the
 default world's size as ``make test-slow``) and the benchmark row (``benchmarks/closed_loop.py``):
@@ -12,9 +12,9 @@ default world's size as ``make test-slow``) and the benchmark row (``benchmarks/
    retraining sensor evaluated (a promoted challenger reaches the service through the
    registry).
 
-The numbers (:func:`loop_numbers`) come from what the loop left behind: the reports' index, the
-replay's output, the registry, and both champions scored in batch from the registry on the days
-after the switch. Everything runs through the real ``blueprint`` command, Dagster and BentoML.
+The scenario's windows come from the use case's declaration with the scenario's overrides. What
+the loop measures is :mod:`blueprint_cli.loop_numbers`. Everything runs through the real
+``blueprint`` command, Dagster and BentoML.
 """
 
 from __future__ import annotations
@@ -24,14 +24,15 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cached_property
 from pathlib import Path
 
 import httpx
 
-from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT, Settings
+from orchestration.lib.core.usecase import UseCase, load_usecase
+from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT, USECASES_DIR, Settings
 
 START = date(2018, 4, 1)
 
@@ -44,9 +45,6 @@ STEP_LINE = re.compile(
 the lines after it, up to the next step's, belong to that step (a switch among them)."""
 SERVING = re.compile(r"serving model (\S+) \(was (\S+)\)")
 """How the service logs a switch (new, old)."""
-FIRST_BREACH_WITHIN = timedelta(days=2)
-"""How soon after the drift starts a day's reports must show it (the first drifted day's traffic
-is only partly the new pattern)."""
 
 
 @dataclass(frozen=True)
@@ -54,13 +52,16 @@ class Scenario:
     """A drift world, its windows, and the replay's steps (first, last day of each)."""
 
     name: str
-    customers: int
-    terminals: int
+    world: dict[str, int]
+    """The simulator's size settings (``blueprint simulate --set name=value``)."""
     days: int
     hold: int
     drift: int
     env: dict[str, str]
+    """The environment's overrides of the use case's declaration (and of the settings)."""
     step_days: int
+    usecase: str = "fraud"
+    """The use case played: its declaration gives the windows (:attr:`declaration`)."""
 
     @property
     def first_held(self) -> date:
@@ -78,23 +79,27 @@ class Scenario:
     def held_days(self) -> list[date]:
         return [self.first_held + timedelta(days=offset) for offset in range(self.hold)]
 
-    def setting(self, name: str, default: int) -> int:
-        return int(self.env.get(name, default))
+    @cached_property
+    def declaration(self) -> UseCase:
+        """The use case's declaration with the scenario's overrides."""
+        return load_usecase(self.usecase, USECASES_DIR, environ=self.env)
 
     @property
     def max_report_delay(self) -> int:
-        return self.setting("BLUEPRINT_FRAUD_LABEL_MATURITY", 7)
+        """The days after its event a label can still arrive."""
+        return self.declaration.label.maturity.days
 
     @property
     def fire_day(self) -> date:
         """The first day after which the sensor can fire: the newest mature training window
         (:func:`orchestration.lib.monitoring.retraining.newest_training_window`) then holds the
         required days from the drift day on."""
+        declared = self.declaration
         lag = (
-            self.setting("BLUEPRINT_FRAUD_MONITORING_MIN_POST_DRIFT_DAYS", 3)
+            declared.monitoring.min_post_drift_days
             + self.max_report_delay
-            + self.setting("BLUEPRINT_FRAUD_PROTOCOL_TEST", 7) - 1
-            + self.setting("BLUEPRINT_FRAUD_PROTOCOL_DELAY", 7)
+            + declared.protocol.test.days - 1
+            + declared.protocol.delay.days
         )
         return self.drift_day + timedelta(days=lag)
 
@@ -129,15 +134,16 @@ class Scenario:
         return next(i for i, (_, last) in enumerate(self.steps()) if last == self.fire_day)
 
     def describe(self) -> str:
+        sizes = ", ".join(f"{n:,} {name.removeprefix('n_')}" for name, n in self.world.items())
         return (
-            f"{self.customers:,} customers, {self.terminals:,} terminals, {self.days} days, "
-            f"drift from day {self.drift} ({self.drift_day}), the last {self.hold} held back "
-            f"and replayed in {len(self.steps())} steps"
+            f"{sizes}, {self.days} days, drift from day {self.drift} ({self.drift_day}), the "
+            f"last {self.hold} held back and replayed in {len(self.steps())} steps"
         )
 
 
 TINY = Scenario(
-    name="tiny", customers=1000, terminals=2000, days=28, hold=12, drift=17, step_days=1,
+    name="tiny", world={"n_customers": 1000, "n_terminals": 2000}, days=28, hold=12, drift=17,
+    step_days=1,
     env={
         "BLUEPRINT_FRAUD_PROTOCOL_TRAIN": "4",
         "BLUEPRINT_FRAUD_PROTOCOL_DELAY": "1",
@@ -154,7 +160,8 @@ TINY = Scenario(
 """CI's scenario: a 28-day world whose frauds are all reported within 2 days, short windows;
 the held days fed to the pipeline one at a time."""
 FULL = Scenario(
-    name="full", customers=5000, terminals=10000, days=140, hold=42, drift=100, step_days=7,
+    name="full", world={"n_customers": 5000, "n_terminals": 10000}, days=140, hold=42,
+    drift=100, step_days=7,
     env={"BLUEPRINT_SERVING_POLL_SECONDS": "0.2"},
 )
 """`make test-slow` and the full benchmark: the default world's size and the handbook's windows,
@@ -255,73 +262,97 @@ def blueprint(*args: str) -> str:
     return completed.stdout
 
 
+class PhaseClock:
+    """How long each phase of a run took, each logged as it ends."""
+
+    def __init__(self, scenario: Scenario, log) -> None:
+        self.scenario, self.log = scenario, log
+        self.phases: list[tuple[str, float]] = []
+
+    def add(self, name: str, seconds: float, logged: bool = True) -> None:
+        self.phases.append((name, seconds))
+        if logged:
+            self.log(f"closed loop ({self.scenario.name}): {name} in {seconds:.1f} s")
+
+    def timed(self, name: str, fn, *args):
+        clock = time.perf_counter()
+        value = fn(*args)
+        self.add(name, time.perf_counter() - clock)
+        return value
+
+
 def run_loop(scenario: Scenario, log=lambda message: None) -> LoopRun:
     """Run the scenario in the home the environment names (see :func:`scenario_environment`:
     the caller sets it, and keeps it while it reads the results)."""
     from blueprint_cli.replay import day_events
-    from orchestration.lib.registry import registry
     from orchestration.lib.serving.process import start_scoring_service
     from orchestration.settings import get_settings
 
     settings = get_settings()
-    home = settings.home
-    phases: list[tuple[str, float]] = []
-
-    def timed(name: str, fn, *args):
-        clock = time.perf_counter()
-        value = fn(*args)
-        phases.append((name, time.perf_counter() - clock))
-        log(f"closed loop ({scenario.name}): {name} in {phases[-1][1]:.1f} s")
-        return value
-
-    timed(
-        "simulate", blueprint, "simulate", "--set", f"n_customers={scenario.customers}",
-        "--set", f"n_terminals={scenario.terminals}", "--days", str(scenario.days),
-        "--drift-from", str(scenario.drift), "--hold-last", str(scenario.hold),
-        "--set", f"max_report_delay_days={scenario.max_report_delay}", "--seed", "3",
-        "--no-progress",
-    )
-    timed("materialize the first days", blueprint, "materialize")
-    first_champion = registry.champion_version(settings)
-    if first_champion is None:
-        raise LoopError("the first materialize promoted no champion")
-    server = timed("start the service", start_scoring_service, settings, settings.serving_port)
+    clock = PhaseClock(scenario, log)
+    first_champion = simulate_and_train(scenario, settings, clock)
+    server = clock.timed("start the service", start_scoring_service, settings,
+                         settings.serving_port)
     # the first payment the replay will send: the prober's copies are retries of it
     prober = Prober(server.url, day_events(settings, scenario.first_held)[0])
     prober.start()
     outputs: list[str] = []
     try:
         for first, last, step_days in scenario.invocations():
-            clock = time.perf_counter()
-            output = blueprint(
-                "replay", "--from", first.isoformat(), "--to", last.isoformat(),
-                "--step-days", str(step_days), "--no-progress",
-            )
-            seconds = time.perf_counter() - clock
-            steps = step_outputs(output)
-            expected = [(a, b) for a, b in scenario.steps() if first <= a and b <= last]
-            if len(steps) != len(expected):
-                raise LoopError(
-                    f"blueprint replay {first}..{last} reported {len(steps)} steps, not "
-                    f"{len(expected)}:\n{output[-5000:]}"
-                )
-            for span, step_seconds, text in steps:
-                outputs.append(text)
-                phases.append((f"replay {span}", step_seconds))
-                log(f"closed loop ({scenario.name}): replay {span} in {step_seconds:.1f} s")
-            # the command's start (Python, the definitions) and its end, outside every step
-            phases.append((
-                f"replay {first}..{last}: outside the steps",
-                seconds - sum(step_seconds for _, step_seconds, _ in steps),
-            ))
+            outputs += replay(scenario, first, last, step_days, clock)
     finally:
         prober.stop.set()
         prober.join(timeout=30)
         server.stop()
     return LoopRun(
-        scenario=scenario, home=home, settings=settings, first_champion=first_champion,
-        prober=prober, outputs=outputs, log=server.log_path.read_text(), phases=phases,
+        scenario=scenario, home=settings.home, settings=settings, first_champion=first_champion,
+        prober=prober, outputs=outputs, log=server.log_path.read_text(), phases=clock.phases,
     )
+
+
+def simulate_and_train(scenario: Scenario, settings: Settings, clock: PhaseClock) -> str:
+    """Simulate the scenario's world and materialize its first days; the champion promoted."""
+    from orchestration.lib.registry import registry
+
+    sizes = [arg for name, n in scenario.world.items() for arg in ("--set", f"{name}={n}")]
+    clock.timed(
+        "simulate", blueprint, "simulate", *sizes, "--days", str(scenario.days),
+        "--drift-from", str(scenario.drift), "--hold-last", str(scenario.hold),
+        "--set", f"max_report_delay_days={scenario.max_report_delay}", "--seed", "3",
+        "--no-progress",
+    )
+    clock.timed("materialize the first days", blueprint, "materialize")
+    first_champion = registry.champion_version(settings)
+    if first_champion is None:
+        raise LoopError("the first materialize promoted no champion")
+    return first_champion
+
+
+def replay(
+    scenario: Scenario, first: date, last: date, step_days: int, clock: PhaseClock
+) -> list[str]:
+    """One ``blueprint replay`` command over [first, last]: the output of each of its steps."""
+    started = time.perf_counter()
+    output = blueprint(
+        "replay", "--from", first.isoformat(), "--to", last.isoformat(),
+        "--step-days", str(step_days), "--no-progress",
+    )
+    seconds = time.perf_counter() - started
+    steps = step_outputs(output)
+    expected = [(a, b) for a, b in scenario.steps() if first <= a and b <= last]
+    if len(steps) != len(expected):
+        raise LoopError(
+            f"blueprint replay {first}..{last} reported {len(steps)} steps, not "
+            f"{len(expected)}:\n{output[-5000:]}"
+        )
+    for span, step_seconds, _ in steps:
+        clock.add(f"replay {span}", step_seconds)
+    # the command's start (Python, the definitions) and its end, outside every step
+    clock.add(
+        f"replay {first}..{last}: outside the steps",
+        seconds - sum(step_seconds for _, step_seconds, _ in steps), logged=False,
+    )
+    return [text for _, _, text in steps]
 
 
 def step_outputs(output: str) -> list[tuple[str, float, str]]:
@@ -334,120 +365,3 @@ def step_outputs(output: str) -> list[tuple[str, float, str]]:
         span = first if last is None else f"{first}..{last}"
         steps.append((span, float(seconds), output[match.start():end]))
     return steps
-
-
-# --- what the loop measures -----------------------------------------------------------------
-
-
-def report_numbers(run: LoopRun) -> dict[tuple[date, str], dict]:
-    """(day, report kind) -> the report's headline numbers, from the reports' index."""
-    from orchestration.lib.monitoring import reports as monitoring
-
-    return {(e.day, e.kind): e.numbers for e in monitoring.read_index(run.settings.reports_dir)}
-
-
-def breached(index: dict[tuple[date, str], dict], day: date) -> bool:
-    """Whether a day's drift reports cross the sensor's default thresholds."""
-    drift = index[(day, "prediction_drift")]
-    data = index[(day, "data_drift")]
-    return bool(drift["score_drift"]) or data["drifted_share"] >= 0.5
-
-
-def first_breach(scenario: Scenario, index: dict[tuple[date, str], dict]) -> date | None:
-    """The first replayed day whose reports breach a threshold."""
-    return next((day for day in scenario.held_days if breached(index, day)), None)
-
-
-def realized_ap(
-    index: dict[tuple[date, str], dict], version: str, first: date, end: date
-) -> list[float]:
-    """Realized AP of the mature days in [first, end) that ``version`` served."""
-    return [
-        n["average_precision"] for (day, kind), n in sorted(index.items())
-        if kind == "performance" and first <= day < end
-        and n.get("model_version") == version and n.get("average_precision") is not None
-    ]
-
-
-def ap_after_switch(run: LoopRun) -> tuple[float, float, int, int]:
-    """AP of the first champion and of the drift's challenger on every payment of the days
-    after the switch, both scored in batch from the registry: (old, new, rows, frauds)."""
-    import duckdb
-    from sklearn.metrics import average_precision_score
-
-    from orchestration.lib.serving.scoring import load_scoring_model
-    from orchestration.settings import get_settings
-
-    after_switch = run.scenario.steps()[run.scenario.switch_step + 1][0]
-    with duckdb.connect(str(replace(get_settings(), home=run.home).warehouse_path),
-                         read_only=True) as con:
-        rows = con.execute(
-            "select f.*, (r.transaction_id is not null)::int as label "
-            "from transaction_features f left join "
-            "(select distinct transaction_id from stg_fraud_reports) r using (transaction_id) "
-            "where f.tx_date >= ?", [after_switch],
-        ).df()
-    old = load_scoring_model(run.first_champion, run.settings)
-    new = load_scoring_model(run.challenger, run.settings)
-    return (
-        float(average_precision_score(rows["label"], old.score(rows))),
-        float(average_precision_score(rows["label"], new.score(rows))),
-        len(rows), int(rows["label"].sum()),
-    )
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else float("nan")
-
-
-def loop_numbers(run: LoopRun) -> dict:
-    """What the scenario measures: the days from the drift to the first breach and to the
-    switch, the realized AP of each champion, and both champions on the days after the
-    switch."""
-    scenario, index = run.scenario, report_numbers(run)
-    breach = first_breach(scenario, index)
-    old, new = run.first_champion, run.challenger
-    switched_after = scenario.steps()[run.switches[0][0]][1]
-    ap_old, ap_new, rows, frauds = ap_after_switch(run)
-    before = realized_ap(index, old, scenario.first_held, scenario.drift_day)
-    decayed = realized_ap(index, old, scenario.drift_day, date.max)
-    after = realized_ap(index, new, scenario.drift_day, date.max)
-    return {
-        "drift_day": scenario.drift_day,
-        "first_breach": breach,
-        "days_to_breach": None if breach is None else (breach - scenario.drift_day).days,
-        "switched_after": switched_after,
-        "days_to_switch": (switched_after - scenario.drift_day).days,
-        "switches": len(run.switches),
-        "old_champion": old,
-        "challenger": new,
-        "realized_ap_before_drift": (_mean(before), len(before)),
-        "realized_ap_after_drift": (_mean(decayed), len(decayed)),
-        "realized_ap_challenger": (_mean(after), len(after)),
-        "batch_ap_after_switch_old": ap_old,
-        "batch_ap_after_switch_new": ap_new,
-        "rows_after_switch": rows,
-        "frauds_after_switch": frauds,
-        "prober_requests": run.prober.sent,
-        "prober_failures": len(run.prober.failures),
-        "seconds": run.seconds,
-    }
-
-
-def summary(numbers: dict) -> str:
-    """One paragraph a person reads."""
-    def ap(key: str) -> str:
-        mean, days = numbers[key]
-        return f"{mean:.3f} ({days} days)"
-
-    return (
-        f"drift {numbers['drift_day']}; first breach {numbers['first_breach']} "
-        f"(+{numbers['days_to_breach']} days); sensor fired and {numbers['challenger']} "
-        f"promoted after {numbers['switched_after']} (+{numbers['days_to_switch']} days); "
-        f"realized AP: old champion before the drift {ap('realized_ap_before_drift')}, after "
-        f"it {ap('realized_ap_after_drift')}, new champion {ap('realized_ap_challenger')}; "
-        f"scored in batch on the days after the switch: old "
-        f"{numbers['batch_ap_after_switch_old']:.3f}, new "
-        f"{numbers['batch_ap_after_switch_new']:.3f}; {numbers['prober_failures']} failed "
-        f"of {numbers['prober_requests']} prober requests"
-    )

@@ -40,6 +40,16 @@ def usecase_scope(name: str = "fraud"):
     return Scope(load_usecase(name, USECASES_DIR))
 
 
+def declared_contracts(name: str = "fraud"):
+    """The source contracts a declared use case declares, by source name: what ingestion
+    enforces for it."""
+    from orchestration.lib.core.usecase import load_usecase
+    from orchestration.lib.ingestion.declared import contracts_of
+    from orchestration.settings import USECASES_DIR
+
+    return contracts_of(load_usecase(name, USECASES_DIR, environ={}))
+
+
 def usecase_definition(name: str, kind: str, definition: str):
     """One sensor, schedule or job of a use case's Definitions, by kind and name."""
     from orchestration.definitions import definitions_for

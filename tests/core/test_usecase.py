@@ -153,10 +153,32 @@ def test_a_retired_global_setting_names_its_replacement():
 
 
 def test_the_declared_sources_are_the_contracts_ingestion_enforced():
-    from orchestration.lib.ingestion.contracts import CONTRACTS
+    from orchestration.lib.ingestion.contracts import Column, Rule, SourceContract
     from orchestration.lib.ingestion.declared import contracts_of
 
-    assert contracts_of(load_usecase("fraud", USECASES_DIR, environ={})) == CONTRACTS
+    # the contracts ingestion enforced before the declaration held them, written out
+    pan = Column("card_number", pii=True, rules=(Rule.PAN,))
+    on_day = (Rule.ON_PARTITION_DATE,)
+    enforced = [
+        SourceContract("transactions", 1, "csv", True, (
+            Column("transaction_id"), Column("tx_datetime", "timestamp", rules=on_day), pan,
+            Column("terminal_id", rules=(Rule.DIGITS,)),
+            Column("amount", "double", rules=(Rule.FINITE, Rule.NON_NEGATIVE)),
+        ), key=("transaction_id",)),
+        SourceContract("fraud_reports", 1, "csv", False, (
+            Column("transaction_id"), pan, Column("reported_at", "timestamp", rules=on_day),
+        ), key=("transaction_id",)),
+        SourceContract("customers", 1, "jsonl", True, (
+            Column("customer_id"), *(Column(n, pii=True) for n in ("name", "email", "phone",
+                                                                   "address")),
+            Column("date_of_birth", "date", pii=True), pan,
+            Column("signup_date", "date", rules=(Rule.NOT_AFTER_PARTITION_DATE,)),
+            Column("updated_at", "timestamp"),
+        ), key=("customer_id",)),
+    ]
+
+    declared = contracts_of(load_usecase("fraud", USECASES_DIR, environ={}))
+    assert declared == {contract.name: contract for contract in enforced}
 
 
 def test_a_source_rule_must_fit_its_column_type(tmp_path):

@@ -29,8 +29,9 @@ from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from blueprint_cli import closed_loop
-from blueprint_cli.closed_loop import FIRST_BREACH_WITHIN, SERVING, breached
+from blueprint_cli import closed_loop, loop_numbers
+from blueprint_cli.closed_loop import SERVING
+from blueprint_cli.loop_numbers import FIRST_BREACH_WITHIN, breached
 from orchestration.lib.monitoring import reports as monitoring
 from orchestration.lib.registry import registry
 from orchestration.lib.serving.process import free_port
@@ -62,11 +63,11 @@ def loop(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def numbers(loop) -> dict:
     """What the loop measures (both champions scored in batch among them), computed once."""
-    return closed_loop.loop_numbers(loop)
+    return loop_numbers.loop_numbers(loop)
 
 
 def _index(loop) -> dict[tuple[date, str], dict]:
-    return closed_loop.report_numbers(loop)
+    return loop_numbers.report_numbers(loop)
 
 
 def test_every_replayed_day_has_its_reports_and_no_skew(loop):
@@ -116,7 +117,7 @@ def test_drift_is_seen_soon_after_the_drift_day_and_not_before(loop):
     index = _index(loop)
     held = SCENARIO.held_days
     assert not [day for day in held if day < DRIFT_DAY and breached(index, day)]
-    first = closed_loop.first_breach(SCENARIO, index)
+    first = loop_numbers.first_breach(SCENARIO, index)
     assert first is not None and first <= DRIFT_DAY + FIRST_BREACH_WITHIN, (
         f"drift from {DRIFT_DAY}, first breach {first}"
     )
@@ -132,9 +133,8 @@ def test_the_sensor_fired_with_its_reason_and_the_challenger_was_promoted(loop):
     tags = runs[0].dagster_run.tags  # the drift's retraining; a growing drift may fire again
     first_breach = date.fromisoformat(tags["blueprint/first_breach"])
     assert DRIFT_DAY <= first_breach <= DRIFT_DAY + FIRST_BREACH_WITHIN
-    assert int(tags["blueprint/post_drift_training_days"]) >= SCENARIO.setting(
-        "BLUEPRINT_FRAUD_MONITORING_MIN_POST_DRIFT_DAYS", 3
-    )
+    assert (int(tags["blueprint/post_drift_training_days"])
+            >= SCENARIO.declaration.monitoring.min_post_drift_days)
     assert tags["blueprint/thresholds"]
 
     settings, challenger = loop.settings, loop.challenger
@@ -182,7 +182,7 @@ def test_the_loops_numbers(numbers):
         "each champion has mature days it served"
     )
     assert numbers["switched_after"] == SCENARIO.fire_day
-    print(f"\nclosed loop ({SCENARIO.name}): {closed_loop.summary(numbers)}")
+    print(f"\nclosed loop ({SCENARIO.name}): {loop_numbers.summary(numbers)}")
 
 
 def test_the_benchmark_section_renders_this_run(loop, numbers):

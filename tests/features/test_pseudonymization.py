@@ -12,10 +12,9 @@ import pytest
 
 from orchestration.lib.features.dbt_udfs import CachedPseudonymizer
 from orchestration.lib.features.pseudonymize import (
-    card_key,
-    card_keys,
     key_fingerprint,
     pseudonymize,
+    pseudonymize_many,
 )
 from tests.features.raw_world import DbtRun, World, read_table, warehouse_tables
 
@@ -23,15 +22,17 @@ KEY = b"a test key, not a secret"
 PAN = "4111111111111111"
 
 
-def test_card_key_is_the_hmac_sha256_of_the_card_number() -> None:
-    assert card_key(PAN, KEY) == hmac.new(KEY, PAN.encode(), hashlib.sha256).hexdigest()
-    assert card_key(PAN, KEY) != card_key(PAN, KEY + b"!")
+def test_a_card_key_is_the_hmac_sha256_of_the_card_number() -> None:
+    assert pseudonymize(PAN, KEY) == hmac.new(KEY, PAN.encode(), hashlib.sha256).hexdigest()
+    assert pseudonymize(PAN, KEY) != pseudonymize(PAN, KEY + b"!")
 
 
 def test_vectorized_variants_agree_with_the_scalar_function() -> None:
     pans = [PAN, None, "5500000000000004", PAN]
-    expected = [card_key(PAN, KEY), None, card_key("5500000000000004", KEY), card_key(PAN, KEY)]
-    assert card_keys(pans, KEY) == expected
+    expected = [
+        pseudonymize(PAN, KEY), None, pseudonymize("5500000000000004", KEY), pseudonymize(PAN, KEY)
+    ]
+    assert pseudonymize_many(pans, KEY) == expected
     udf = CachedPseudonymizer(KEY)
     assert udf(pa.array(pans)).to_pylist() == expected
     assert udf(pa.chunked_array([pans[:2], pans[2:]])).to_pylist() == expected  # cache reused

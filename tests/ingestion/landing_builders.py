@@ -10,6 +10,13 @@ from pathlib import Path
 
 from orchestration.lib.ingestion.contracts import SourceContract
 from orchestration.lib.ingestion.ingest import IngestResult, ingest_partition
+from tests.support import declared_contracts
+
+CONTRACTS = declared_contracts("fraud")
+"""The fraud use case's sources, as declared: the contracts the files built here follow."""
+TRANSACTIONS, FRAUD_REPORTS, CUSTOMERS = (
+    CONTRACTS[name] for name in ("transactions", "fraud_reports", "customers")
+)
 
 DAY = date(2018, 4, 1)
 TRANSACTION_HEADER = ["transaction_id", "tx_datetime", "card_number", "terminal_id", "amount"]

@@ -12,11 +12,10 @@ import textwrap
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from landing_builders import DAY, transaction_rows
+from landing_builders import DAY, TRANSACTIONS, transaction_rows
 
 from orchestration.lib.core.atomic import atomic_output, atomic_write_bytes
 from orchestration.lib.ingestion import ingest, landing
-from orchestration.lib.ingestion.contracts import TRANSACTIONS
 from orchestration.settings import PROJECT_ROOT
 
 

@@ -14,9 +14,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from landing_builders import (
+    CUSTOMERS,
     DAY,
+    FRAUD_REPORTS,
     NOW,
     TRANSACTION_HEADER,
+    TRANSACTIONS,
     Zones,
     csv_text,
     customer_records,
@@ -25,7 +28,6 @@ from landing_builders import (
 )
 
 from orchestration.lib.ingestion import ingest, parsing
-from orchestration.lib.ingestion.contracts import CUSTOMERS, FRAUD_REPORTS, TRANSACTIONS
 from orchestration.lib.ingestion.ingest import PartitionNotReadyError, ingest_partition
 from orchestration.lib.ingestion.landing import (
     FINGERPRINT_KEY,

@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from landing_builders import DAY, transaction_rows
+from landing_builders import DAY, TRANSACTIONS, transaction_rows
 
-from orchestration.lib.ingestion.contracts import TRANSACTIONS
 from orchestration.lib.ingestion.landing import input_fingerprint, partition_status
 
 

@@ -52,6 +52,7 @@ def tiny_facts(pipeline: Pipeline, frame: pd.DataFrame, **overrides) -> ModelFac
                 start=date(2018, 6, 8), end=date(2018, 6, 14), rows=len(test),
                 fingerprint=frame_fingerprint(test),
             ),
+            table="training_set",
             label_cutoff=date(2018, 6, 1),
             query="select * from training_set where tx_date between ? and ?",
         ),

@@ -144,7 +144,7 @@ model = DummyClassifier(strategy="prior").fit(np.zeros((4, 1)), [0, 1, 0, 0])
 window = DataWindow(date(2018, 4, 1), date(2018, 4, 2), 4, "f" * 64)
 facts = ModelFacts(
     params=estimator_params(model),
-    training_data=TrainingData(train=window, test=window),
+    training_data=TrainingData(train=window, test=window, table="training_set"),
     features=["x"], feature_definitions_hash="h" * 64, pseudonymization_key_fingerprint="k",
     fold_metrics=[], test_metrics={"average_precision": 0.2}, training_seconds=0.1,
 )

@@ -56,7 +56,7 @@ def register_model(
     )
     facts = ModelFacts(
         params=estimator_params(pipeline),
-        training_data=TrainingData(train=window, test=window),
+        training_data=TrainingData(train=window, test=window, table="training_set"),
         features=features,
         feature_definitions_hash=definitions_hash,
         pseudonymization_key_fingerprint=key_fingerprint(key_hex.encode()),

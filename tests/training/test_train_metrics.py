@@ -104,7 +104,7 @@ def test_auc_and_average_precision_are_scikit_learns():
         }
     )
     scores = rng.uniform(size=n) + 0.5 * test["label"].to_numpy()
-    result = performance(test, scores, top_k=50)
+    result = performance(test, scores, day="tx_date", entity="card_key", top_k=50)
     assert result.auc_roc == roc_auc_score(test["label"], scores)
     assert result.average_precision == average_precision_score(test["label"], scores)
     assert (
@@ -122,7 +122,7 @@ def test_auc_and_average_precision_are_scikit_learns():
 
 def test_threshold_free_metrics_are_nan_on_a_single_class():
     test = pd.DataFrame({"tx_date": [1, 1], "card_key": ["a", "b"], "label": [0, 0]})
-    result = performance(test, [0.2, 0.4])
+    result = performance(test, [0.2, 0.4], day="tx_date", entity="card_key")
     assert math.isnan(result.auc_roc) and math.isnan(result.average_precision)
     assert result.card_precision_top_k == 0.0
 

@@ -23,6 +23,7 @@ from tests.training.families import (
     DECISION_TREE,
     DEFAULT_GRIDS,
     FAMILIES,
+    FRAUD,
     GRADIENT_BOOSTING,
     LOGISTIC_REGRESSION,
     RANDOM_FOREST,
@@ -36,6 +37,8 @@ from tests.training.train_synthetic import FEATURES, day, synthetic_frame
 PROTOCOL = Protocol(n_folds=3)
 DECLARED = {"rows": ROWS, "scorecard": SCORECARD, "selection_metric": "average_precision"}
 """What the search takes from the fraud declaration."""
+HANDBOOK_COLUMNS = {"day": FRAUD.data.partition_date, "entity": FRAUD.data.entities["card"]}
+"""The columns the handbook's CP@k reads: each row's day and card."""
 LAST_TEST_START = day(35)
 """Folds test from days 35, 28 and 21; the oldest trains on days 7..13."""
 
@@ -119,7 +122,9 @@ def test_each_fold_is_scored_on_its_own_test_window(frame):
     linear = Candidate(LOGISTIC_REGRESSION, (("C", 1.0),), FAMILIES[LOGISTIC_REGRESSION])
     pipeline = linear.pipeline()
     pipeline.fit(train[FEATURES], train[LABEL])
-    expected = performance(test, pipeline.predict_proba(test[FEATURES])[:, 1])
+    expected = performance(
+        test, pipeline.predict_proba(test[FEATURES])[:, 1], **HANDBOOK_COLUMNS
+    )
     row = result.scores.iloc[1]
     assert (row["fold"], row["n_test"], row["n_train"]) == (1, len(test), len(train))
     assert row["average_precision"] == pytest.approx(expected.average_precision)
@@ -156,7 +161,8 @@ def test_final_model_trains_on_the_latest_window_and_tests_on_the_next(frame):
     np.testing.assert_allclose(
         predictions[SCORE], final.pipeline.predict_proba(test[FEATURES])[:, 1]
     )
-    expected = performance(test, predictions[SCORE])  # the handbook's three, computed apart
+    # the handbook's three, computed apart
+    expected = performance(test, predictions[SCORE], **HANDBOOK_COLUMNS)
     assert final.metrics == {
         "auc_roc": expected.auc_roc, "average_precision": expected.average_precision,
         "card_precision_top_k": expected.card_precision_top_k,

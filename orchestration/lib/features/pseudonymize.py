@@ -1,9 +1,10 @@
 """Keyed pseudonymization of identifiers (card numbers, customer ids) with HMAC-SHA256.
 
 The one implementation shared by the warehouse (registered as a DuckDB function by
-``orchestration.lib.features.dbt_udfs``) and the serving layer, so a card seen online maps to the
-same ``card_key`` as in the training data. Without the key a ``card_key`` cannot be linked back to a
-card number; with the key it is reproducible, which is what joins across sources need.
+``orchestration.lib.features.dbt_udfs``) and the serving layer, so a value seen online maps to
+the same pseudonym (a column's declared ``pseudonym``) as in the training data. Without the key a
+pseudonym cannot be linked back to its value; with the key it is reproducible, which is what
+joins across sources need.
 """
 
 from __future__ import annotations
@@ -25,11 +26,6 @@ def pseudonymize(value: str, key: bytes) -> str:
     return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
 
 
-def card_key(pan: str, key: bytes) -> str:
-    """The pseudonymous key of a card number (PAN): what every table stores instead of the PAN."""
-    return pseudonymize(pan, key)
-
-
 def pseudonymize_many(values: Iterable[str | None], key: bytes) -> list[str | None]:
     """:func:`pseudonymize` over many values, hashing each distinct one once; None stays None."""
     keyed = _keyed_hash(key)  # the key schedule is computed once and copied per value
@@ -46,11 +42,6 @@ def pseudonymize_many(values: Iterable[str | None], key: bytes) -> list[str | No
             digest = done[value] = h.hexdigest()
         result.append(digest)
     return result
-
-
-def card_keys(pans: Iterable[str | None], key: bytes) -> list[str | None]:
-    """:func:`card_key` over many card numbers (vectorized; None stays None)."""
-    return pseudonymize_many(pans, key)
 
 
 def key_fingerprint(key: bytes) -> str:

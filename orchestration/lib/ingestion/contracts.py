@@ -2,10 +2,11 @@
 
 A contract says how a source names and encodes its files, which columns it delivers, their
 types, nullability and value rules, and which column identifies a row.
-`orchestration.lib.ingestion.ingest` enforces any contract generically, so adding a source means
-adding a `SourceContract` to
-`CONTRACTS`. Bump `version` whenever a contract changes: the version is part of every raw
-snapshot's input fingerprint, so a new version re-ingests every partition.
+`orchestration.lib.ingestion.ingest` enforces any contract generically. A use case declares its
+sources (``sources:``); `orchestration.lib.ingestion.declared` turns each into a contract, so
+adding a source is an edit of the declaration. Bump `version` whenever a contract changes: the
+version is part of every raw snapshot's input fingerprint, so a new version re-ingests every
+partition.
 """
 
 from __future__ import annotations
@@ -103,58 +104,3 @@ class SourceContract:
     def extension(self) -> str:
         """File extension without the leading dot, e.g. ``csv.gz``."""
         return self.file_format + (".gz" if self.gzip else "")
-
-
-_PAN = Column("card_number", pii=True, rules=(Rule.PAN,))
-
-TRANSACTIONS = SourceContract(
-    name="transactions",
-    version=1,
-    file_format="csv",
-    gzip=True,
-    columns=(
-        Column("transaction_id"),
-        Column("tx_datetime", "timestamp", rules=(Rule.ON_PARTITION_DATE,)),
-        _PAN,
-        Column("terminal_id", rules=(Rule.DIGITS,)),
-        Column("amount", "double", rules=(Rule.FINITE, Rule.NON_NEGATIVE)),
-    ),
-    key=("transaction_id",),
-)
-
-FRAUD_REPORTS = SourceContract(
-    name="fraud_reports",
-    version=1,
-    file_format="csv",
-    gzip=False,
-    columns=(
-        Column("transaction_id"),
-        _PAN,
-        Column("reported_at", "timestamp", rules=(Rule.ON_PARTITION_DATE,)),
-    ),
-    key=("transaction_id",),
-)
-
-CUSTOMERS = SourceContract(
-    name="customers",
-    version=1,
-    file_format="jsonl",
-    gzip=True,
-    columns=(
-        Column("customer_id"),
-        Column("name", pii=True),
-        Column("email", pii=True),
-        Column("phone", pii=True),
-        Column("address", pii=True),
-        Column("date_of_birth", "date", pii=True),
-        _PAN,
-        Column("signup_date", "date", rules=(Rule.NOT_AFTER_PARTITION_DATE,)),
-        Column("updated_at", "timestamp"),
-    ),
-    key=("customer_id",),
-)
-
-CONTRACTS: dict[str, SourceContract] = {
-    contract.name: contract for contract in (TRANSACTIONS, FRAUD_REPORTS, CUSTOMERS)
-}
-"""Every source, by name."""

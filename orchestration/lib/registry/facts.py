@@ -46,7 +46,8 @@ class NoChampionError(RegistryError):
 
 @dataclass(frozen=True)
 class DataWindow:
-    """One slice of ``training_set`` used in training: its days, row count and content hash."""
+    """One slice of the use case's table used in training: its days, row count and content
+    hash."""
 
     start: date
     """First day (daily partition) of the slice, inclusive."""
@@ -64,10 +65,10 @@ class TrainingData:
 
     train: DataWindow
     test: DataWindow
+    table: str
+    """The dbt model the rows were read from (the declaration's ``data.table``)."""
     label_cutoff: date | None = None
-    """Labels reported before this day count as fraud (``report_date < label_cutoff``)."""
-    table: str = "training_set"
-    """The dbt model the rows were read from."""
+    """Labels known before this day count as positives (``label.known_at < label_cutoff``)."""
     query: str | None = None
     """The SQL that selected the rows, when the trainer records it."""
 

@@ -1,8 +1,9 @@
-"""Performance metrics of a fraud detector (Fraud Detection Handbook, ch. 4) and their figures.
+"""Performance metrics of a detector (Fraud Detection Handbook, ch. 4) and their figures.
 
-Threshold-free: AUC ROC and Average Precision (scikit-learn's). Operational: Card Precision
-top-k, the share of truly compromised cards among the ``k`` cards investigators can check per
-day. Figures are rendered to PNG bytes with matplotlib's Agg canvas (no pyplot, no display).
+Threshold-free: AUC ROC and Average Precision (scikit-learn's). Operational: the handbook's Card
+Precision top-k for any entity, the share of positive entities among the ``k`` entities a team
+can check per day. The day and entity columns are the caller's (a use case's declaration).
+Figures are rendered to PNG bytes with matplotlib's Agg canvas (no pyplot, no display).
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ class Performance:
 
 
 def card_precision_top_k(
-    tx_date: ArrayLike,
-    card_key: ArrayLike,
+    days: ArrayLike,
+    keys: ArrayLike,
     y_true: ArrayLike,
     scores: ArrayLike,
     top_k: int = DEFAULT_TOP_K,
@@ -74,6 +75,7 @@ def card_precision_top_k(
 ) -> CardPrecision:
     """Card Precision top-k, computed exactly as the handbook's ``card_precision_top_k``.
 
+    ``days`` and ``keys`` are each row's day and entity key (a card's, in the handbook).
     For each day in date order: each card gets the highest score of its payments that day and
     counts as compromised if any of its payments that day is a fraud; the ``top_k`` cards by
     score are alerted; CP@k(day) = compromised cards among them / ``top_k`` (also when fewer
@@ -81,11 +83,11 @@ def card_precision_top_k(
     a day are dropped from the following days (investigators have blocked them). The result is
     the mean over days. Ties in score are broken by card key, so the metric is deterministic.
     """
-    days = np.asarray(tx_date)
+    days = np.asarray(days)
     fraud = np.asarray(y_true).astype(bool)
     scores = np.asarray(scores, dtype=float)
     # card indexes in key order: a stable sort on score then breaks ties by card key
-    card_keys, card_of_row = np.unique(np.asarray(card_key), return_inverse=True)
+    card_keys, card_of_row = np.unique(np.asarray(keys), return_inverse=True)
     n_cards = len(card_keys)
     detected = np.zeros(n_cards, dtype=bool)
     per_day: list[float] = []
@@ -109,12 +111,19 @@ def card_precision_top_k(
 
 
 def performance(
-    test: pd.DataFrame, scores: ArrayLike, label: str = "label", top_k: int = DEFAULT_TOP_K
+    test: pd.DataFrame,
+    scores: ArrayLike,
+    *,
+    day: str,
+    entity: str,
+    label: str = "label",
+    top_k: int = DEFAULT_TOP_K,
 ) -> Performance:
     """AUC ROC, Average Precision and CP@k of ``scores`` on a test frame.
 
-    ``test`` needs ``tx_date``, ``card_key`` and the ``label`` column. AUC ROC and AP are NaN
-    when the window holds a single class (they are undefined then).
+    ``test`` needs the ``day`` column, the ``entity``'s key column CP@k ranks each day, and the
+    ``label`` column. AUC ROC and AP are NaN when the window holds a single class (they are
+    undefined then).
     """
     y_true = test[label].to_numpy()
     scores = np.asarray(scores, dtype=float)
@@ -125,7 +134,7 @@ def performance(
             float(average_precision_score(y_true, scores)) if both_classes else math.nan
         ),
         card_precision_top_k=card_precision_top_k(
-            test["tx_date"], test["card_key"], y_true, scores, top_k=top_k
+            test[day], test[entity], y_true, scores, top_k=top_k
         ).mean,
         top_k=top_k,
     )
@@ -226,10 +235,11 @@ def alert_threshold_for_budget(
 
 
 def card_scores_by_day(
-    tx_date: ArrayLike, card_key: ArrayLike, scores: ArrayLike
+    days: ArrayLike, keys: ArrayLike, scores: ArrayLike
 ) -> dict[object, np.ndarray]:
-    """Each card's highest score of each day, by day: the input to budget card alerts."""
-    frame = pd.DataFrame({"day": np.asarray(tx_date), "card": np.asarray(card_key)})
+    """Each entity's (card's) highest score of each day, by day: the input to budget alerts
+    on entities rather than rows. ``days`` and ``keys`` are each row's day and entity key."""
+    frame = pd.DataFrame({"day": np.asarray(days), "card": np.asarray(keys)})
     frame["score"] = np.asarray(scores, dtype=float)
     best = frame.groupby(["day", "card"], sort=True)["score"].max()
     return {day: group.to_numpy() for day, group in best.groupby(level="day", sort=True)}
