@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orchestration.lib.core.cards import PAN_LENGTH, example_pan, luhn_valid
 from orchestration.lib.core.usecase import (
     UseCaseError,
     load_usecase,
@@ -204,6 +205,7 @@ def test_the_example_request_is_the_declared_one_at_the_given_time():
     assert {k: v for k, v in request.items() if k in fraud.serving.request.example} == (
         fraud.serving.request.example
     )
+    assert luhn_valid(request["card_number"]) and len(request["card_number"]) == PAN_LENGTH
     assert declared_without_example(fraud).example_request("2018-10-01T13:45:10") is None
 
 
@@ -217,4 +219,12 @@ def test_an_example_request_must_give_every_field_but_the_event_time(tmp_path):
     example = dict(FRAUD["serving"]["request"]["example"])
     example.pop(next(iter(example)))
     assert_refused(tmp_path, {"serving__request__example": example}, "serving.request.example",
-                   "each field of a request but the event time")
+                   "each field of a request but the event time and personal data")
+
+
+def test_an_example_request_holds_no_personal_data(tmp_path):
+    """The declaration is copied into every Bento under BLUEPRINT_HOME, where the personal-data
+    scan would find a card number in it (it did: the default world's gate then failed)."""
+    example = {**FRAUD["serving"]["request"]["example"], "card_number": example_pan()}
+    assert_refused(tmp_path, {"serving__request__example": example}, "serving.request.example",
+                   "personal data")

@@ -110,7 +110,7 @@ class Request(Strict):
     """Contract column -> the request's field for it."""
     example: dict[Identifier, str | int | float] = {}
     """A request to try, as ``blueprint serve`` shows it: a value for each field but the event
-    time, which the command fills in (none declared: no example)."""
+    time and personal data, which the command fills in (none declared: no example)."""
 
 
 class Serving(Strict):

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from orchestration.lib.core.cards import example_pan
 from orchestration.lib.core.feature_declaration import DeclaredFeatures, ResolvedFeatures
 from orchestration.lib.core.modeling import (
     Gate,
@@ -150,11 +151,13 @@ class UseCase(Strict):
         if getattr(plain.get(self.data.event_time), "type", None) != "timestamp":
             raise ValueError(f"data.event_time: {self.data.event_time!r} is not a timestamp "
                              f"column {where}")
-        untimed = set(fields) - {rename.get(self.data.event_time, self.data.event_time)}
+        personal = {rename.get(c.name, c.name) for c in source.columns if c.pii}
+        given = set(fields) - personal - {rename.get(self.data.event_time, self.data.event_time)}
         example = self.serving.request.example
-        if example and set(example) != untimed:
+        if example and set(example) != given:
             raise ValueError(f"serving.request.example: must give a value to each field of a "
-                             f"request but the event time: {sorted(untimed)}")
+                             f"request but the event time and personal data ({sorted(personal)},"
+                             f" which the command fills in): {sorted(given)}")
         ids = {self.data.row_id, self.data.event_time, self.data.partition_date,
                *self.data.entities.values()}
         for name, group in declared.windowed.items():
@@ -199,14 +202,21 @@ class UseCase(Strict):
 
     def example_request(self, event_time: str) -> dict[str, Any] | None:
         """The declared example request at ``event_time``, its fields in the events' contract
-        order (None: no example declared)."""
+        order, personal data made up (a test card number for a PAN), so that the declaration
+        holds none (None: no example declared)."""
         request = self.serving.request
         if not request.example or self.features.declared is None:
             return None
-        fields = {c.name: request.rename.get(c.name, c.name)
-                  for c in self.sources[self.features.declared.events].columns}
-        return {field: event_time if column == self.data.event_time else request.example[field]
-                for column, field in fields.items()}
+        example = {}
+        for column in self.sources[self.features.declared.events].columns:
+            field = request.rename.get(column.name, column.name)
+            if column.name == self.data.event_time:
+                example[field] = event_time
+            elif column.pii:  # never declared: a made-up value of its kind
+                example[field] = example_pan() if "pan" in column.rules else f"<{field}>"
+            else:
+                example[field] = request.example[field]
+        return example
 
     def dbt_arguments(self) -> list[str]:
         """What every dbt call on this use case passes: its declared features, as ``--vars``."""
