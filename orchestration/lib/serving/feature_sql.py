@@ -4,6 +4,7 @@ checked, and the SQL stage that binds the request and its history as the tables 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import date
 from typing import Any
 
 import duckdb
@@ -104,3 +105,48 @@ def duckdb_columns(schema: pa.Schema) -> list[tuple[str, str]]:
     with duckdb.connect() as conn:
         conn.register("empty", schema.empty_table())
         return [(row[0], row[1]) for row in conn.sql("describe empty").fetchall()]
+
+
+class DayTable:
+    """Stage 1 for one day-clock model: its SQL stage and its rows by entity and day."""
+
+    def __init__(self, model: ModelSql, stage: SqlStage, key: str, partition_date: str) -> None:
+        self.model = model
+        self.stage = stage
+        self.key = key
+        self.rows: dict[str, dict[date, tuple]] = {}
+        """Rows by entity and day: valid until a late label or event of the entity."""
+        self.select = (
+            f"select * from {model.relation.sql} where {quote_identifier(partition_date)} = ?"
+        )
+
+    def forget(self, entity: str, after: date) -> None:
+        days = self.rows.get(entity)
+        if days:
+            for day in [d for d in days if d > after]:
+                del days[day]
+
+
+def build_stages(
+    definitions: FeatureDefinitions, inputs: Mapping[str, pa.Schema], keys: Sequence[str]
+) -> tuple[list[DayTable], SqlStage, str]:
+    """The two SQL stages of the chain over staged inputs of these schemas (events first, then
+    labels): a :class:`DayTable` per day-clock model (its entity: the one of ``keys`` among its
+    columns), and the feature mart's stage with its select of the events asked for by id."""
+    features = definitions.features
+    day_models, output = feature_models(definitions)
+    tables = [(definitions.input(name), schema, duckdb_columns(schema))
+              for name, schema in inputs.items()]
+    days: list[DayTable] = []
+    feature_tables = [tables[0]]
+    for model in day_models:
+        stage = SqlStage(tables, [model])
+        schema, columns = stage.describe(model.relation.sql)
+        found = [k for k in keys if k in schema.names]
+        if len(found) != 1:
+            raise SnapshotError(f"{model.name} has columns {schema.names}: no one entity key")
+        days.append(DayTable(model, stage, found[0], features.partition_date))
+        feature_tables.append((model, schema, columns))
+    select = (f"select * from {output.relation.sql} "
+              f"where list_contains(?::varchar[], {quote_identifier(features.row_id)})")
+    return days, SqlStage(feature_tables, [output]), select

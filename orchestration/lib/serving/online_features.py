@@ -37,11 +37,9 @@ import pyarrow.parquet as pq
 
 from orchestration.lib.features.feature_definitions import (
     FeatureDefinitions,
-    ModelSql,
-    quote_identifier,
 )
 from orchestration.lib.features.pseudonymize import key_fingerprint
-from orchestration.lib.serving.feature_sql import SqlStage, duckdb_columns, feature_models
+from orchestration.lib.serving.feature_sql import DayTable, build_stages
 from orchestration.lib.serving.history import (
     HistoryBackend,
     InProcessHistory,
@@ -58,26 +56,6 @@ real event; placeholders only exist in stage 1's input, never in the history."""
 
 HistoryFactory = Callable[[pa.Schema, str, str, Sequence[str]], HistoryBackend]
 """Makes a history backend: (events' schema, row id column, event time column, key columns)."""
-
-
-class _DayTable:
-    """Stage 1 for one day-clock model: its SQL stage and its rows by entity and day."""
-
-    def __init__(self, model: ModelSql, stage: SqlStage, key: str, partition_date: str) -> None:
-        self.model = model
-        self.stage = stage
-        self.key = key
-        self.rows: dict[str, dict[date, tuple]] = {}
-        """Rows by entity and day: valid until a late label or event of the entity."""
-        self.select = (
-            f"select * from {model.relation.sql} where {quote_identifier(partition_date)} = ?"
-        )
-
-    def forget(self, entity: str, after: date) -> None:
-        days = self.rows.get(entity)
-        if days:
-            for day in [d for d in days if d > after]:
-                del days[day]
 
 
 class OnlineFeatureStore:
@@ -104,7 +82,6 @@ class OnlineFeatureStore:
             }
         except StagingError as error:
             raise SnapshotError(f"online staging: {error}") from None
-        day_models, output = feature_models(definitions)
         self.definitions = definitions
         self.definitions_hash = definitions.hash
         self.snapshot_version: str | None = None
@@ -135,25 +112,9 @@ class OnlineFeatureStore:
         self._current_day: date | None = None
         """The latest day asked for: its entity-day rows are computed for every entity."""
 
-        inputs = {events_name: events, labels_name: labels}
-        tables = [
-            (definitions.input(name), table.schema, duckdb_columns(table.schema))
-            for name, table in inputs.items()
-        ]
-        self._days: list[_DayTable] = []
-        feature_tables = [tables[0]]
-        for model in day_models:
-            stage = SqlStage(tables, [model])
-            schema, columns = stage.describe(model.relation.sql)
-            keys = [k for k in sorted(self._starts) if k in schema.names]
-            if len(keys) != 1:
-                raise SnapshotError(f"{model.name} has columns {schema.names}: no one entity key")
-            self._days.append(_DayTable(model, stage, keys[0], self._partition_date))
-            feature_tables.append((model, schema, columns))
-        self._stage_features = SqlStage(feature_tables, [output])
-        self._select_features = (
-            f"select * from {output.relation.sql} "
-            f"where list_contains(?::varchar[], {quote_identifier(self._row_id)})"
+        self._days, self._stage_features, self._select_features = build_stages(
+            definitions, {events_name: events.schema, labels_name: labels.schema},
+            sorted(self._starts),
         )
         self._history.extend_events(events)
         for row in table_rows(labels):
@@ -412,7 +373,7 @@ class OnlineFeatureStore:
                 wanted = entities[i]
             self._compute_day_table(table, day, wanted)
 
-    def _compute_day_table(self, table: _DayTable, day: date, entities: Iterable[str]) -> None:
+    def _compute_day_table(self, table: DayTable, day: date, entities: Iterable[str]) -> None:
         """Each entity's events of the days before that can count, their labels, and a
         placeholder event on the day so that the SQL emits the entity-day row. One day per run:
         a placeholder on another day would count as an event in that day's windows."""
