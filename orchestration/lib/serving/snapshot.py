@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestration.lib.core.atomic import atomic_write_bytes, fsync_path, process_alive
@@ -94,41 +95,13 @@ def publish_serving_snapshot(
             f"({definitions.features.lookback_days - 1} days)"
         )
     created_at = (now or datetime.now(UTC)).astimezone(UTC)
-    features = definitions.features
-    events_name, labels_name = features.staged_inputs
-    events = definitions.input(events_name).relation.sql
-    labels = definitions.input(labels_name).relation.sql
-    day, when, row_id = (quote_identifier(c) for c in (
-        features.partition_date, features.event_time, features.row_id))
-
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_versions(out_dir)
     version = f"{created_at:%Y%m%dT%H%M%S%fZ}-{definitions.hash[:12]}"
     staging = out_dir / f".{version}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TMP_SUFFIX}"
     staging.mkdir()
     try:
-        with duckdb.connect() as conn:
-            # attached under the database name the compiled SQL uses, whatever the file name
-            database = quote_identifier(definitions.input(events_name).relation.database)
-            path_literal = "'" + str(warehouse_path).replace("'", "''") + "'"
-            conn.execute(f"attach {path_literal} as {database} (read_only)")
-            (last_day,) = conn.sql(f"select max({day}) from {events}").fetchall()[0]
-            if last_day is None:
-                raise SnapshotError(f"{warehouse_path}: {events} is empty")
-            first_day = last_day - timedelta(days=lookback_days - 1)
-            recent = f"select * from {events} where {day} >= $first_day"
-            params = {"first_day": first_day}
-            tables = {
-                events_name: conn.sql(
-                    f"{recent} order by {when}, {row_id}", params=params
-                ).to_arrow_table(),
-                # labels of older events never count: their events are not kept
-                labels_name: conn.sql(
-                    f"select * from {labels} where {row_id} in "
-                    f"(select {row_id} from ({recent})) order by all",
-                    params=params,
-                ).to_arrow_table(),
-            }
+        first_day, last_day, tables = _recent_state(warehouse_path, definitions, lookback_days)
         manifest = {
             "format": SNAPSHOT_FORMAT,
             "version": version,
@@ -145,19 +118,61 @@ def publish_serving_snapshot(
             },
             "feature_definitions": definitions.to_dict(),
         }
-        for name, table in tables.items():
-            pq.write_table(table, staging / f"{name}.parquet")
-        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        for entry in staging.iterdir():
-            fsync_path(entry)
-        final = out_dir / version
-        staging.rename(final)
-        fsync_path(out_dir)
+        final = _write_version(staging, out_dir / version, tables, manifest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     atomic_write_bytes(out_dir / CURRENT_POINTER, f"{version}\n".encode())
     _remove_old_versions(out_dir, keep=version)
     return ServingSnapshot(path=final, manifest=manifest)
+
+
+def _recent_state(
+    warehouse_path: Path, definitions: FeatureDefinitions, lookback_days: int
+) -> tuple[date, date, dict[str, pa.Table]]:
+    """The first and last day kept, and the staged events of those days with their labels
+    (labels of older events never count: their events are not kept), read from the warehouse."""
+    features = definitions.features
+    events_name, labels_name = features.staged_inputs
+    events = definitions.input(events_name).relation.sql
+    labels = definitions.input(labels_name).relation.sql
+    day, when, row_id = (quote_identifier(c) for c in (
+        features.partition_date, features.event_time, features.row_id))
+    with duckdb.connect() as conn:
+        # attached under the database name the compiled SQL uses, whatever the file name
+        database = quote_identifier(definitions.input(events_name).relation.database)
+        path_literal = "'" + str(warehouse_path).replace("'", "''") + "'"
+        conn.execute(f"attach {path_literal} as {database} (read_only)")
+        (last_day,) = conn.sql(f"select max({day}) from {events}").fetchall()[0]
+        if last_day is None:
+            raise SnapshotError(f"{warehouse_path}: {events} is empty")
+        first_day = last_day - timedelta(days=lookback_days - 1)
+        recent = f"select * from {events} where {day} >= $first_day"
+        params = {"first_day": first_day}
+        tables = {
+            events_name: conn.sql(
+                f"{recent} order by {when}, {row_id}", params=params
+            ).to_arrow_table(),
+            labels_name: conn.sql(
+                f"select * from {labels} where {row_id} in "
+                f"(select {row_id} from ({recent})) order by all",
+                params=params,
+            ).to_arrow_table(),
+        }
+    return first_day, last_day, tables
+
+
+def _write_version(
+    staging: Path, final: Path, tables: dict[str, pa.Table], manifest: dict[str, Any]
+) -> Path:
+    """Write the version in ``staging``, make it durable, and rename it to ``final``."""
+    for name, table in tables.items():
+        pq.write_table(table, staging / f"{name}.parquet")
+    (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    for entry in staging.iterdir():
+        fsync_path(entry)
+    staging.rename(final)
+    fsync_path(final.parent)
+    return final
 
 
 def current_snapshot(snapshot_dir: Path) -> ServingSnapshot:
