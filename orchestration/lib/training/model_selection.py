@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,29 +97,13 @@ def prequential_search(
         if train[LABEL].nunique() < 2:
             raise ValueError(f"fold {fold} ({windows}) has a single class in training")
         for candidate in pool:
-            with threadpool_limits(limits=n_threads):
-                fitted, seconds = _fit(candidate.pipeline(random_state), train, features)
-                scores = fitted.predict_proba(test[features])[:, 1]
-            result = scorecard(test, scores)
+            record = _fold_record(candidate, fold, windows, train, test, features, scorecard,
+                                  random_state, n_threads)
             if log is not None:
-                log(
-                    f"fold {fold} ({windows}) {candidate.name}: {scorecard.line(result)}"
-                    f", fit {seconds:.1f}s"
-                )
-            records.append(
-                {
-                    "candidate": candidate.name,
-                    "family": candidate.family,
-                    "fold": fold,
-                    "test_start": windows.test_start,
-                    **result,
-                    "fit_seconds": seconds,
-                    "n_train": len(train),
-                    "n_train_positives": int(train[LABEL].sum()),
-                    "n_test": len(test),
-                    "n_test_positives": int(test[LABEL].sum()),
-                }
-            )
+                log(f"fold {fold} ({windows}) {candidate.name}: "
+                    f"{scorecard.line({m: record[m] for m in scorecard.names})}, "
+                    f"fit {record['fit_seconds']:.1f}s")
+            records.append(record)
     scores_table = pd.DataFrame(records)
     summary = _summarize(scores_table, scorecard, selection_metric)
     by_name = {c.name: c for c in pool}
@@ -129,6 +114,28 @@ def prequential_search(
         best=by_name[summary.index[0]],
         candidates=by_name,
     )
+
+
+def _fold_record(
+    candidate: Candidate, fold: int, windows: Any, train: pd.DataFrame, test: pd.DataFrame,
+    features: list[str], scorecard: Scorecard, random_state: int, n_threads: int,
+) -> dict[str, Any]:
+    """One candidate fitted on a fold's training rows and scored on its test rows."""
+    with threadpool_limits(limits=n_threads):
+        fitted, seconds = _fit(candidate.pipeline(random_state), train, features)
+        scores = fitted.predict_proba(test[features])[:, 1]
+    return {
+        "candidate": candidate.name,
+        "family": candidate.family,
+        "fold": fold,
+        "test_start": windows.test_start,
+        **scorecard(test, scores),
+        "fit_seconds": seconds,
+        "n_train": len(train),
+        "n_train_positives": int(train[LABEL].sum()),
+        "n_test": len(test),
+        "n_test_positives": int(test[LABEL].sum()),
+    }
 
 
 @dataclass(frozen=True)
