@@ -383,3 +383,20 @@ def test_a_planted_bad_value_fails_the_suite(
     assert [(f["expectation"], f["column"], f["unexpected_count"]) for f in result.failures] == [
         (failing, column, 1 if bad_value != "duplicate" else 2)
     ]
+
+
+def test_the_label_horizon_dbt_renders_is_the_declared_label():
+    """dbt computes churn's label over ``churn_label_horizon_days`` (a project var: the column's
+    name, its contract and its suite are written for it); the declaration says how long a label
+    takes to mature and what the column is called. They must agree, or training would learn a
+    label the gate and monitoring think matures at another age."""
+    import yaml
+
+    from orchestration.lib.core.usecase import load_usecase
+    from orchestration.settings import USECASES_DIR
+
+    churn = load_usecase("churn", USECASES_DIR, environ={})
+    horizon = yaml.safe_load((PROJECT_ROOT / "dbt_project" / "dbt_project.yml").read_text())[
+        "vars"]["churn_label_horizon_days"]
+    assert timedelta(days=horizon) == churn.label.maturity
+    assert churn.label.column == f"churned_{horizon}d"
