@@ -139,7 +139,7 @@ def measure(raw_dir: Path, requests: int, batches: int, capacity: int) -> dict[s
         service.score_batch,
     )
     service.shutdown()
-    model = service._model
+    model = service._state.model
     return {
         "single": single,
         "batch": batch,
