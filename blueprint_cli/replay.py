@@ -30,12 +30,15 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pandas as pd
 
 from orchestration.settings import Settings
+
+if TYPE_CHECKING:
+    from orchestration.lib.serving.served import ServedColumns
 
 
 def replay_selection(settings: Settings) -> str:
@@ -167,21 +170,25 @@ def _field(column: Mapping[str, Any], text: str | None) -> Any:
     return text
 
 
-def day_events(settings: Settings, day: date) -> list[dict[str, Any]]:
-    """The events of ``day`` as their source sends them to the service, in time order."""
-    from orchestration.lib.serving.served import ServedColumns
-
-    columns = ServedColumns.declared(settings.usecase)
+def day_events(
+    settings: Settings, day: date, columns: ServedColumns | None = None
+) -> list[dict[str, Any]]:
+    """The events of ``day`` as their source sends them to the service, in time order
+    (``columns``: the use case's served columns, when the caller has them already)."""
+    columns = columns or _served(settings)
     return _requests(settings, columns.events_source, columns.staging["events"], day,
                      order=(columns.event_time, columns.row_id))
 
 
-def day_labels(settings: Settings, day: date) -> list[dict[str, Any]]:
+def day_labels(settings: Settings, columns: ServedColumns, day: date) -> list[dict[str, Any]]:
     """The labels delivered for ``day``, as their source sends them to the service."""
+    return _requests(settings, columns.label_source, columns.staging["labels"], day)
+
+
+def _served(settings: Settings) -> ServedColumns:
     from orchestration.lib.serving.served import ServedColumns
 
-    columns = ServedColumns.declared(settings.usecase)
-    return _requests(settings, columns.label_source, columns.staging["labels"], day)
+    return ServedColumns.declared(settings.usecase)
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -193,12 +200,11 @@ class ServiceClient:
     """What the outside world sends to a use case's scoring service."""
 
     def __init__(self, url: str, max_batch: int, settings: Settings | None = None) -> None:
-        from orchestration.lib.serving.served import ServedColumns
         from orchestration.settings import get_settings
 
         self.url = url.rstrip("/")
         self.max_batch = max_batch
-        self.columns = ServedColumns.declared((settings or get_settings()).usecase)
+        self.columns = _served(settings or get_settings())
         self._http = httpx.Client(timeout=120)
 
     def close(self) -> None:
@@ -307,8 +313,8 @@ def serve_days(
 
     for day in days:
         on_stage(f"scoring {day}")
-        client.score(day_events(settings, day), result)
-        labels = day_labels(settings, day)
+        client.score(day_events(settings, day, client.columns), result)
+        labels = day_labels(settings, client.columns, day)
         if labels:
             client.label(labels, result)
     on_stage("closing the logs")

@@ -22,6 +22,8 @@ EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 USECASES_DIR = PROJECT_ROOT / "orchestration" / "usecases"
 """One declaration per use case: ``<name>.yaml`` (:mod:`orchestration.lib.core.usecase`)."""
 DEFAULT_USECASE = "fraud"
+USECASE_ENV = "BLUEPRINT_USECASE"
+"""Names the use case a process runs (every process of the pipeline, the service, dbt's calls)."""
 FEATURE_CATALOG_DIR = "feature_catalog"
 """The folder of a use case's reports that holds its feature catalog (dbt's docs site)."""
 
@@ -250,7 +252,7 @@ def get_settings(usecase: str | None = None) -> Settings:
         ),
         report_keep_days=int(_env("BLUEPRINT_REPORT_KEEP_DAYS", "30")),
         report_max_rows=int(_env("BLUEPRINT_REPORT_MAX_ROWS", "50000")),
-        usecase_name=usecase or _env("BLUEPRINT_USECASE", DEFAULT_USECASE),
+        usecase_name=usecase or _env(USECASE_ENV, DEFAULT_USECASE),
     )
 
 
@@ -290,6 +292,6 @@ def export_to_subprocesses(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     os.environ["BLUEPRINT_HOME"] = str(settings.home)
     os.environ["BENTOML_HOME"] = str(settings.bentoml_home)
-    os.environ["BLUEPRINT_USECASE"] = settings.usecase_name  # dbt's warehouse file
+    os.environ[USECASE_ENV] = settings.usecase_name  # dbt's warehouse file
     settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
     telemetry_off()

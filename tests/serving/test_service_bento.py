@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from orchestration.lib.core.usecase import load_usecase, usecase_names
-from orchestration.lib.serving.bento import BENTOFILE, SERVICE, USECASE_ENV, bentofile_for
-from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT, USECASES_DIR
+from orchestration.lib.serving.bento import BENTOFILE, SERVICE, bentofile_for
+from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT, USECASE_ENV, USECASES_DIR
 
 
 def online_usecases() -> list[str]:

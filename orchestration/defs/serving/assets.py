@@ -24,10 +24,10 @@ from orchestration.defs.scope import Scope
 from orchestration.defs.training.assets import load_published_definitions
 from orchestration.lib.core.atomic import atomic_output
 from orchestration.lib.registry import registry
-from orchestration.lib.serving.bento import BENTO_ASSET, USECASE_ENV, bento_name, bentofile_for
+from orchestration.lib.serving.bento import BENTO_ASSET, bento_name, bentofile_for
 from orchestration.lib.serving.scoring import DailyScoring, load_champion, score_days
 from orchestration.lib.serving.snapshot import publish_serving_snapshot
-from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT, Settings
+from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT, USECASE_ENV, Settings
 
 SERVING_GROUP = "serving"
 BATCH_SCORING_CHUNK_DAYS = 7

@@ -12,12 +12,11 @@ from typing import Any
 
 import yaml
 
-from orchestration.settings import PROJECT_ROOT
+from orchestration.settings import PROJECT_ROOT, USECASE_ENV
 
 BENTOFILE = PROJECT_ROOT / "bentos" / "scorer" / "bentofile.yaml"
 SERVICE = "bentos.scorer.service:Scorer"
 """The service's import path from the repository root (as in its bentofile)."""
-USECASE_ENV = "BLUEPRINT_USECASE"
 BENTO_ASSET = "scorer_bento"
 """The name of the asset that builds a use case's Bento (its key: ``<use case>/scorer_bento``)."""
 

@@ -21,8 +21,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestration.lib.serving.bento import SERVICE, USECASE_ENV
-from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT, Settings, get_settings
+from orchestration.lib.serving.bento import SERVICE
+from orchestration.settings import (
+    NO_TELEMETRY_ENV,
+    PROJECT_ROOT,
+    USECASE_ENV,
+    Settings,
+    get_settings,
+)
 
 
 def free_port() -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
+import pandas as pd
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -179,8 +180,6 @@ class ServiceSchemas:
     def answers(self, model: ScoringModel, rows: Sequence[Mapping[str, Any]]) -> list[BaseModel]:
         """The answers to events, from their feature mart rows: the champion's score, alert and
         reason codes, in one ``score_and_explain`` call."""
-        import pandas as pd
-
         scores, explanations = model.score_and_explain(pd.DataFrame(list(rows)), self.top_reasons)
         return [
             self.score(**{

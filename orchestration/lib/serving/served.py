@@ -15,20 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from orchestration.lib.core.usecase import UseCase
+from orchestration.lib.serving.staging import staged_columns
 
 FEATURES = "features"
 """The prediction log's field holding the feature values (an object), spread into
 ``features.<name>`` columns when read."""
-
-
-def staged_columns(spec: Mapping[str, Any]) -> tuple[str, ...]:
-    """The columns staging keeps of a source's row (a staging spec of the resolved
-    declaration), without the dates it derives: personal data replaced by its pseudonym, or
-    dropped."""
-    return tuple(
-        c["pseudonym"] if c["pii"] else c["name"]
-        for c in spec["columns"] if c["pseudonym"] or not c["pii"]
-    )
 
 
 def request_spec(spec: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -74,17 +74,24 @@ def _typed(
     return text
 
 
+def staged_columns(spec: Mapping[str, Any]) -> tuple[str, ...]:
+    """The columns staging keeps of a source's row (a staging spec of the resolved
+    declaration), without the dates it derives: personal data replaced by its pseudonym, or
+    dropped."""
+    return tuple(
+        c["pseudonym"] if c["pii"] else c["name"]
+        for c in spec["columns"] if c["pseudonym"] or not c["pii"]
+    )
+
+
 class RowStaging:
     """Stages one source's rows as its staging model does, in the staged model's column order."""
 
-    def __init__(self, spec: Mapping[str, Any], staged_columns: Sequence[str]) -> None:
+    def __init__(self, spec: Mapping[str, Any], table_columns: Sequence[str]) -> None:
         self._columns = list(spec["columns"])
         self._dates = dict(spec["dates"])
-        self.columns = tuple(staged_columns)
-        produced = [
-            c["pseudonym"] if c["pii"] else c["name"]
-            for c in self._columns if c["pseudonym"] or not c["pii"]
-        ] + list(self._dates)
+        self.columns = tuple(table_columns)
+        produced = [*staged_columns(spec), *self._dates]
         self._lineage = [c for c in self.columns if c.startswith("_") and c not in produced]
         missing = sorted(set(self.columns) - set(produced) - set(self._lineage))
         extra = sorted(set(produced) - set(self.columns))

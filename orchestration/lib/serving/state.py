@@ -50,6 +50,9 @@ class ServingState:
         """Held while a request adds events or labels to the store, and to swap the store."""
         self.journal: list[dict[str, Any]] | None = None
         """While a new snapshot loads: the events and labels added to the old store meanwhile."""
+        self._staging_checked: tuple[OnlineFeatureStore | None, bool] = (None, False)
+        """The last store whose staging was compared with the declaration's, and the answer
+        (a store's staging never changes: compared once, not on every request's check)."""
 
     # -- readiness -----------------------------------------------------------------------------
 
@@ -87,13 +90,20 @@ class ServingState:
             )
         if model.facts.pseudonymization_key_fingerprint != self._key_fingerprint:
             return f"champion {model.version} saw pseudonyms of another pseudonymization key"
-        if not self.columns.same_requests(store.definitions.features.staging):
+        if not self._stages_as_declared(store):
             return (
                 f"snapshot {store.snapshot_version} stages requests otherwise than the "
                 f"declaration of {self.columns.usecase} (its source contracts changed): "
                 "materialize to publish a snapshot of the declared contracts"
             )
         return None
+
+    def _stages_as_declared(self, store: OnlineFeatureStore) -> bool:
+        checked, same = self._staging_checked
+        if checked is not store:
+            same = self.columns.same_requests(store.definitions.features.staging)
+            self._staging_checked = (store, same)
+        return same
 
     def ready_model(self) -> ScoringModel:
         """The champion, if events can be scored now (raises `NotReady` saying why)."""
