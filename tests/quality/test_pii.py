@@ -1,6 +1,7 @@
 """The PII scanner finds every kind of leak it promises, wherever it is, and nothing else."""
 
 import gzip
+import json
 import sqlite3
 
 import duckdb
@@ -43,6 +44,8 @@ def kinds(findings):
         (f"a1b2{PAN}ff", []),  # a fragment of a longer token, e.g. a hex digest
         ("4539578763621487", []),  # fails Luhn
         ("elapsed 0.4539578763621486 s", []),  # the fraction of a decimal number
+        ("x 4539578763621486.25", []),  # the integer part of a decimal number
+        (f"max {PAN}.0", ["card number (PAN)"]),  # a card number in a float column
         ("write to maria@example.org now", ["customers.email value", "email address"]),
         ("write to john@example.org now", ["email address"]),
         ("__repository__@orchestration.definitions", []),  # a code location, not mail
@@ -56,6 +59,12 @@ def kinds(findings):
         ("Zoë wrote: Dear Dr. Maria Gonzalez,", ["customers.name value"]),  # not ASCII
         ("Maria Lopez met Ana Gonzalez", []),  # the name's words, not side by side
         ("2018-04-01 07:19:05", []),  # a timestamp is not a phone number
+        ('"x": [104117.3125, 2.5]', []),  # a number in a report's chart data is not a phone
+        ("-104117.3125", []),
+        ("104117-3125", []),  # mixed separators: not a phone number's format
+        ("555-010-9999.25", []),  # the integer part of a decimal number
+        ("555 010 4477", ["customers.phone value", "phone number"]),
+        ("call +1-555-010-9999x12", ["phone number"]),
         ("t-123456", []),
         (f"paid from {IBAN}", ["IBAN"]),
         ("paid from GB82 WEST 1234 5698 7654 32", ["IBAN"]),  # printed in groups of four
@@ -188,6 +197,16 @@ def test_a_second_scan_skips_what_is_unchanged_and_reads_what_changed(home):
     assert kinds(third.findings) == ["card number (PAN)"]
     # a file with a finding is never vouched for: the leak is reported until it is gone
     assert kinds(home.scan().findings) == ["card number (PAN)"]
+
+
+def test_a_cache_made_with_other_generic_patterns_is_not_trusted(home):
+    """A file found clean by older patterns may hold what today's find (a card number printed
+    as a float was not one before): a cache made with other patterns means a full scan."""
+    home.scan()
+    assert home.scan().unchanged == 3
+    cache = json.loads(home.cache_path.read_text())
+    home.cache_path.write_text(json.dumps({**cache, "patterns": "older"}))
+    assert home.scan().unchanged == 0
 
 
 def test_a_customer_the_crm_learns_later_is_found_in_files_already_scanned(home):
@@ -360,3 +379,53 @@ def test_dbts_docs_app_is_library_code_but_the_project_data_it_inlines_is_scanne
     leaky.parent.mkdir()
     leaky.write_text(page(f'{{"nodes": {{"unit_test": {{"given": "{PAN}"}}}}}}'))
     assert kinds(scan_text_file(leaky, KNOWN).findings) == ["card number (PAN)"]
+
+
+def _drift_report(tmp_path, name: str, reference: pd.DataFrame, current: pd.DataFrame):
+    """A real Evidently data drift report of every column, as monitoring writes them."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    from orchestration.lib.monitoring.reports import _save_html
+
+    numeric = [c for c in reference.columns if reference[c].dtype.kind == "f"]
+    text = [c for c in reference.columns if c not in numeric]
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=text)
+    snapshot = Report([DataDriftPreset()]).run(
+        current_data=Dataset.from_pandas(current, data_definition=definition),
+        reference_data=Dataset.from_pandas(reference, data_definition=definition),
+    )
+    path = tmp_path / name / "data_drift.html"
+    _save_html(snapshot, path)
+    return path
+
+
+def test_numbers_in_a_reports_chart_data_are_not_personal_data(tmp_path):
+    """The defect that stopped a second ``make demo``: the float 104117.3125 in a drift report's
+    chart data was called a phone number. Numbers of every size, however printed, are not."""
+    rng = np.random.default_rng(0)
+    # a histogram of 0 .. 1041173.125 has the bin edge 104117.3125, as the demo's report had
+    amounts = np.concatenate([[0.0, 1041173.125], rng.uniform(0, 1041173.125, 500)])
+    frame = pd.DataFrame({"amount": amounts, "ratio": rng.random(len(amounts))})
+    path = _drift_report(tmp_path, "clean", frame, frame.assign(ratio=frame["ratio"] * 3))
+    assert "104117.3125" in path.read_text()  # the number is in the chart data
+    assert scan_text_file(path, KNOWN).findings == []
+
+
+def test_personal_data_planted_in_a_reports_table_or_chart_data_is_found(tmp_path):
+    """No blind spot: a card number as a number (the chart data prints it as ``....0``), an
+    email and a phone number as category values, in a real report, are each found."""
+    rng = np.random.default_rng(1)
+    rows = 300
+    reference = pd.DataFrame({
+        "amount": rng.lognormal(3, 1, rows),
+        "contact": rng.choice(["web", "app"], rows),
+    })
+    current = reference.copy()
+    current.loc[0, "amount"] = float(PAN)
+    current.loc[1, "contact"] = "john@example.org"
+    current.loc[2, "contact"] = "555-010-9999"
+    path = _drift_report(tmp_path, "leaky", reference, current)
+    assert kinds(scan_text_file(path, KNOWN).findings) == [
+        "card number (PAN)", "email address", "phone number",
+    ]

@@ -5,14 +5,19 @@ numbers, IBANs, emails, phone numbers), and a scan's findings."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from orchestration.lib.core.cards import luhn_valid
 
-PAN_PATTERN = re.compile(r"(?<![0-9A-Za-z])(?<![0-9]\.)[0-9]{13,19}(?![0-9A-Za-z])(?!\.[0-9])")
-"""A standalone digit run: not inside a longer token, nor the fraction of a decimal number."""
+PAN_PATTERN = re.compile(
+    r"(?<![0-9A-Za-z])(?<![0-9]\.)[0-9]{13,19}(?![0-9A-Za-z])(?!\.[0-9]*[1-9])"
+)
+"""A standalone digit run: not inside a longer token, nor a part of a decimal number with a
+fraction. A whole number printed as a float (``4539578763621486.0``: a card number held in a
+float column, as a report's chart data prints it) is still one."""
 
 IBAN_PATTERN = re.compile(
     r"(?<![0-9A-Za-z])[A-Z]{2}[0-9]{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)"
@@ -32,8 +37,14 @@ VENDOR_EMAILS = frozenset({"contact@bentoml.com"})
 address in every Bento's OpenAPI spec): organizational, not personal, data."""
 
 PHONE_PATTERN = re.compile(
-    r"(?<![0-9A-Za-z.-])(?:\+1-|001-)?(?:\(\d{3}\)|\d{3})[-. ]?\d{3}[-. ]\d{4}(?:x\d+)?(?![0-9])"
+    r"(?<![0-9A-Za-z.-])(?:\+1-|001-)?"
+    r"(?:\(\d{3}\) ?\d{3}[-. ]\d{4}|\d{3}-\d{3}-\d{4}|\d{3}\.\d{3}\.\d{4}|\d{3} \d{3} \d{4})"
+    r"(?:x\d+)?(?![0-9])(?!\.[0-9])"
 )
+"""A North-American phone number as people and generators print it: ``(555)010-4477``,
+``555-010-4477``, ``555.010.4477`` or ``555 010 4477``, an optional ``+1-`` or ``001-`` and
+``x`` extension. One separator throughout, and never inside a decimal number: ``104117.3125``,
+a number in a report's chart data, is not ``104-117.3125``."""
 
 NAME_AFFIXES = {"mr", "mrs", "ms", "miss", "dr", "md", "phd", "dds", "dvm", "jr", "sr", "ii",
                 "iii", "iv", "v"}
@@ -228,6 +239,12 @@ def scan_values(values: Iterable[str], location: str, personal: PersonalData) ->
                 if pair in personal.name_keys:
                     hit(f"{personal.name_keys[pair]} value", " ".join(pair))
     return [Finding(location, kind, counts[kind], hints[kind]) for kind in counts]
+
+GENERIC_PATTERNS_DIGEST = hashlib.sha256(
+    "\n".join(p.pattern for p in (PAN_PATTERN, IBAN_PATTERN, EMAIL_PATTERN, PHONE_PATTERN)).encode()
+).hexdigest()[:16]
+"""Which generic patterns a scan used: a scan cache made with other ones is not trusted (a file
+found clean then may hold what the patterns find now)."""
 
 CANDIDATE_SQL_PATTERN = (
     r"[0-9]{10}|@|[0-9]{3}[^0-9]{0,2}[0-9]{3}[^0-9][0-9]{4}|[A-Za-z]{2,}[^A-Za-z0-9]+[A-Za-z]{2,}"

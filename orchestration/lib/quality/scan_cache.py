@@ -9,7 +9,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from orchestration.lib.quality.personal_data import NO_PERSONAL_DATA, PersonalData, mentions_any
+from orchestration.lib.quality.personal_data import (
+    GENERIC_PATTERNS_DIGEST,
+    NO_PERSONAL_DATA,
+    PersonalData,
+    mentions_any,
+)
 from orchestration.lib.quality.raw_zone import PiiColumns, load_personal_data
 from orchestration.lib.quality.scanners import (
     MAX_TEXT_BYTES,
@@ -24,7 +29,8 @@ class ScanCache:
     (the raw snapshots and the personal-data columns of that time).
 
     Kept as JSON (paths, sizes, times, snapshot and column names: no personal data) and
-    rewritten atomically after each scan; a missing or unreadable cache means a full scan.
+    rewritten atomically after each scan; a missing or unreadable cache, or one made with other
+    generic patterns (:data:`GENERIC_PATTERNS_DIGEST`), means a full scan.
     """
 
     VERSION = 2
@@ -49,7 +55,9 @@ class ScanCache:
         self._deltas: dict[str, PersonalData | None] = {}
         try:
             data = json.loads(path.read_text())
-            if data.get("version") == self.VERSION:
+            if (data.get("version"), data.get("patterns")) == (
+                self.VERSION, GENERIC_PATTERNS_DIGEST
+            ):
                 self.generations = {
                     str(k): {"snapshots": dict(v["snapshots"]), "columns": dict(v["columns"])}
                     for k, v in data["generations"].items()
@@ -107,6 +115,7 @@ class ScanCache:
 
         data = {
             "version": self.VERSION,
+            "patterns": GENERIC_PATTERNS_DIGEST,
             "generations": {self.generation: self.state} if self._kept else {},
             "files": self._kept,
         }
