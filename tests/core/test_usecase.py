@@ -157,21 +157,25 @@ def test_the_declared_sources_are_the_contracts_ingestion_enforced():
     from orchestration.lib.ingestion.contracts import Column, Rule, SourceContract
     from orchestration.lib.ingestion.declared import contracts_of
 
-    # the contracts ingestion enforced before the declaration held them, written out
+    # the contracts ingestion enforced before the declaration held them, written out; since
+    # version 2 every id declares its shape and the amount its range
     pan = Column("card_number", pii=True, rules=(Rule.PAN,))
     on_day = (Rule.ON_PARTITION_DATE,)
+    an_id = "[A-Za-z0-9_-]{1,64}"
     enforced = [
-        SourceContract("transactions", 1, "csv", True, (
-            Column("transaction_id"), Column("tx_datetime", "timestamp", rules=on_day), pan,
-            Column("terminal_id", rules=(Rule.DIGITS,)),
-            Column("amount", "double", rules=(Rule.FINITE, Rule.NON_NEGATIVE)),
+        SourceContract("transactions", 2, "csv", True, (
+            Column("transaction_id", pattern=an_id),
+            Column("tx_datetime", "timestamp", rules=on_day), pan,
+            Column("terminal_id", rules=(Rule.DIGITS,), pattern="[0-9]{1,12}"),
+            Column("amount", "double", rules=(Rule.FINITE, Rule.NON_NEGATIVE), maximum=100000),
         ), key=("transaction_id",)),
-        SourceContract("fraud_reports", 1, "csv", False, (
-            Column("transaction_id"), pan, Column("reported_at", "timestamp", rules=on_day),
+        SourceContract("fraud_reports", 2, "csv", False, (
+            Column("transaction_id", pattern=an_id), pan,
+            Column("reported_at", "timestamp", rules=on_day),
         ), key=("transaction_id",)),
-        SourceContract("customers", 1, "jsonl", True, (
-            Column("customer_id"), *(Column(n, pii=True) for n in ("name", "email", "phone",
-                                                                   "address")),
+        SourceContract("customers", 2, "jsonl", True, (
+            Column("customer_id", pattern=an_id),
+            *(Column(n, pii=True) for n in ("name", "email", "phone", "address")),
             Column("date_of_birth", "date", pii=True), pan,
             Column("signup_date", "date", rules=(Rule.NOT_AFTER_PARTITION_DATE,)),
             Column("updated_at", "timestamp"),
@@ -186,6 +190,26 @@ def test_a_source_rule_must_fit_its_column_type(tmp_path):
     directory = declare(tmp_path, sources__transactions__columns__4__rules=["pan"])
     with pytest.raises(UseCaseError, match=r"sources\.transactions: .*rules \['pan'\] do not "
                                            "apply to double column 'amount'"):
+        load_usecase("fraud", directory, environ={})
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"sources__fraud_reports__columns__0__pattern": None},  # a source's key
+     r"sources\.fraud_reports: .*key \['transaction_id'\]: an id declares its shape"),
+    ({"sources__transactions__columns__3__pattern": None},  # an entity key
+     r"sources\.transactions\.columns\.terminal_id: an id .* declares its shape"),
+    ({"sources__transactions__columns__4__min": 10, "sources__transactions__columns__4__max": 1},
+     r"column 'amount': min 10.0 is above max 1.0"),
+    ({"sources__transactions__columns__1__max": 1},
+     r"column 'tx_datetime': min and max apply to a double column"),
+    ({"sources__transactions__columns__0__pattern": "t-[0-9"},
+     r"column 'transaction_id': pattern 't-\[0-9'"),
+])
+def test_bounds_are_declared_where_they_apply(tmp_path, change, message):
+    """Every id declares its shape, a range fits a number, a pattern compiles: else a clear
+    error naming the file and the field."""
+    directory = declare(tmp_path, **change)
+    with pytest.raises(UseCaseError, match=message):
         load_usecase("fraud", directory, environ={})
 
 

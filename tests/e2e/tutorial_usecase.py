@@ -38,8 +38,8 @@ sources:
     # A tutorial shortcut: the file of day d is delivered once the outcomes of its loans are
     # known (OUTCOME_DAYS later), so the label comes in the same file as the application.
     columns:
-      - {name: application_id}
-      - {name: applicant_id}
+      - {name: application_id, pattern: "L[0-9]{7}"}   # an id declares its shape
+      - {name: applicant_id, pattern: "P[0-9]{6}"}
       - {name: applied_at, type: timestamp, rules: [on_partition_date]}
       - {name: email, pii: true}
       - {name: amount, type: double, rules: [finite, non_negative]}

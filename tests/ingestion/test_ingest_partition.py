@@ -131,6 +131,15 @@ MALFORMED = {
     "PAN too short": (2, "400000000000002", "card_number: not 16 digits"),
     "empty id": (0, "", "transaction_id: empty"),
     "terminal not digits": (3, "T-12", "terminal_id: not digits ('T-12')"),
+    # the declared bounds (issue 16: such rows were ingested, then halted the GX check or
+    # planted a card number)
+    "amount above the declared maximum": (4, "1.7e308", "amount: above 100000 ('1.7e308')"),
+    "terminal id shaped like a card number": (
+        3, "4000000000000002", "terminal_id: not of the shape [0-9]{1,12} ('<digits removed>')"
+    ),
+    "id with a space": (0, "t-1 2", "transaction_id: not of the shape [A-Za-z0-9_-]{1,64} "
+                                    "('t-1 2')"),
+    "id longer than any string": (0, "t" * 300, "transaction_id: longer than 256 characters"),
 }
 
 
@@ -261,20 +270,68 @@ def test_duplicate_delivery_adds_nothing(zones):
     assert records_of(zones).column("source_file").to_pylist() == [first.name] * 3
 
 
-def test_first_delivery_wins_and_later_deliveries_add_new_keys(zones):
+def test_a_corrected_redelivery_wins_and_the_superseded_row_is_recorded(zones):
+    """A later delivery of a key with other content is a correction: it wins, and the row it
+    supersedes is quarantined with the reason (it was first-delivery-wins, the correction
+    dropped with a count only: issue 16). Identical repeats stay duplicates; new keys are added."""
     early = transaction_rows(DAY, 10)
     late = [list(r) for r in early[:3]] + transaction_rows(DAY, 2, first_id=100)
-    late[0][4] = "999.99"  # a changed amount for an already delivered key
+    late[0][4] = "999.99"  # a corrected amount for an already delivered key
     zones.deliver_transactions(late, hour=9)  # written first, but delivered later
     zones.deliver_transactions(early, hour=2)
 
     result = zones.ingest(TRANSACTIONS)
 
-    assert (result.rows_written, result.duplicates) == (12, 3)
-    snapshot = pq.read_table(result.path).to_pylist()
-    assert snapshot[0]["transaction_id"] == "t-0" and snapshot[0]["amount"] == float(early[0][4])
-    assert [r["transaction_id"] for r in snapshot[-2:]] == ["t-100", "t-101"]
-    assert result.files[0].endswith("T020000.csv.gz")
+    assert (result.rows_written, result.duplicates, result.quarantined_rows) == (12, 2, 1)
+    assert_accounted(result)
+    snapshot = {r["transaction_id"]: r for r in pq.read_table(result.path).to_pylist()}
+    assert snapshot["t-0"]["amount"] == 999.99
+    assert snapshot["t-0"]["_source_file"].endswith("T090000.csv.gz")
+    assert {"t-100", "t-101"} <= set(snapshot)
+    (record,) = records_of(zones).to_pylist()
+    assert record["source_file"].endswith("T020000.csv.gz") and record["line_number"] == 2
+    assert record["reason"] == "transaction_id: superseded by a later delivery of its key"
+    assert result.quarantine_reasons == {
+        "transaction_id: superseded by a later delivery of its key": 1
+    }
+
+
+def test_a_valid_redelivery_of_a_key_first_delivered_invalid_is_kept(zones):
+    """A fraud-reports file whose last line was cut, then delivered again intact: the intact
+    report is kept and the cut line quarantined with its reason (de-duplication ignored
+    validity: the report was lost, with no quarantine record; issue 16)."""
+    rows = [[f"t-{i}", make_pan(i), f"2018-04-01 0{i}:00:00"] for i in range(3)]
+    cut = [list(r) for r in rows]
+    cut[-1][2] = "2018-04-01 02:0"  # the line cut mid-value: the key is there, the time not
+    zones.deliver_fraud_reports(cut, hour=2)
+    zones.deliver_fraud_reports(rows, hour=8)
+
+    result = zones.ingest(FRAUD_REPORTS)
+
+    assert (result.rows_written, result.duplicates, result.quarantined_rows) == (3, 2, 1)
+    assert_accounted(result)
+    snapshot = pq.read_table(raw_snapshot_path(FRAUD_REPORTS, zones.raw, DAY)).to_pylist()
+    assert sorted(r["transaction_id"] for r in snapshot) == ["t-0", "t-1", "t-2"]
+    (record,) = records_of(zones, FRAUD_REPORTS).to_pylist()
+    assert record["reason"].startswith("reported_at: not a timestamp")
+    assert record["source_file"].endswith("T020000.csv")
+
+
+def test_an_invalid_redelivery_of_a_key_already_delivered_valid_is_quarantined(zones):
+    """The other way round: the valid row stays, the broken re-delivery is recorded, not
+    counted away as a duplicate."""
+    rows = transaction_rows(DAY, 5)
+    broken = [list(r) for r in rows]
+    broken[1][4] = "1.7e308"
+    zones.deliver_transactions(rows, hour=2)
+    zones.deliver_transactions(broken, hour=6)
+
+    result = zones.ingest(TRANSACTIONS)
+
+    assert (result.rows_written, result.duplicates, result.quarantined_rows) == (5, 4, 1)
+    assert result.quarantine_reasons == {"amount: above 100000": 1}
+    snapshot = {r["transaction_id"]: r for r in pq.read_table(result.path).to_pylist()}
+    assert snapshot["t-1"]["amount"] == float(rows[1][4])
 
 
 def test_truncated_gzip_is_quarantined_whole_and_the_redelivery_used(zones):

@@ -6,8 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestration.lib.quality.expectations import SuiteError, read_suite, validate_frame
-from orchestration.settings import EXPECTATIONS_DIR
+from orchestration.lib.core.usecase import load_usecase
+from orchestration.lib.quality.expectations import (
+    SuiteError,
+    contract_bound_disagreements,
+    read_suite,
+    validate_frame,
+)
+from orchestration.settings import EXPECTATIONS_DIR, USECASES_DIR
 
 
 def feature_frame(n: int = 50) -> pd.DataFrame:
@@ -82,3 +88,25 @@ def test_unknown_expectation_is_an_error_not_a_silent_drop(tmp_path):
     )
     with pytest.raises(SuiteError, match="suite.json"):
         validate_frame(pd.DataFrame({"a": [1]}), path)
+
+
+@pytest.mark.parametrize("usecase", ["fraud", "churn"])
+def test_every_suites_bounds_are_its_source_contracts(usecase):
+    """Bounds are declared once, in the contracts: a suite that checks a delivered number's
+    range checks the contract's numbers (fraud's amount: 0 to 100,000)."""
+    sources = load_usecase(usecase, USECASES_DIR, environ={}).sources
+    suites = sorted((EXPECTATIONS_DIR / usecase).glob("*.json"))
+    assert suites
+    for path in suites:
+        assert contract_bound_disagreements(read_suite(path), sources) == [], path
+
+
+def test_a_suite_that_retypes_a_contracts_bound_otherwise_is_refused():
+    sources = load_usecase("fraud", USECASES_DIR, environ={}).sources
+    spec = read_suite(EXPECTATIONS_DIR / "fraud" / "transaction_features.json")
+    for expectation in spec["expectations"]:
+        if expectation["kwargs"].get("column") == "amount" and "max_value" in expectation["kwargs"]:
+            expectation["kwargs"]["max_value"] = 50000
+    assert contract_bound_disagreements(spec, sources) == [
+        "amount: the suite checks [0, 50000], the contract declares [0.0, 100000.0]"
+    ]

@@ -27,17 +27,17 @@ sources:
     format: csv
     key: [booking_id]
     columns:
-      - {name: booking_id, description: The booking's id.}
+      - {name: booking_id, pattern: "b-[0-9]{1,9}", description: The booking's id.}
       - {name: booked_at, type: timestamp, rules: [on_partition_date]}
       - {name: rider_phone, pii: true, pseudonym: rider_key, description: The rider's phone.}
-      - {name: driver_id, rules: [digits]}
+      - {name: driver_id, rules: [digits], pattern: "[0-9]{1,9}"}
       - {name: fare, type: double, rules: [finite, non_negative]}
   complaints:
     version: 1
     format: csv
     key: [booking_id]
     columns:
-      - {name: booking_id}
+      - {name: booking_id, pattern: "b-[0-9]{1,9}"}
       - {name: rider_phone, pii: true, pseudonym: rider_key}
       - {name: filed_at, type: timestamp, rules: [on_partition_date]}
 data:

@@ -274,6 +274,12 @@ def test_service_refuses_bad_input_with_a_4xx_naming_the_field(service: Service)
         ("card_number", {**good, "card_number": good["card_number"][:-1] + "0"}),
         ("card_number", {**good, "card_number": "4539 5787 6362 1486"}),
         ("terminal_id", {**good, "terminal_id": 3178}),
+        # the contract's declared bounds (issue 16: these were accepted, poisoned a card's
+        # features or planted a card number in the prediction log)
+        ("amount", {**good, "amount": 1.7e308}),
+        ("terminal_id", {**good, "terminal_id": "4000000000000002"}),
+        ("transaction_id", {**good, "transaction_id": "test-30 "}),
+        ("transaction_id", {**good, "transaction_id": "t" * 300}),
     ]
     sent = [("/score", field, body) for field, body in [*cases.items(), *cases_more]]
     too_many = [payment(service, 100 + n, card=31) for n in range(MAX_BATCH + 1)]
@@ -293,6 +299,7 @@ def test_service_refuses_bad_input_with_a_4xx_naming_the_field(service: Service)
         assert 400 <= response.status_code < 500, (field, response.status_code, response.text)
         assert field in response.text, (field, response.text)
         assert good["card_number"] not in response.text
+        assert "4000000000000002" not in response.text
     for raw in (b"", b"{not json", b"[]", b"null"):
         response = service.client.http.post("/score", content=raw)
         assert 400 <= response.status_code < 500, (raw, response.text)

@@ -14,7 +14,12 @@ from dagster_duckdb import DuckDBResource
 from orchestration.defs.scope import Scope
 from orchestration.lib.core.markdown import markdown_table
 from orchestration.lib.core.usecase import declared_pii_columns, usecase_names
-from orchestration.lib.quality.expectations import validate_frame
+from orchestration.lib.quality.expectations import (
+    SuiteError,
+    contract_bound_disagreements,
+    read_suite,
+    validate_frame,
+)
 from orchestration.lib.quality.pii import scan_outside_raw_zone
 from orchestration.settings import EXPECTATIONS_DIR, USECASES_DIR, get_settings
 
@@ -107,6 +112,11 @@ def quality_checks(scope: Scope) -> list[dg.AssetChecksDefinition]:
     outside the raw zone (every table, not only this one); it runs once per build, after the
     last warehouse table, and gates what trains on it."""
     suites = sorted((EXPECTATIONS_DIR / scope.name).glob("*.json"))
+    for path in suites:
+        disagreements = contract_bound_disagreements(read_suite(path), scope.usecase.sources)
+        if disagreements:
+            raise SuiteError(f"{path}: its bounds are not the source contracts': "
+                             f"{'; '.join(disagreements)}")
     return [
         *(build_suite_check(scope, path) for path in suites),
         build_pii_check(scope, scope.usecase.data.table),

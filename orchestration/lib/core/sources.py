@@ -3,12 +3,16 @@ data and their pseudonyms) and its key; and how online staging stages its rows."
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from orchestration.lib.core.schema import Identifier, Strict
+
+MAX_STRING_LENGTH = 256
+"""A string column's longest value unless it declares another."""
 
 ColumnType = Literal["string", "double", "timestamp", "date"]
 ColumnRule = Literal["digits", "pan", "finite", "non_negative", "on_partition_date",
@@ -24,6 +28,16 @@ class SourceColumn(Strict):
     pii: bool = False
     """Personal data: kept in the raw zone only, and searched for everywhere outside it."""
     rules: list[ColumnRule] = []
+    min: float | None = None
+    """A number's lowest allowed value (inclusive; a double column)."""
+    max: float | None = None
+    """A number's highest allowed value (inclusive; a double column). The GX suites' bounds on
+    the column are these numbers (a test holds them together)."""
+    pattern: str | None = None
+    """The shape every value of a string column has, as a regular expression the whole value
+    matches: its characters and length (an id's, say: ``[A-Za-z0-9_-]{1,64}``)."""
+    max_length: int = Field(default=MAX_STRING_LENGTH, ge=1)
+    """The longest value a string column takes, in characters: nothing is unbounded."""
     description: str | None = None
     """What the column holds, for a reader of the contract (and of an online service's API)."""
     pseudonym: Identifier | None = None
@@ -35,6 +49,29 @@ class SourceColumn(Strict):
         if self.pseudonym is not None and not self.pii:
             raise ValueError(f"column {self.name!r}: only personal data (pii) has a pseudonym")
         return self
+
+    @model_validator(mode="after")
+    def _bounds_of_its_type(self) -> SourceColumn:
+        if (self.min is not None or self.max is not None) and self.type != "double":
+            raise ValueError(f"column {self.name!r}: min and max apply to a double column")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"column {self.name!r}: min {self.min} is above max {self.max}")
+        if self.pattern is not None:
+            if self.type != "string":
+                raise ValueError(f"column {self.name!r}: a pattern applies to a string column")
+            try:
+                re.compile(self.pattern)
+            except re.error as error:
+                raise ValueError(
+                    f"column {self.name!r}: pattern {self.pattern!r}: {error}"
+                ) from None
+        return self
+
+    @property
+    def has_shape(self) -> bool:
+        """Whether a string's characters and length are declared (a pattern, or a rule that
+        fixes them): what an id needs."""
+        return self.pattern is not None or "pan" in self.rules
 
 
 class Source(Strict):
@@ -70,6 +107,11 @@ class Source(Strict):
             if wrong:
                 raise ValueError(f"rules {wrong} do not apply to {column.type} column "
                                  f"{column.name!r}")
+        shapeless = [c.name for c in self.columns
+                     if c.name in self.key and c.type == "string" and not c.has_shape]
+        if shapeless:
+            raise ValueError(f"key {shapeless}: an id declares its shape (a pattern of its "
+                             f"characters and length, or the pan rule)")
         return self
 
     @property
@@ -87,7 +129,8 @@ def row_staging(
         "columns": [
             {"name": c.name, "type": c.type, "rules": list(c.rules), "pii": c.pii,
              "pseudonym": c.pseudonym, "field": rename.get(c.name, c.name),
-             "nullable": c.nullable, "description": c.description}
+             "nullable": c.nullable, "description": c.description,
+             "min": c.min, "max": c.max, "pattern": c.pattern, "max_length": c.max_length}
             for c in source.columns
         ],
         "dates": dict(derived_dates),

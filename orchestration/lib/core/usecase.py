@@ -133,7 +133,21 @@ class UseCase(Strict):
             self.resolved_features()
         except ValueError as error:
             raise ValueError(f"features.declared: {error}") from None
+        self._check_id_shapes()
         return self
+
+    def _check_id_shapes(self) -> None:
+        """The row id and every entity key a source delivers as a string declare their shape:
+        an id of unbounded length or characters is a way to plant anything (a card number)."""
+        ids = {self.data.row_id, *self.data.entities.values()}
+        for name, source in self.sources.items():
+            for column in source.columns:
+                if column.name in ids and column.type == "string" and not column.has_shape:
+                    raise ValueError(
+                        f"sources.{name}.columns.{column.name}: an id (the row id or an entity "
+                        "key) declares its shape: a pattern of its characters and length, or "
+                        "the pan rule"
+                    )
 
     def _check_declared_columns(self, declared: DeclaredFeatures) -> None:
         """What the declared features read must be what staging keeps of the events' source:

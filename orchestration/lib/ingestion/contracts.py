@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
+from orchestration.lib.core.sources import MAX_STRING_LENGTH
+
 ColumnType = Literal["string", "double", "timestamp", "date"]
 """Contract types; in the raw zone: string, float64, timestamp[us] (naive), date32."""
 
@@ -50,6 +52,14 @@ class Column:
     pii: bool = False
     """Personal data: quarantine reasons name the rule only, never the value."""
     rules: tuple[Rule, ...] = ()
+    minimum: float | None = None
+    """A double's lowest allowed value (inclusive)."""
+    maximum: float | None = None
+    """A double's highest allowed value (inclusive)."""
+    pattern: str | None = None
+    """A string's shape: a regular expression the whole value matches."""
+    max_length: int = MAX_STRING_LENGTH
+    """A string's longest value, in characters."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +73,8 @@ class SourceContract:
     gzip: bool
     columns: tuple[Column, ...]
     key: tuple[str, ...]
-    """Columns identifying a row; later deliveries of a key are duplicates (first one wins)."""
+    """Columns identifying a row: of a key's rows, the last valid one delivered is kept (a
+    correction); identical repeats are duplicates."""
     type_change_share: float = 0.5
     """A file where more than this share of a typed column's values fail the type parse is a
     schema change (the source changed the column's type), not a batch of malformed rows."""

@@ -19,7 +19,8 @@ def contract_of(name: str, source: Source) -> SourceContract:
         gzip=source.gzip,
         columns=tuple(
             Column(column.name, column.type, column.nullable, column.pii,
-                   tuple(Rule(rule) for rule in column.rules))
+                   tuple(Rule(rule) for rule in column.rules), minimum=column.min,
+                   maximum=column.max, pattern=column.pattern, max_length=column.max_length)
             for column in source.columns
         ),
         key=tuple(source.key),

@@ -20,7 +20,6 @@ from orchestration.lib.ingestion.validation import (
     check_type_changes,
     column_checks,
     echo_value,
-    first_occurrences,
     parse_values,
 )
 
@@ -49,9 +48,9 @@ class Triage:
     """What becomes of each line."""
 
     keep: np.ndarray
-    """Per candidate: valid and the first with its key (a snapshot row)."""
+    """Per candidate: valid and the last delivered with its key (a snapshot row)."""
     duplicate: np.ndarray
-    """Per line: a repeat of an earlier line's key (or text, for a line without one)."""
+    """Per line: a repeat of an earlier row's content (or text, for a malformed line)."""
     reasons: dict[int, str]
     """Line index -> quarantine reason, for the quarantined lines."""
     counts: Counter[str]
@@ -111,13 +110,14 @@ def triage(
     first_failed = np.full(len(lines.candidates), -1, dtype=np.int64)
     for position in reversed(range(len(checks))):
         first_failed[checks[position].failed] = position
-    duplicate = _duplicates(contract, lines, values)
+    valid = first_failed < 0
+    duplicate, keep, superseded = _deliveries(contract, lines, values, valid)
     candidate_duplicate = duplicate[lines.candidates]
 
     # Reasons of the quarantined lines (few: per-line Python is fine here).
     reasons: dict[int, str] = {}
     counts: Counter[str] = Counter()
-    bad_candidates = np.flatnonzero((first_failed >= 0) & ~candidate_duplicate)
+    bad_candidates = np.flatnonzero(~valid & ~candidate_duplicate)
     for position in bad_candidates.tolist():
         check = checks[first_failed[position]]
         reason = check.label
@@ -125,30 +125,65 @@ def triage(
             reason += echo_value(check.echo[position].as_py())
         reasons[int(lines.candidates[position])] = reason
         counts[check.label] += 1
+    superseded_reason = f"{', '.join(contract.key)}: superseded by a later delivery of its key"
+    for position in np.flatnonzero(superseded).tolist():
+        reasons[int(lines.candidates[position])] = superseded_reason
+        counts[superseded_reason] += 1
     for index in np.flatnonzero(~lines.well_formed & ~duplicate).tolist():
         reasons[index] = lines.malformed[index]
         counts[lines.malformed[index]] += 1
-    keep = (first_failed < 0) & ~candidate_duplicate
     return Triage(keep, duplicate, reasons, counts)
 
 
-def _duplicates(
-    contract: SourceContract, lines: DataLines, values: dict[str, pa.Array]
-) -> np.ndarray:
-    """Per line, a repeat: well-formed rows on the source key, the others on their text."""
+def _deliveries(
+    contract: SourceContract, lines: DataLines, values: dict[str, pa.Array], valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which line is a repeat, which row the snapshot keeps, which valid row a later delivery
+    corrects.
+
+    A well-formed row that repeats an earlier row's content (every column equal, whatever the
+    header's order) is a duplicate, as is a malformed line repeating an earlier line's text.
+    Of the other rows of a key, the last valid one delivered is kept: a re-delivery with
+    other content is a correction, and the valid rows it supersedes are returned to be
+    quarantined with that reason; an invalid row is quarantined with its own, whether or not
+    its key has a valid row. So a key first delivered broken and then intact keeps the intact
+    row, and no row leaves without a record. Returns per line ``duplicate``, and per candidate
+    ``keep`` and ``superseded``."""
     candidates = lines.candidates
+    content = pa.table({name: values[name] for name in contract.column_names})
+    repeat = ~_first_occurrences(content, np.ones(len(candidates), dtype=bool))
     keyed = np.ones(len(candidates), dtype=bool)
     for key in contract.key:
         keyed &= bools(pc.not_equal(values[key], ""))
+    eligible = keyed & valid & ~repeat
+    keep = _last_occurrences(content.select(list(contract.key)), eligible)
+    superseded = eligible & ~keep
     duplicate = np.zeros(len(lines.texts), dtype=bool)
-    duplicate[candidates] = keyed & ~first_occurrences(
-        {key: values[key] for key in contract.key}, keyed
-    )
+    duplicate[candidates] = repeat
     seen_texts: set[str] = set()
-    unkeyed = np.ones(len(lines.texts), dtype=bool)
-    unkeyed[candidates[keyed]] = False
-    for index in np.flatnonzero(unkeyed).tolist():
+    for index in np.flatnonzero(~lines.well_formed).tolist():
         if lines.texts[index] in seen_texts:
             duplicate[index] = True
         seen_texts.add(lines.texts[index])
-    return duplicate
+    return duplicate, keep, superseded
+
+
+def _first_occurrences(table: pa.Table, eligible: np.ndarray) -> np.ndarray:
+    return _occurrences(table, eligible, "min")
+
+
+def _last_occurrences(table: pa.Table, eligible: np.ndarray) -> np.ndarray:
+    return _occurrences(table, eligible, "max")
+
+
+def _occurrences(table: pa.Table, eligible: np.ndarray, which: str) -> np.ndarray:
+    """Mask of the eligible rows that are the first (``min``) or last (``max``) of their values
+    of ``table``'s columns."""
+    positions = np.flatnonzero(eligible)
+    mask = np.zeros(len(eligible), dtype=bool)
+    if not len(positions):
+        return mask
+    chosen = table.take(positions).append_column("_pos", pa.array(positions))
+    grouped = chosen.group_by(table.column_names, use_threads=False).aggregate([("_pos", which)])
+    mask[grouped.column(f"_pos_{which}").to_numpy()] = True
+    return mask

@@ -102,7 +102,8 @@ class _Check:
 def column_checks(
     column: Column, values: pa.Array, parsed: pa.Array, partition_date: date
 ) -> list[_Check]:
-    """Checks of one column in precedence order: empty, type, then the declared rules."""
+    """Checks of one column in precedence order: empty, type, the declared rules, then the
+    declared bounds (a string's length and shape, a number's range)."""
     echo = None if column.pii else values
     present = bools(pc.not_equal(values, ""))
     checks = []
@@ -148,6 +149,29 @@ def column_checks(
             checks.append(_Check(label, failed, echo))
         else:
             raise ValueError(f"no check implemented for rule {rule!r}")
+    return checks + _bound_checks(column, values, parsed, present, echo)
+
+
+def _bound_checks(
+    column: Column, values: pa.Array, parsed: pa.Array, present: np.ndarray,
+    echo: pa.Array | None,
+) -> list[_Check]:
+    """The column's declared bounds: a string's length and shape, a number's range."""
+    checks = []
+    if column.type == "string":
+        long = present & bools(pc.greater(pc.utf8_length(values), column.max_length))
+        checks.append(_Check(f"{column.name}: longer than {column.max_length} characters",
+                             long, None))
+        if column.pattern is not None:
+            shaped = bools(pc.match_substring_regex(values, f"^(?:{column.pattern})$"))
+            checks.append(_Check(f"{column.name}: not of the shape {column.pattern}",
+                                 present & ~long & ~shaped, echo))
+    if column.minimum is not None:
+        failed = bools(pc.less(parsed, column.minimum))
+        checks.append(_Check(f"{column.name}: below {column.minimum:g}", failed, echo))
+    if column.maximum is not None:
+        failed = bools(pc.greater(parsed, column.maximum))
+        checks.append(_Check(f"{column.name}: above {column.maximum:g}", failed, echo))
     return checks
 
 
@@ -190,13 +214,3 @@ def check_type_changes(
                     f"column {column.name!r} is no longer {column.type}: "
                     f"{failures[index]} of {rows} values do not parse{example}",
                 )
-
-
-def first_occurrences(keys: dict[str, pa.Array], eligible: np.ndarray) -> np.ndarray:
-    """Mask of the eligible rows that are the first with their key."""
-    positions = np.flatnonzero(eligible)
-    table = pa.table({**{k: v.take(positions) for k, v in keys.items()}, "_pos": positions})
-    firsts = table.group_by(list(keys), use_threads=False).aggregate([("_pos", "min")])
-    mask = np.zeros(len(eligible), dtype=bool)
-    mask[firsts.column("_pos_min").to_numpy()] = True
-    return mask

@@ -6,10 +6,15 @@ GX is imported inside the functions: importing it costs seconds, and only qualit
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from orchestration.lib.core.sources import Source
 
 
 class SuiteError(ValueError):
@@ -34,6 +39,36 @@ def read_suite(path: Path) -> dict:
     if not isinstance(spec.get("expectations"), list) or not spec["expectations"]:
         raise SuiteError(f"{path}: needs a non-empty 'expectations' list")
     return spec
+
+
+def contract_bound_disagreements(spec: dict, sources: Mapping[str, Source]) -> list[str]:
+    """Where a suite's range of a column says other numbers than the source contract that
+    delivers the column (its ``min``/``max``; ``non_negative`` is a minimum of 0): the bounds
+    are declared once, in the contract, and a suite that checks them must say the same. A
+    column no contract bounds, or one several sources deliver with other bounds, is the
+    suite's own business."""
+    bounds: dict[str, set[tuple[float | None, float | None]]] = {}
+    for source in sources.values():
+        for column in source.columns:
+            if column.type == "double" and not column.pii:
+                lowest = column.min
+                if "non_negative" in column.rules:
+                    lowest = max(0.0, lowest or 0.0)
+                bounds.setdefault(column.name, set()).add((lowest, column.max))
+    disagreements = []
+    for expectation in spec["expectations"]:
+        kwargs = expectation.get("kwargs", {})
+        declared = bounds.get(kwargs.get("column"), set())
+        if expectation.get("type") != "expect_column_values_to_be_between" or len(declared) != 1:
+            continue
+        contract = next(iter(declared))
+        suite = (kwargs.get("min_value"), kwargs.get("max_value"))
+        if tuple(None if v is None else float(v) for v in suite) != contract:
+            disagreements.append(
+                f"{kwargs['column']}: the suite checks {list(suite)}, the contract declares "
+                f"{list(contract)}"
+            )
+    return disagreements
 
 
 def validate_frame(frame: pd.DataFrame, suite_path: Path) -> SuiteResult:

@@ -2,14 +2,16 @@
 carries the events' source contract (its columns under their request names), a label the label
 source's; an answer names the event by its row id and the score by the declared name.
 Each column's type and rules become the field's type and checks (a card number: digits of the
-right length passing Luhn; a timestamp: local, without a time zone; an amount: finite, >= 0),
+right length passing Luhn; a timestamp: local, without a time zone; an amount: finite, within
+its declared range; an id: its declared shape; any string: at most its declared length),
 its description the field's in the OpenAPI page. Unknown fields are refused and an error never
 echoes the input (it may hold personal data).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -26,6 +28,7 @@ from pydantic import (
 )
 
 from orchestration.lib.core.cards import PAN_LENGTH, luhn_valid
+from orchestration.lib.core.sources import MAX_STRING_LENGTH
 from orchestration.lib.serving.served import ServedColumns
 
 if TYPE_CHECKING:
@@ -57,14 +60,31 @@ def _field_type(column: Mapping[str, Any]) -> Any:
     if kind == "date":
         return date
     if kind == "double":
-        return Annotated[float, Field(ge=0 if "non_negative" in rules else None,
+        lowest = column.get("min")
+        if "non_negative" in rules:
+            lowest = max(0.0, lowest or 0.0)
+        return Annotated[float, Field(ge=lowest, le=column.get("max"),
                                       allow_inf_nan="finite" not in rules)]
+    longest = column.get("max_length", MAX_STRING_LENGTH)
     if "pan" in rules:
         return Annotated[Digits, Field(min_length=PAN_LENGTH, max_length=PAN_LENGTH),
                          AfterValidator(_luhn)]
+    shape = [AfterValidator(_shape(column["pattern"]))] if column.get("pattern") else []
     if "digits" in rules:
-        return Annotated[Digits, Field(min_length=1)]
-    return Annotated[str, Field(min_length=1)]
+        return Annotated[Digits, Field(min_length=1, max_length=longest), *shape]
+    return Annotated[str, Field(min_length=1, max_length=longest), *shape]
+
+
+def _shape(pattern: str) -> Callable[[str], str]:
+    """A check that a string has the declared shape (the whole value matches ``pattern``)."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if compiled.fullmatch(value) is None:
+            raise ValueError(f"not of the shape {pattern}")
+        return value
+
+    return check
 
 
 def body_model(name: str, doc: str, staging: Mapping[str, Any]) -> type[BaseModel]:

@@ -11,10 +11,12 @@ which an online row does not have.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
+from orchestration.lib.core.sources import MAX_STRING_LENGTH
 from orchestration.lib.features.pseudonymize import pseudonymize
 
 
@@ -46,14 +48,14 @@ def _date(value: date | str) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
-def _typed(
-    name: str, kind: str, rules: Sequence[str], value: Any, nullable: bool = False
-) -> Any:
-    """``value`` as the contract's ``kind``, checked against the rules a single row can break."""
+def _typed(name: str, column: Mapping[str, Any], value: Any) -> Any:
+    """``value`` as the contract ``column``'s type, checked against what a single row can break:
+    its rules and its declared bounds."""
     if value is None:
-        if nullable:
+        if column.get("nullable", False):
             return None
         raise ValueError(f"{name} is missing")
+    kind, rules = column["type"], column.get("rules", ())
     if kind == "timestamp":
         try:
             return _timestamp(value)
@@ -67,10 +69,20 @@ def _typed(
             raise ValueError(f"{name} {value!r} is not finite")
         if "non_negative" in rules and not number >= 0:
             raise ValueError(f"{name} {value!r} is negative")
+        if column.get("min") is not None and not number >= column["min"]:
+            raise ValueError(f"{name} {value!r} is below {column['min']:g}")
+        if column.get("max") is not None and not number <= column["max"]:
+            raise ValueError(f"{name} {value!r} is above {column['max']:g}")
         return number
     text = str(value)
     if "digits" in rules and not text.isdigit():
         raise ValueError(f"{name} {value!r} is not digits")
+    if len(text) > column.get("max_length", MAX_STRING_LENGTH):
+        raise ValueError(f"{name} is longer than {column.get('max_length', MAX_STRING_LENGTH)} "
+                         "characters")
+    if column.get("pattern") and re.fullmatch(column["pattern"], text) is None:
+        raise ValueError(f"{name} is not of the shape {column['pattern']}")  # no echo: it
+        # may look like a card number
     return text
 
 
@@ -101,14 +113,12 @@ class RowStaging:
                 f"{produced} (missing {missing}, not staged {extra}): the source contract and "
                 "its dbt staging model disagree"
             )
-        self._types = {
-            c["name"]: (c["type"], c["rules"], c.get("nullable", False)) for c in self._columns
-        }
+        self._types: dict[str, Mapping[str, Any]] = {c["name"]: c for c in self._columns}
         self._types.update(
-            {c["pseudonym"]: ("string", [], c.get("nullable", False)) for c in self._columns
-             if c["pii"]}
+            {c["pseudonym"]: {"type": "string", "nullable": c.get("nullable", False)}
+             for c in self._columns if c["pii"]}
         )
-        self._types.update({d: ("date", [], False) for d in self._dates})
+        self._types.update({d: {"type": "date"} for d in self._dates})
         self.fields = [c["field"] for c in self._columns]
         """What a request of this source carries."""
 
@@ -123,8 +133,7 @@ class RowStaging:
                         raise ValueError(f"{column['field']} is missing")
                     out[column["pseudonym"]] = pseudonymize(str(value), key)
                 continue
-            out[column["name"]] = _typed(column["field"], column["type"], column["rules"], value,
-                                         column.get("nullable", False))
+            out[column["name"]] = _typed(column["field"], column, value)
         return self._finish(out)
 
     def restage(self, row: Mapping[str, Any]) -> tuple:
@@ -133,8 +142,7 @@ class RowStaging:
         out = {}
         for name in self.columns:
             if name not in self._lineage and name not in self._dates:
-                kind, rules, nullable = self._types[name]
-                out[name] = _typed(name, kind, rules, row.get(name), nullable)
+                out[name] = _typed(name, self._types[name], row.get(name))
         return self._finish(out)
 
     def _finish(self, out: dict[str, Any]) -> tuple:
