@@ -72,9 +72,11 @@ class Timed:
 
 def _wait_ready(service: Any) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
-    while not service._state.readiness()[0]:
+    while not service.requests.state.readiness()[0]:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the service is not ready: {service._state.readiness()[1]}")
+            raise RuntimeError(
+                f"the service is not ready: {service.requests.state.readiness()[1]}"
+            )
         time.sleep(0.1)
 
 
@@ -92,10 +94,11 @@ def measure(raw_dir: Path, requests: int, batches: int, capacity: int) -> dict[s
     service = Scorer()
     _wait_ready(service)
     spent = Spent(STAGES)
-    state = service._state
+    scoring = service.requests
+    state = scoring.state
     state.store = Timed(state.store, "staged_features", "features", spent)
     state.model = Timed(state.model, "score_and_explain", "model", spent)
-    service._log = Timed(service._log, "write", "log", spent)
+    scoring.prediction_log = Timed(scoring.prediction_log, "write", "log", spent)
     stream = PaymentStream(raw_dir, SETTINGS.snapshot_dir, capacity)
 
     def timed_calls(
@@ -139,7 +142,7 @@ def measure(raw_dir: Path, requests: int, batches: int, capacity: int) -> dict[s
         service.score_batch,
     )
     service.shutdown()
-    model = service._state.model
+    model = state.model
     return {
         "single": single,
         "batch": batch,

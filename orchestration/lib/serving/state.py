@@ -3,9 +3,10 @@ and the current serving snapshot, loaded next to what is serving and swapped by 
 
 :class:`ServingState` is the service's state without BentoML: the model, the online store, why
 either cannot (re)load, and the readiness check built on them. :meth:`ServingState.follow` is
-the follower thread's loop: every ``BLUEPRINT_SERVING_POLL_SECONDS`` it looks at the champion
-and the snapshot's ``CURRENT`` pointer and loads what changed. At start-up the online state is
-the current snapshot plus the events and labels logged after the snapshot's last day.
+the loop of the follower thread (:class:`Follower`): every ``BLUEPRINT_SERVING_POLL_SECONDS``
+it looks at the champion and the snapshot's ``CURRENT`` pointer and loads what changed. At
+start-up the online state is the current snapshot plus the events and labels logged after the
+snapshot's last day.
 """
 
 from __future__ import annotations
@@ -207,6 +208,25 @@ class ServingState:
                 )
             else:
                 store.add_staged_labels(entry["labels"])
+
+
+class Follower:
+    """The thread that keeps a `ServingState` following the pipeline (`ServingState.follow`)."""
+
+    def __init__(self, state: ServingState, on_rotation: Callable[[], None]) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=state.follow, args=(self._stop, on_rotation), name="follower", daemon=True
+        )
+
+    def start(self) -> Follower:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop following: wait for the load under way, at most ``timeout_s``."""
+        self._stop.set()
+        self._thread.join(timeout=timeout_s)
 
 
 def _after(records: Iterable[dict[str, Any]], time_column: str, day: Any) -> Iterable[dict]:
