@@ -10,6 +10,8 @@ every run, and a replay step makes two or three runs (figures: docs/OPERATING_NO
 from __future__ import annotations
 
 import functools
+import os
+import socket
 from collections.abc import Collection, Mapping
 from datetime import date
 
@@ -21,6 +23,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from orchestration.lib.core.processes import process_started, same_process
 from orchestration.settings import PROJECT_ROOT, get_settings
 
 DEFINITIONS_MODULE = "orchestration.definitions"
@@ -39,6 +42,55 @@ def _repository(usecase: str) -> ReconstructableRepository:
     return ReconstructableRepository.for_module(
         DEFINITIONS_MODULE, usecase, working_directory=str(PROJECT_ROOT)
     )
+
+
+OWNER_PID_TAG, OWNER_STARTED_TAG, OWNER_HOST_TAG = (
+    "blueprint/pid", "blueprint/pid_started", "blueprint/host"
+)
+"""The process that executes a run in the command's own process, recorded on the run: when it
+is gone (killed) while its run is still in progress, nobody else will ever end that run."""
+
+IN_PROGRESS = (
+    dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING
+)
+
+
+def owner_tags() -> dict[str, str]:
+    """The tags naming this process as the executor of a run."""
+    return {OWNER_PID_TAG: str(os.getpid()), OWNER_STARTED_TAG: repr(process_started()),
+            OWNER_HOST_TAG: socket.gethostname()}
+
+
+def end_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed every in-progress run whose executing command died on this machine (killed
+    with ``kill -9``, the machine's power cut) and free the pool slots it held; returns their
+    ids. Without this a dead run holds its ``warehouse`` slot for good and every later run
+    waits on it ("Step blocked by limit for pool"): Dagster frees slots only when a run ends,
+    and nothing would end this one. Runs of a live process, of another machine or of the
+    daemon's run launcher (which its run monitoring watches) are left alone."""
+    ended = []
+    for record in instance.get_run_records(dg.RunsFilter(statuses=list(IN_PROGRESS))):
+        run = record.dagster_run
+        tags = run.tags
+        if OWNER_PID_TAG not in tags or tags.get(OWNER_HOST_TAG) != socket.gethostname():
+            continue
+        if same_process(int(tags[OWNER_PID_TAG]), float(tags[OWNER_STARTED_TAG])):
+            continue
+        instance.report_run_failed(
+            run, message=f"the command executing this run (pid {tags[OWNER_PID_TAG]}) is gone:"
+            " marked failed and its pool slots freed by the next blueprint command"
+        )
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        ended.append(run.run_id)
+    return ended
+
+
+def _execute(job, instance: dg.DagsterInstance, **options) -> dg.ExecutionResult:
+    """``dg.execute_job`` with this process recorded as the run's owner, after ending the runs
+    whose owner died."""
+    end_abandoned_runs(instance)
+    tags = {**options.pop("tags", {}), **owner_tags()}
+    return dg.execute_job(job, instance=instance, tags=tags, **options)
 
 
 def materialize_assets(
@@ -81,17 +133,13 @@ def materialize_assets(
             asset_selection=set(keys),
             asset_check_selection={c for c in checks if c.name not in skip_checks},
         )
-        result = dg.execute_job(subset, instance=instance, tags=tags)
+        result = _execute(subset, instance, tags=tags)
     else:
-        result = dg.execute_job(
-            reconstructable, instance=instance, asset_selection=sorted(keys), tags=tags
-        )
+        result = _execute(reconstructable, instance, asset_selection=sorted(keys), tags=tags)
     return result.success
 
 
 def execute_job(name: str, instance: dg.DagsterInstance, tags: Mapping[str, str] = {}) -> bool:  # noqa: B006
     """Run the job ``name`` with ``tags``; True when the run succeeded."""
-    result = dg.execute_job(
-        repository().get_reconstructable_job(name), instance=instance, tags=dict(tags)
-    )
+    result = _execute(repository().get_reconstructable_job(name), instance, tags=dict(tags))
     return result.success

@@ -12,8 +12,12 @@ INSTANCE_YAML = """\
 concurrency:
   pools:
     default_limit: 1
+# The daemon's run monitoring ends runs whose worker died and frees the pool slots of ended
+# runs; a run the blueprint command executes in its own process is ended by the next command
+# (blueprint_cli/runs.py: end_abandoned_runs).
 run_monitoring:
   enabled: true
+  free_slots_after_run_end_seconds: 60
 telemetry:
   enabled: false
 """

@@ -3,10 +3,10 @@
 A partition is one business date of one source. All landing files of that date (every
 delivery, in delivery order) are parsed as text, validated column by column with vectorized
 Arrow/NumPy operations against the source's `SourceContract`, de-duplicated on the source key
-(the last valid delivery of a key wins: a correction) and written as ``raw/<source>/date=YYYY-MM-DD/data.parquet``. Rows that
-break the contract go to quarantine, never silently away; files that cannot be read are
-quarantined whole. A change of the source's schema stops the partition with
-`SchemaChangeError` before anything is written.
+(the last valid delivery of a key wins: a correction) and written as
+``raw/<source>/date=YYYY-MM-DD/data.parquet``. Rows that break the contract go to quarantine,
+never silently away; files that cannot be read are quarantined whole. A change of the source's
+schema stops the partition with `SchemaChangeError` before anything is written.
 
 The layout and formats are described in ``docs/DATA_CONTRACTS.md``.
 """
