@@ -29,6 +29,7 @@ import pandas as pd
 
 from benchmarks.harness import Bench, MiB, PeakRss, Section, Timing, fmt_bytes, markdown_table
 from orchestration.lib.monitoring import reports as monitoring
+from orchestration.lib.monitoring.report_index import REPORT_KINDS
 from orchestration.lib.serving.scoring import load_champion
 from orchestration.lib.training.lineage import reference_rows
 from orchestration.lib.training.metrics import Scorecard
@@ -150,7 +151,7 @@ def run(bench: Bench) -> Section:
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-monitoring-") as tmp:
         for n in sizes:
-            for kind in monitoring.REPORT_KINDS:
+            for kind in REPORT_KINDS:
                 bench.log(f"monitoring: {kind} of {n:,} rows x{repeat}")
                 results.append(measure(kind, n, repeat, tmp))
     distinct = max(r["distinct_rows"] for r in results)
@@ -180,7 +181,7 @@ def main() -> None:
         print(json.dumps(run_one(args.one, args.rows, Path(args.out)), default=str))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        results = [measure(kind, args.rows, args.repeat, tmp) for kind in monitoring.REPORT_KINDS]
+        results = [measure(kind, args.rows, args.repeat, tmp) for kind in REPORT_KINDS]
     print(table(results))
 
 

@@ -18,9 +18,9 @@ is only partly the new pattern)."""
 
 def report_numbers(run: LoopRun) -> dict[tuple[date, str], dict]:
     """(day, report kind) -> the report's headline numbers, from the reports' index."""
-    from orchestration.lib.monitoring import reports as monitoring
+    from orchestration.lib.monitoring.report_index import read_index
 
-    return {(e.day, e.kind): e.numbers for e in monitoring.read_index(run.settings.reports_dir)}
+    return {(e.day, e.kind): e.numbers for e in read_index(run.settings.reports_dir)}
 
 
 def breached(index: dict[tuple[date, str], dict], day: date) -> bool:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import importlib
 from datetime import date
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from blueprint_cli.home import echo_err, prepare
 from blueprint_cli.usecase import DEFAULT_USECASE, UsecaseOption, select_usecase
 from orchestration.settings import Settings
+
+if TYPE_CHECKING:
+    from simulator.worlds import World
 
 
 def simulated_world(settings: Settings):
@@ -81,6 +84,20 @@ def simulate(
     select_usecase(usecase)
     settings = prepare()
     world = simulated_world(settings)
+    start_day = _start_day(start, settings)
+    known = {"start": start_day, "seed": seed, "faults": faults,
+             "drift_from": _parse_drift_from(drift_from, start_day)}
+    if days is not None:
+        known["n_days"] = days
+    try:
+        config = world.config_with(_fields(set_fields or []), **known)
+    except (ValueError, TypeError) as error:
+        raise typer.BadParameter(str(error)) from None
+    _deliver(world, settings, config, _hold_from(hold_last, config.n_days), force, progress)
+
+
+def _start_day(start: str, settings: Settings) -> date:
+    """``--start`` as a date, no earlier than the first daily partition."""
     try:
         start_day = date.fromisoformat(start)
     except ValueError:
@@ -93,20 +110,24 @@ def simulate(
             "set BLUEPRINT_PARTITIONS_START to an earlier date",
             param_hint="--start",
         )
-    known = {"start": start_day, "seed": seed, "faults": faults,
-             "drift_from": _parse_drift_from(drift_from, start_day)}
-    if days is not None:
-        known["n_days"] = days
-    try:
-        config = world.config_with(_fields(set_fields or []), **known)
-    except (ValueError, TypeError) as error:
-        raise typer.BadParameter(str(error)) from None
-    if not 0 <= hold_last < config.n_days:
+    return start_day
+
+
+def _hold_from(hold_last: int, n_days: int) -> int | None:
+    """The first day index whose files stay in the outbox; ``None`` when nothing is held."""
+    if not 0 <= hold_last < n_days:
         raise typer.BadParameter(
-            f"{hold_last} is not a number of days in [0, {config.n_days})",
+            f"{hold_last} is not a number of days in [0, {n_days})",
             param_hint="--hold-last",
         )
-    hold_from = config.n_days - hold_last if hold_last else None
+    return n_days - hold_last if hold_last else None
+
+
+def _deliver(
+    world: World, settings: Settings, config: Any, hold_from: int | None, force: bool,
+    progress: bool,
+) -> None:
+    """Simulate the world into the landing zone (the held days into the outbox) and say so."""
     try:
         line = world.simulate(settings.home, config, force, hold_from, progress)
     except FileExistsError as error:
@@ -118,4 +139,3 @@ def simulate(
             f"Held back the files delivered from the night after {config.day(hold_from)} "
             f"in {world.outbox(settings.home)}"
         )
-

@@ -36,7 +36,7 @@ import pytest
 from orchestration.defs.monitoring.assets import traffic_path
 from orchestration.defs.quality.checks import PII_CHECK
 from orchestration.lib.core.usecase import load_usecase
-from orchestration.lib.monitoring import reports as monitoring
+from orchestration.lib.monitoring.report_index import read_index
 from orchestration.lib.registry import registry
 from orchestration.lib.registry.log import Event
 from orchestration.settings import NO_TELEMETRY_ENV, USECASES_DIR, Settings, get_settings
@@ -129,7 +129,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _index(loop: Loop) -> dict[tuple[date, str], dict]:
-    return {(e.day, e.kind): e.numbers for e in monitoring.read_index(loop.settings.reports_dir)}
+    return {(e.day, e.kind): e.numbers for e in read_index(loop.settings.reports_dir)}
 
 
 def _test_end(version: str, settings: Settings) -> date:

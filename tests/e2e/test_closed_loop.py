@@ -32,7 +32,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from blueprint_cli import closed_loop, loop_numbers
 from blueprint_cli.closed_loop import SERVING
 from blueprint_cli.loop_numbers import FIRST_BREACH_WITHIN, breached
-from orchestration.lib.monitoring import reports as monitoring
+from orchestration.lib.monitoring.report_index import REPORT_KINDS, read_index, report_path
 from orchestration.lib.registry import registry
 from orchestration.lib.serving.process import free_port
 from tests import browser
@@ -73,12 +73,12 @@ def _index(loop) -> dict[tuple[date, str], dict]:
 def test_every_replayed_day_has_its_reports_and_no_skew(loop):
     index, settings = _index(loop), loop.settings
     first_kept = SCENARIO.last_day - timedelta(days=settings.report_keep_days - 1)
-    entries = {(e.day, e.kind): e for e in monitoring.read_index(settings.reports_dir)}
+    entries = {(e.day, e.kind): e for e in read_index(settings.reports_dir)}
     for offset in range(HOLD):
         day = FIRST_HELD + timedelta(days=offset)
         for kind in ("data_drift", "prediction_drift"):
             assert (day, kind) in index, f"no {kind} report for {day}"
-            html = monitoring.report_path(settings.reports_dir, day, kind)
+            html = report_path(settings.reports_dir, day, kind)
             if day >= first_kept:
                 assert html.exists(), f"the {kind} report of {day} is gone"
             else:  # older than the keep window: pruned, its numbers kept
@@ -100,7 +100,7 @@ def test_every_replayed_day_has_its_reports_and_no_skew(loop):
 
 def test_each_report_is_linked_from_its_materialization(loop):
     settings = loop.settings
-    for kind in monitoring.REPORT_KINDS:
+    for kind in REPORT_KINDS:
         event = instance(loop.home).get_latest_materialization_event(
             dg.AssetKey(["fraud", f"{kind}_report"])
         )
@@ -214,7 +214,7 @@ def test_each_report_opens_from_the_dagster_ui(loop, tmp_path):
             wait = WebDriverWait(driver, browser.RENDER_TIMEOUT_SECONDS, poll_frequency=0.25)
             driver.get(f"http://127.0.0.1:{port}/assets")
             _dismiss_dagster_welcome(driver)
-            for kind in monitoring.REPORT_KINDS:
+            for kind in REPORT_KINDS:
                 event = instance(home).get_latest_materialization_event(
                     dg.AssetKey(["fraud", f"{kind}_report"])
                 )

@@ -38,6 +38,13 @@ from orchestration.defs.partitions import (
 from orchestration.defs.scope import Scope
 from orchestration.lib.core.usecase import UseCase
 from orchestration.lib.monitoring import reports as monitoring
+from orchestration.lib.monitoring.report_index import (
+    REPORT_KINDS,
+    ReportEntry,
+    prune_reports,
+    record_report,
+    report_path,
+)
 from orchestration.lib.monitoring.traffic import (
     ONLINE_PREFIX,
     label_maturity,
@@ -85,7 +92,7 @@ def _served_features(traffic: pd.DataFrame, features: list[str]) -> pd.DataFrame
 
 
 def _link(settings: Settings, day: date, kind: str) -> dict:
-    path = monitoring.report_path(settings.reports_dir, day, kind)
+    path = report_path(settings.reports_dir, day, kind)
     relative = path.relative_to(settings.reports_root).as_posix()
     return {
         "report": dg.MetadataValue.url(f"http://127.0.0.1:{settings.reports_port}/{relative}"),
@@ -97,10 +104,10 @@ def _link(settings: Settings, day: date, kind: str) -> dict:
 
 
 def _record(settings: Settings, day: date, kind: str, numbers: dict) -> None:
-    path = monitoring.report_path(settings.reports_dir, day, kind)
-    monitoring.record_report(
+    path = report_path(settings.reports_dir, day, kind)
+    record_report(
         settings.reports_dir,
-        monitoring.ReportEntry(
+        ReportEntry(
             day=day, kind=kind, html=path.relative_to(settings.reports_dir).as_posix(),
             numbers=numbers, created_at=pd.Timestamp.now(tz="UTC").isoformat(),
         ),
@@ -150,7 +157,7 @@ def _report_asset(
             numbers["traffic_rows"] = len(traffic)
             _record(settings, day, kind, numbers)
             results.append((day, numbers))
-        pruned = monitoring.prune_reports(settings.reports_dir, settings.report_keep_days)
+        pruned = prune_reports(settings.reports_dir, settings.report_keep_days)
         if pruned:
             context.log.info(f"pruned {len(pruned)} report(s) older than the kept days")
         day, numbers = results[-1]
@@ -170,7 +177,7 @@ def data_drift_report(
     model, reference, _ = _reference(str(settings.home), scope.name, serving_version(traffic))
     numbers = monitoring.data_drift_report(
         reference, _served_features(traffic, model.features), model.features,
-        monitoring.report_path(settings.reports_dir, day, "data_drift"),
+        report_path(settings.reports_dir, day, "data_drift"),
         max_rows=settings.report_max_rows, seed=settings.usecase.models.seed,
     )
     return {**numbers, "model_version": model.version}
@@ -183,7 +190,7 @@ def prediction_drift_report(
     model, _, reference_scores = _reference(str(settings.home), scope.name, version)
     numbers = monitoring.prediction_drift_report(
         reference_scores, traffic[settings.usecase.serving.score].to_numpy(float),
-        monitoring.report_path(settings.reports_dir, day, "prediction_drift"),
+        report_path(settings.reports_dir, day, "prediction_drift"),
         max_rows=settings.report_max_rows, seed=settings.usecase.models.seed,
     )
     return {
@@ -284,7 +291,7 @@ def _performance_numbers(
            monitoring.LABEL: label.to_numpy()},
     )
     numbers = monitoring.performance_report(
-        frame, monitoring.report_path(settings.reports_dir, day, "performance"),
+        frame, report_path(settings.reports_dir, day, "performance"),
         alert_threshold=model.alert_threshold, scorecard=scorecard,
         max_rows=settings.report_max_rows, seed=usecase.models.seed,
     )
@@ -297,7 +304,7 @@ def _performance_numbers(
     }
 
 
-DATA_DRIFT, PREDICTION_DRIFT, PERFORMANCE = monitoring.REPORT_KINDS
+DATA_DRIFT, PREDICTION_DRIFT, PERFORMANCE = REPORT_KINDS
 
 
 def monitoring_assets(scope: Scope) -> list[dg.AssetsDefinition]:

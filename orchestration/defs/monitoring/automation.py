@@ -20,7 +20,7 @@ from orchestration.defs.partitions import daily_partitions, newest_partition
 from orchestration.defs.scope import Scope
 from orchestration.defs.training.automation import TRAINING_JOB
 from orchestration.lib.core.atomic import append_line
-from orchestration.lib.monitoring import reports as monitoring
+from orchestration.lib.monitoring.report_index import read_index
 from orchestration.lib.monitoring.retraining import (
     Decision,
     Thresholds,
@@ -105,7 +105,7 @@ def retraining_decision(instance: dg.DagsterInstance, scope: Scope) -> Decision:
     breaches = find_breaches(
         (
             (entry.day, entry.kind, entry.numbers)
-            for entry in monitoring.read_index(settings.reports_dir)
+            for entry in read_index(settings.reports_dir)
         ),
         after=facts.training_data.test.end,
         champion_version=champion.version,

@@ -32,19 +32,23 @@ from orchestration.lib.training.metrics import (
     roc_pr_figure,
 )
 from orchestration.lib.training.model_selection import (
+    FinalModel,
+    SearchResult,
     feature_importances,
     fit_final,
     prequential_search,
 )
 from orchestration.lib.training.validation import (
     LABEL,
+    Protocol,
+    Windows,
     labelled_rows,
     protocol_from,
     split_windows,
     train_test_frames,
     validation_test_start,
 )
-from orchestration.settings import pseudonymization_key
+from orchestration.settings import Settings, pseudonymization_key
 
 
 def _png_markdown(title: str, png: bytes) -> dg.MetadataValue:
@@ -78,7 +82,6 @@ def model_candidate_asset(scope: Scope) -> dg.AssetsDefinition:
         seed = usecase.models.seed
         families, grids = declared_families(usecase)
         rows, scorecard = labelled_rows(usecase), Scorecard.declared(usecase)
-        ids = id_columns(usecase)
         search = prequential_search(
             frame, features, protocol, validation_test_start(protocol, training_data.test_start),
             grids=grids, families=families, rows=rows, scorecard=scorecard,
@@ -91,23 +94,8 @@ def model_candidate_asset(scope: Scope) -> dg.AssetsDefinition:
             final.pipeline, test[features], test[LABEL], random_state=seed
         )
         facts = ModelFacts(
-            params={
-                "family": search.best.family,
-                "family_spec": search.best.spec.as_dict(),
-                "hyperparameters": dict(search.best.params),
-                "pipeline": estimator_params(final.pipeline),
-                "random_state": seed,
-                TRAINING_DATA_FILE: str(Path(training_data.path).relative_to(settings.home)),
-                "protocol": asdict(protocol),
-                "grids": {k: {p: list(v) for p, v in g.items()} for k, g in grids.items()},
-            },
-            training_data=TrainingData(
-                train=window_facts(train, ids, features, windows.train_start, windows.train_end),
-                test=window_facts(test, ids, features, windows.test_start, windows.test_end),
-                label_cutoff=windows.test_start,
-                table=usecase.data.table,
-                query=training_data.query,
-            ),
+            params=_model_params(search, final, grids, protocol, training_data, settings),
+            training_data=_training_rows(train, test, windows, features, training_data, settings),
             features=features,
             feature_definitions_hash=definitions.hash,
             pseudonymization_key_fingerprint=key_fingerprint(pseudonymization_key(settings)),
@@ -126,6 +114,40 @@ def model_candidate_asset(scope: Scope) -> dg.AssetsDefinition:
         )
 
     return model_candidate
+
+
+def _model_params(
+    search: SearchResult, final: FinalModel, grids: dict, protocol: Protocol,
+    training_data: TrainingDataRef, settings: Settings,
+) -> dict:
+    """How the candidate was chosen and built: its family, hyperparameters, pipeline, seed,
+    training file, protocol and the grids searched."""
+    return {
+        "family": search.best.family,
+        "family_spec": search.best.spec.as_dict(),
+        "hyperparameters": dict(search.best.params),
+        "pipeline": estimator_params(final.pipeline),
+        "random_state": settings.usecase.models.seed,
+        TRAINING_DATA_FILE: str(Path(training_data.path).relative_to(settings.home)),
+        "protocol": asdict(protocol),
+        "grids": {k: {p: list(v) for p, v in g.items()} for k, g in grids.items()},
+    }
+
+
+def _training_rows(
+    train: pd.DataFrame, test: pd.DataFrame, windows: Windows, features: list[str],
+    training_data: TrainingDataRef, settings: Settings,
+) -> TrainingData:
+    """Which rows the candidate was trained and tested on, and the query that read them."""
+    usecase = settings.usecase
+    ids = id_columns(usecase)
+    return TrainingData(
+        train=window_facts(train, ids, features, windows.train_start, windows.train_end),
+        test=window_facts(test, ids, features, windows.test_start, windows.test_end),
+        label_cutoff=windows.test_start,
+        table=usecase.data.table,
+        query=training_data.query,
+    )
 
 
 def _fold_metrics(search) -> list[dict]:

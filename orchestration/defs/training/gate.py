@@ -3,6 +3,7 @@ the same latest test window and promotes the candidate only if its inputs passed
 and it is better."""
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from orchestration.defs.partitions import single_run
@@ -14,14 +15,16 @@ from orchestration.defs.training.training_data import (
 from orchestration.lib.core.markdown import markdown_table
 from orchestration.lib.core.usecase import UseCase
 from orchestration.lib.registry import registry
+from orchestration.lib.registry.log import VersionStatus
 from orchestration.lib.serving.scoring import load_scoring_model
 from orchestration.lib.training.metrics import (
     Scorecard,
     alert_threshold_for_budget,
 )
-from orchestration.lib.training.promotion import GatePolicy, decide
+from orchestration.lib.training.promotion import Decision, GatePolicy, decide
 from orchestration.lib.training.validation import (
     LABEL,
+    Windows,
     labelled_rows,
     protocol_from,
     split_windows,
@@ -47,6 +50,7 @@ def _inputs_checked(
             states[key.to_user_string()] = "passed" if evaluation.passed else "failed"
     return all(state == "passed" for state in states.values()), states
 
+
 def champion_model_asset(scope: Scope) -> dg.AssetsDefinition:
     """The use case's promotion gate."""
 
@@ -69,32 +73,20 @@ def champion_model_asset(scope: Scope) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, model_candidate: str, training_data: TrainingDataRef
     ) -> dg.MaterializeResult:
         settings = scope.settings()
-        protocol = protocol_from(settings.usecase)
-        windows = split_windows(protocol, training_data.test_start)
-        _, test = train_test_frames(training_data.frame(), windows, labelled_rows(scope.usecase))
-
         usecase = settings.usecase
-        challenger = load_scoring_model(model_candidate, settings)
-        challenger_scores = challenger.score(test)
+        windows, test = _latest_test_window(scope, settings, training_data)
+        challenger_scores = load_scoring_model(model_candidate, settings).score(test)
         challenger_metrics = _evaluate(test, challenger_scores, usecase)
         current = registry.champion(settings)
-        champion_metrics = None
-        if current is not None:
-            champion = load_scoring_model(current.version, settings)
-            champion_metrics = _evaluate(test, champion.score(test), usecase)
+        champion_metrics = _champion_metrics(current, test, settings)
         inputs_ok, check_states = _inputs_checked(context.instance, scope)
         decision = decide(
             challenger_metrics, champion_metrics, GatePolicy.declared(usecase), inputs_ok
         )
         budget = usecase.decision_budget.per_day if usecase.decision_budget else None
-        threshold = None if budget is None else alert_threshold_for_budget(
-            {day: group for day, group in pd.Series(challenger_scores).groupby(
-                test[usecase.data.partition_date].to_numpy())},
-            budget,
-        )
         numbers = {
             **decision.numbers,
-            registry.ALERT_THRESHOLD: threshold,
+            registry.ALERT_THRESHOLD: _alert_threshold(challenger_scores, test, usecase, budget),
             "decisions_per_day": budget,
             "test_window": str(windows),
             "champion_version": current.version if current else None,
@@ -102,30 +94,75 @@ def champion_model_asset(scope: Scope) -> dg.AssetsDefinition:
         }
         registry.record_decision(model_candidate, decision.promote, decision.reason, numbers,
                                  settings=settings)
-        serving = model_candidate if decision.promote else (current.version if current else None)
         context.log.info(
             f"gate: {'promoted' if decision.promote else 'rejected'} {model_candidate}: "
             f"{decision.reason}"
         )
         return dg.MaterializeResult(
-            metadata={
-                "decision": "promoted" if decision.promote else "rejected",
-                "reason": decision.reason,
-                "candidate_version": model_candidate,
-                "champion_version": serving or "none",
-                "previous_champion": current.version if current else "none",
-                **{f"candidate_{name}": value for name, value in challenger_metrics.items()},
-                **{f"champion_{name}": value for name, value in (champion_metrics or {}).items()},
-                **({"alert_threshold": threshold} if threshold is not None else {}),
-                "inputs_checked": inputs_ok,
-                "registry": dg.MetadataValue.md(_registry_markdown(settings)),
-                "gate_numbers": dg.MetadataValue.json(
-                    {k: v for k, v in numbers.items() if v is not None}
-                ),
-            }
+            metadata=_gate_metadata(
+                model_candidate, current, decision, challenger_metrics, champion_metrics,
+                numbers, inputs_ok, settings,
+            )
         )
 
     return champion_model
+
+
+def _latest_test_window(
+    scope: Scope, settings: Settings, training_data: TrainingDataRef
+) -> tuple[Windows, pd.DataFrame]:
+    """The latest test window and its labelled rows: where both models are scored."""
+    protocol = protocol_from(settings.usecase)
+    windows = split_windows(protocol, training_data.test_start)
+    _, test = train_test_frames(training_data.frame(), windows, labelled_rows(scope.usecase))
+    return windows, test
+
+
+def _champion_metrics(
+    current: VersionStatus | None, test: pd.DataFrame, settings: Settings
+) -> dict[str, float] | None:
+    """The current champion's metrics on the test rows; ``None`` before the first promotion."""
+    if current is None:
+        return None
+    champion = load_scoring_model(current.version, settings)
+    return _evaluate(test, champion.score(test), settings.usecase)
+
+
+def _alert_threshold(
+    scores: np.ndarray, test: pd.DataFrame, usecase: UseCase, budget: float | None
+) -> float | None:
+    """The score above which the test window's days meet the daily decision budget; ``None``
+    without a budget."""
+    if budget is None:
+        return None
+    return alert_threshold_for_budget(
+        {day: group for day, group in pd.Series(scores).groupby(
+            test[usecase.data.partition_date].to_numpy())},
+        budget,
+    )
+
+
+def _gate_metadata(
+    candidate: str, current: VersionStatus | None, decision: Decision,
+    challenger_metrics: dict[str, float], champion_metrics: dict[str, float] | None,
+    numbers: dict, inputs_ok: bool, settings: Settings,
+) -> dict:
+    """What the Dagster UI shows of a decision: the verdict, both models' metrics, the registry."""
+    serving = candidate if decision.promote else (current.version if current else None)
+    threshold = numbers[registry.ALERT_THRESHOLD]
+    return {
+        "decision": "promoted" if decision.promote else "rejected",
+        "reason": decision.reason,
+        "candidate_version": candidate,
+        "champion_version": serving or "none",
+        "previous_champion": current.version if current else "none",
+        **{f"candidate_{name}": value for name, value in challenger_metrics.items()},
+        **{f"champion_{name}": value for name, value in (champion_metrics or {}).items()},
+        **({"alert_threshold": threshold} if threshold is not None else {}),
+        "inputs_checked": inputs_ok,
+        "registry": dg.MetadataValue.md(_registry_markdown(settings)),
+        "gate_numbers": dg.MetadataValue.json({k: v for k, v in numbers.items() if v is not None}),
+    }
 
 
 def _evaluate(test: pd.DataFrame, scores, usecase: UseCase) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Daily monitoring reports (Evidently 0.7 HTML) and the index that lists them.
+"""Daily monitoring reports (Evidently 0.7 HTML).
 
 Three kinds of report are written per day, each to ``reports/<day>/<kind>.html``:
 
@@ -10,9 +10,8 @@ Three kinds of report are written per day, each to ``reports/<day>/<kind>.html``
 
 A report's charts are drawn from at most ``max_rows`` rows (:func:`sample_for_report`); the
 drift numbers are Evidently's own results on those rows, the performance numbers use all rows.
-Each report function returns a JSON-able summary that :func:`record_report` stores in
-``reports/index.json``; ``reports/index.html`` is regenerated from it on every change (both in
-:mod:`orchestration.lib.monitoring.report_index`, whose names this module also exports).
+Each report function returns a JSON-able summary. The index that lists the reports
+(``reports/index.json`` and its page) is :mod:`orchestration.lib.monitoring.report_index`.
 
 Evidently is imported inside the report functions: its import takes seconds (figures:
 docs/OPERATING_NOTES.md), which every process loading the Dagster definitions would otherwise
@@ -30,27 +29,7 @@ import numpy as np
 import pandas as pd
 
 from orchestration.lib.core.atomic import atomic_output
-from orchestration.lib.monitoring.report_index import (
-    INDEX_HTML,
-    INDEX_JSON,
-    INDEX_TITLE,
-    REPORT_KINDS,
-    ReportEntry,
-    prune_reports,
-    read_index,
-    record_report,
-    report_path,
-    write_index_html,
-    write_root_index,
-)
 from orchestration.lib.training import metrics
-
-__all__ = [
-    "ALERT", "INDEX_HTML", "INDEX_JSON", "INDEX_TITLE", "LABEL", "REPORT_KINDS", "SCORE",
-    "ReportEntry", "data_drift_report", "performance_report", "prediction_drift_report",
-    "prune_reports", "read_index", "record_report", "report_path", "sample_for_report",
-    "write_index_html", "write_root_index",
-]
 
 SCORE = "score"
 """Column of the model's score (the probability of the positive class) in the reports' data."""
