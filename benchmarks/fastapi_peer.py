@@ -22,6 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from bentos.scorer.service import COLUMNS, SCHEMAS, Event, EventBatch, Score, Scores
+from orchestration.lib.serving.guard import MAX_BODY_BYTES, BearerAuth, Credentials, JsonBodies
 from orchestration.lib.serving.online_features import OnlineFeatureStore
 from orchestration.lib.serving.prediction_log import PredictionLog, new_request_id
 from orchestration.lib.serving.scoring import ScoringModel, load_champion
@@ -35,6 +36,7 @@ _loaded: dict[str, Any] = {}
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     """Load the snapshot, the champion and the prediction log before serving; close the log."""
     settings = get_settings()
+    CREDENTIALS.load(settings)
     store = OnlineFeatureStore.from_snapshot(settings.snapshot_dir, pseudonymization_key(settings))
     assert store.snapshot_last_day is not None
     store.prepare_day(store.snapshot_last_day + timedelta(days=1))
@@ -49,7 +51,11 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     log.close()
 
 
+CREDENTIALS = Credentials()
 app = FastAPI(title=f"{COLUMNS.usecase} scorer (FastAPI peer)", lifespan=lifespan)
+# the service's guard of writes, the same ASGI classes: the comparison stays fair
+app.add_middleware(JsonBodies, max_bytes=MAX_BODY_BYTES)
+app.add_middleware(BearerAuth, credentials=CREDENTIALS)
 
 
 @app.get("/livez")

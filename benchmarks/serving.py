@@ -52,6 +52,7 @@ import uvloop
 
 from benchmarks.harness import Bench, Section, Target, markdown_table
 from orchestration.lib.core.cards import luhn_valid
+from orchestration.lib.serving.guard import auth_headers, ensure_serving_token
 from orchestration.lib.serving.process import (
     ScoringServer,
     free_port,
@@ -276,6 +277,8 @@ class Server:
     affinity: set[int]
     idle_cpu_per_s: float
     """CPU seconds per second of its processes while no request comes."""
+    headers: dict[str, str]
+    """What every request carries: JSON, and the bearer token both servers check."""
 
     @property
     def label(self) -> str:
@@ -293,6 +296,7 @@ def start_service(settings: Settings, workers: int, env: dict[str, str]) -> Scor
 def start_peer(settings: Settings, workers: int, env: dict[str, str]) -> ScoringServer:
     """The FastAPI peer under uvicorn (its defaults, access log included, as BentoML's)."""
     port = free_port()
+    ensure_serving_token(settings)  # the peer checks the same token as the service
     log_path = settings.logs_dir / f"fastapi-peer-{workers}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
@@ -347,7 +351,8 @@ def serving(
         cpu = _cpu_seconds(process.pid)
         time.sleep(IDLE_S)
         idle = (_cpu_seconds(process.pid) - cpu) / IDLE_S
-        yield Server(kind, workers, process, started_s, affinity, idle)
+        headers = {**JSON_HEADERS, **auth_headers(settings)}
+        yield Server(kind, workers, process, started_s, affinity, idle, headers)
     finally:
         process.stop()
 
@@ -379,7 +384,9 @@ class Run:
         return self.stopped_after_s is not None
 
 
-async def open_loop(url: str, bodies: Sequence[bytes], rate: float) -> Run:
+async def open_loop(
+    url: str, bodies: Sequence[bytes], rate: float, headers: dict[str, str]
+) -> Run:
     """Send the first :data:`WARMUP_REQUESTS` ``bodies`` one after the other, then the others
     at ``rate`` per second whatever the answers (a request waits for no other)."""
     loop = asyncio.get_running_loop()
@@ -390,14 +397,14 @@ async def open_loop(url: str, bodies: Sequence[bytes], rate: float) -> Run:
     finished = [0]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         for body in warmup:
-            async with session.post(url, data=body, headers=JSON_HEADERS) as response:
+            async with session.post(url, data=body, headers=headers) as response:
                 await response.read()
         due = loop.time() + 0.01 + np.arange(n) / rate
 
         async def send(i: int) -> None:
             sent[i] = loop.time()
             try:
-                async with session.post(url, data=bodies[i], headers=JSON_HEADERS) as response:
+                async with session.post(url, data=bodies[i], headers=headers) as response:
                     await response.read()
                     ok[i] = response.status == 200
             except (TimeoutError, aiohttp.ClientError, OSError):
@@ -437,7 +444,9 @@ async def open_loop(url: str, bodies: Sequence[bytes], rate: float) -> Run:
     )
 
 
-async def batch_throughput(url: str, bodies: Sequence[bytes], clients: int) -> tuple[float, int]:
+async def batch_throughput(
+    url: str, bodies: Sequence[bytes], clients: int, headers: dict[str, str]
+) -> tuple[float, int]:
     """Send the batches over ``clients`` connections, each one after the other: (seconds,
     failed batches)."""
     queue = list(bodies)
@@ -448,7 +457,7 @@ async def batch_throughput(url: str, bodies: Sequence[bytes], clients: int) -> t
             nonlocal failed
             while queue:
                 body = queue.pop(0)
-                async with session.post(url, data=body, headers=JSON_HEADERS) as response:
+                async with session.post(url, data=body, headers=headers) as response:
                     await response.read()
                     failed += response.status != 200
 
@@ -506,7 +515,7 @@ def measure_server(
         bodies = request_bodies(stream.take(payments(rate)))
         cpu, clock = _cpu_seconds(server.process.pid), time.perf_counter()
         with pinned(core), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            run = runner.run(open_loop(f"{url}/score", bodies, rate))
+            run = runner.run(open_loop(f"{url}/score", bodies, rate, server.headers))
         drained = settle(server.process.pid)
         busy = (_cpu_seconds(server.process.pid) - cpu
                 - server.idle_cpu_per_s * (time.perf_counter() - clock))
@@ -539,7 +548,7 @@ def measure_server(
         chunk = bodies[repeat * plan.batches : (repeat + 1) * plan.batches]
         with pinned(core), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             seconds, failed = runner.run(
-                batch_throughput(f"{url}/score_batch", chunk, server.workers)
+                batch_throughput(f"{url}/score_batch", chunk, server.workers, server.headers)
             )
         result.batch_per_s.append(len(chunk) * BATCH_SIZE / seconds)
         result.batch_failures += failed

@@ -90,7 +90,9 @@ def measure(raw_dir: Path, requests: int, batches: int, capacity: int) -> dict[s
         request_bodies,
     )
     from bentos.scorer.service import SETTINGS, Event, EventBatch, Scorer
+    from orchestration.lib.serving.guard import ensure_serving_token
 
+    ensure_serving_token(SETTINGS)  # the service does not start without one
     service = Scorer()
     _wait_ready(service)
     spent = Spent(STAGES)

@@ -32,6 +32,7 @@ from pathlib import Path
 import httpx
 
 from orchestration.lib.core.usecase import UseCase, load_usecase
+from orchestration.lib.serving.guard import auth_headers
 from orchestration.settings import NO_TELEMETRY_ENV, PROJECT_ROOT, USECASES_DIR, Settings
 
 START = date(2018, 4, 1)
@@ -186,16 +187,16 @@ def scenario_environment(
 class Prober(threading.Thread):
     """Sends a known payment again and again: every answer must be a 200."""
 
-    def __init__(self, url: str, payment: dict) -> None:
+    def __init__(self, url: str, payment: dict, headers: dict[str, str]) -> None:
         super().__init__(daemon=True)
-        self.url, self.payment = url, payment
+        self.url, self.payment, self.headers = url, payment, headers
         self.stop = threading.Event()
         self.sent = 0
         self.failures: list[str] = []
         self.versions: list[str] = []
 
     def run(self) -> None:
-        with httpx.Client(timeout=30) as client:
+        with httpx.Client(timeout=30, headers=self.headers) as client:
             while not self.stop.is_set():
                 try:
                     response = client.post(f"{self.url}/score", json=self.payment)
@@ -294,7 +295,8 @@ def run_loop(scenario: Scenario, log=lambda message: None) -> LoopRun:
     server = clock.timed("start the service", start_scoring_service, settings,
                          settings.serving_port)
     # the first payment the replay will send: the prober's copies are retries of it
-    prober = Prober(server.url, day_events(settings, scenario.first_held)[0])
+    prober = Prober(server.url, day_events(settings, scenario.first_held)[0],
+                    auth_headers(settings))
     prober.start()
     outputs: list[str] = []
     try:

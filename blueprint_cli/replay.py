@@ -205,7 +205,9 @@ class ServiceClient:
         self.url = url.rstrip("/")
         self.max_batch = max_batch
         self.columns = _served(settings or get_settings())
-        self._http = httpx.Client(timeout=120)
+        from orchestration.lib.serving.guard import auth_headers
+
+        self._http = httpx.Client(timeout=120, headers=auth_headers(settings or get_settings()))
 
     def close(self) -> None:
         self._http.close()

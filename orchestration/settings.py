@@ -268,16 +268,9 @@ def pseudonymization_key(settings: Settings | None = None) -> bytes:
     settings = settings or get_settings()
     key_file = settings.secrets_dir / "pseudonymization.key"
     if not key_file.exists():
-        settings.secrets_dir.mkdir(parents=True, exist_ok=True)
-        tmp = key_file.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(secrets.token_hex(32))
-        tmp.chmod(0o600)
-        try:
-            os.link(tmp, key_file)  # never replaces a key another process created first
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
+        from orchestration.lib.core.atomic import create_secret_once
+
+        create_secret_once(key_file, secrets.token_hex(32))  # never another process's key
     return key_file.read_text().strip().encode()
 
 

@@ -16,6 +16,7 @@ import bentoml
 from starlette.responses import JSONResponse
 from threadpoolctl import threadpool_limits
 
+from orchestration.lib.serving.guard import Credentials
 from orchestration.lib.serving.middleware import Readiness, service_middlewares
 from orchestration.lib.serving.requests import ScoringRequests
 from orchestration.lib.serving.schemas import LabelsAdded, ServiceSchemas
@@ -35,6 +36,7 @@ SCHEMAS = ServiceSchemas.declared(COLUMNS, SETTINGS.serving_max_batch, TOP_REASO
 Event, EventBatch, Label, LabelBatch = SCHEMAS.event, SCHEMAS.events, SCHEMAS.label, SCHEMAS.labels
 Score, Scores = SCHEMAS.score, SCHEMAS.scores
 READINESS = Readiness()
+CREDENTIALS = Credentials()
 
 threadpool_limits(limits=1)  # one BLAS/OpenMP thread: a request is one small matrix
 
@@ -45,6 +47,7 @@ class Scorer:
     """Scores events with the registry's champion on features equal to the offline mart."""
 
     def __init__(self) -> None:
+        CREDENTIALS.load(SETTINGS)  # no token, no service (unless BLUEPRINT_SERVING_AUTH=off)
         state = ServingState(SETTINGS, COLUMNS, pseudonymization_key(SETTINGS))
         self.requests = ScoringRequests.open(SETTINGS, state, SCHEMAS)
         READINESS.check = state.readiness
@@ -77,5 +80,5 @@ class Scorer:
         self.requests.close()
 
 
-for middleware, options in service_middlewares(READINESS):
+for middleware, options in service_middlewares(READINESS, CREDENTIALS):
     Scorer.add_asgi_middleware(middleware, **options)

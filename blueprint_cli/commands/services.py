@@ -136,8 +136,10 @@ CURL_WIDTH = 90
 """Columns the curl example's JSON is wrapped to."""
 
 
-def curl_example(url: str, request: dict[str, Any]) -> str:
-    """A curl command that scores ``request``, its JSON wrapped to `CURL_WIDTH` columns."""
+def curl_example(url: str, request: dict[str, Any], token: str) -> str:
+    """A curl command that scores ``request``, its JSON wrapped to `CURL_WIDTH` columns, with
+    the bearer token read by the shell from ``token`` (a file, or ``$VARIABLE``): the command
+    never prints the token itself."""
     items = [f"{json.dumps(field)}: {json.dumps(value)}" for field, value in request.items()]
     lines = [items[:1]]
     for item in items[1:]:
@@ -147,7 +149,9 @@ def curl_example(url: str, request: dict[str, Any]) -> str:
         else:
             lines[-1].append(item)
     body = ",\n       ".join(", ".join(line) for line in lines)
+    reader = token if token.startswith("$") else f"$(cat '{token}')"
     return (f"curl -s -X POST {url}/score -H 'Content-Type: application/json' \\\n"
+            f"  -H \"Authorization: Bearer {reader}\" \\\n"
             f"  -d '{{{body}}}'")
 
 
@@ -190,7 +194,10 @@ def serve(
     timestamp = f"{last_day + timedelta(days=1)}T13:45:10"
     example = settings.usecase.example_request(timestamp)
     if example is not None:
-        typer.echo("Try it:\n" + curl_example(url, example))
+        from orchestration.lib.serving.guard import TOKEN_ENV, token_path
+
+        token = f"${TOKEN_ENV}" if os.environ.get(TOKEN_ENV) else str(token_path(settings))
+        typer.echo("Try it:\n" + curl_example(url, example, token))
 
 
 def stop(

@@ -23,6 +23,7 @@ from orchestration.lib.registry.facts import (
     estimator_params,
     frame_fingerprint,
 )
+from orchestration.lib.serving.guard import auth_headers
 from orchestration.lib.training.lineage import id_columns
 from orchestration.settings import Settings, get_settings
 from tests.features.raw_world import luhn_complete
@@ -85,12 +86,14 @@ class Traffic:
 
 
 class ScoringClient:
-    """POSTs JSON to the service and counts what it acknowledges."""
+    """POSTs JSON to the service, with the home's bearer token, and counts what it
+    acknowledges."""
 
-    def __init__(self, url: str, traffic: Traffic) -> None:
+    def __init__(self, url: str, traffic: Traffic, settings: Settings) -> None:
         self.url = url
         self.traffic = traffic
-        self.http = httpx.Client(base_url=url, timeout=30)
+        headers = {"Content-Type": "application/json", **auth_headers(settings)}
+        self.http = httpx.Client(base_url=url, timeout=30, headers=headers)
 
     def post(self, path: str, body: Any) -> httpx.Response:
         for tx in _payments(path, body):

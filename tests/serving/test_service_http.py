@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,6 +29,7 @@ from orchestration.lib.features.feature_definitions import (
 )
 from orchestration.lib.monitoring.traffic import SKEW_TOLERANCE
 from orchestration.lib.registry import registry
+from orchestration.lib.serving.guard import JSON, auth_headers
 from orchestration.lib.serving.prediction_log import (
     CLOSED_DIR,
     OPEN_DIR,
@@ -121,7 +123,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         port = free_port()
         server = start_scoring_service(settings, port)
         traffic = Traffic()
-        client = ScoringClient(server.url, traffic)
+        client = ScoringClient(server.url, traffic, settings)
         service = Service(world, settings, definitions, champion, challenger, mismatched,
                           traffic, server, client, port)
         try:
@@ -306,6 +308,38 @@ def test_service_refuses_bad_input_with_a_4xx_naming_the_field(service: Service)
     assert _logged(service, "test-30").empty
 
 
+def test_every_write_needs_the_bearer_token_and_a_json_body(service: Service) -> None:
+    """Issue 16: anyone could write labels or scores, and a text/plain body (what any web page
+    may post across origins) was parsed as JSON. Reads stay open."""
+    good = payment(service, 200, card=200)
+    bodies = {"/score": good, "/score_batch": {"transactions": [good]},
+              "/labels": {"fraud_reports": [{"transaction_id": "test-200",
+                                             "card_number": good["card_number"],
+                                             "reported_at": service.later(hour=12)}]}}
+    anonymous = httpx.Client(base_url=service.server.url, timeout=30)
+    token = auth_headers(service.settings)["Authorization"]
+    for path, body in bodies.items():
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token[7:]}):
+            refused = anonymous.post(path, json=body, headers=headers)
+            assert refused.status_code == 401, (path, headers, refused.text)
+            assert refused.headers["www-authenticate"].startswith("Bearer")
+            assert "Authorization: Bearer" in refused.json()["error"]
+        plain = anonymous.post(path, content=json.dumps(body),
+                               headers={"Authorization": token, "Content-Type": "text/plain"})
+        assert plain.status_code == 415, (path, plain.text)
+    huge = b'{"transactions": [' + b"0," * (2 * 1024 * 1024) + b"0]}"
+    too_large = anonymous.post("/score_batch", content=huge,
+                               headers={"Authorization": token, "Content-Type": JSON})
+    assert too_large.status_code == 413
+    chunked = anonymous.post("/score_batch", content=iter([huge[:1000], huge[1000:]]),
+                             headers={"Authorization": token, "Content-Type": JSON})
+    assert chunked.status_code == 413  # no declared length: counted as it is read
+    for path in ("/livez", "/readyz", "/", "/docs.json"):
+        assert anonymous.get(path).status_code == 200, path
+    assert _logged(service, "test-200").empty  # nothing refused was scored or logged
+    assert service.client.post("/score", good).status_code == 200
+
+
 def test_service_serves_its_openapi_page(service: Service) -> None:
     page = service.client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
@@ -327,7 +361,7 @@ def test_service_follows_promotion_and_rollback_without_a_failed_request(
     stop = threading.Event()
 
     def keep_scoring() -> None:
-        client = ScoringClient(url, service.traffic)
+        client = ScoringClient(url, service.traffic, service.settings)
         n = 0
         while not stop.is_set():
             n += 1

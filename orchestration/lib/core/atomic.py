@@ -119,3 +119,25 @@ def append_line(target: Path, line: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def create_secret_once(target: Path, text: str) -> bool:
+    """Write ``text`` to ``target`` readable by its owner only (mode 600 from its creation: never
+    readable by anyone else, even for an instant), unless ``target`` exists: a secret another
+    process created first is never replaced. Complete or absent, never partial. Returns
+    whether this call created it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f"{_temp_prefix(target)}{os.getpid()}.{uuid.uuid4().hex}{_TMP_SUFFIX}")
+    handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.link(temp, target)  # fails if the target exists: the first secret stays
+        fsync_path(target.parent)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        temp.unlink(missing_ok=True)

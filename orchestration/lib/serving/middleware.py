@@ -1,9 +1,10 @@
 """The ASGI middlewares of the scoring service: what sees a request before BentoML's routes.
 
 :func:`service_middlewares` lists them, outermost first, and the service installs them in that
-order (``add_asgi_middleware``). Today there is one: :class:`ReadinessEndpoint` answers
-``GET /readyz`` with a JSON body saying why (BentoML's own route says only 503). A middleware
-that must see every request before its API (authentication, admission control) is one more
+order (``add_asgi_middleware``): :class:`ReadinessEndpoint` answers ``GET /readyz`` with a
+JSON body saying why (BentoML's own route says only 503); the guard of writes
+(:mod:`orchestration.lib.serving.guard`: the bearer token, JSON bodies of bounded size) comes
+next. A middleware that must see every request before its API (admission control) is one more
 entry of that list. They are plain ASGI classes: testable without BentoML.
 """
 
@@ -14,6 +15,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from orchestration.lib.serving.guard import MAX_BODY_BYTES, BearerAuth, Credentials, JsonBodies
 
 READYZ = "/readyz"
 
@@ -53,6 +56,11 @@ class ReadinessEndpoint:
         await self.app(scope, receive, send)
 
 
-def service_middlewares(readiness: Readiness) -> list[Middleware]:
-    """The ASGI middlewares the scoring service installs, outermost first."""
-    return [(ReadinessEndpoint, {"readiness": readiness})]
+def service_middlewares(readiness: Readiness, credentials: Credentials) -> list[Middleware]:
+    """The ASGI middlewares the scoring service installs, outermost first: ``/readyz``, then
+    the guard of writes (the bearer token, then JSON bodies of bounded size)."""
+    return [
+        (ReadinessEndpoint, {"readiness": readiness}),
+        (BearerAuth, {"credentials": credentials}),
+        (JsonBodies, {"max_bytes": MAX_BODY_BYTES}),
+    ]

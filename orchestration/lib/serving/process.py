@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestration.lib.serving.bento import SERVICE
+from orchestration.lib.serving.guard import ensure_serving_token
 from orchestration.settings import (
     NO_TELEMETRY_ENV,
     PROJECT_ROOT,
@@ -108,6 +109,7 @@ def start_scoring_service(
     log_dir.mkdir(parents=True, exist_ok=True)
     settings.serving_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / log_name(settings)
+    ensure_serving_token(settings)  # before any worker starts: they all read the same one
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", HOST,
