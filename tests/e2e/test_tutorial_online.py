@@ -189,7 +189,7 @@ def test_a_bad_request_gets_a_4xx_naming_the_field(online: Online, service: Serv
     good = {**good, rides.ROW_FIELD: "bad-1"}
     sent = [
         ("/score", rides.ROW_FIELD, {k: v for k, v in good.items() if k != rides.ROW_FIELD}),
-        ("/score", "booking_id", {**good, "booking_id": "R1"}),  # the contract's name, not the field
+        ("/score", "booking_id", {**good, "booking_id": "R1"}),  # the column, not its field
         ("/score", "fare", {**good, "fare": -1.0}),
         ("/score", rides.TIME_FIELD, {**good, rides.TIME_FIELD: "2018-05-02T10:00:00+02:00"}),
         ("/score_batch", rides.EVENTS, {"transactions": [good]}),
@@ -235,12 +235,22 @@ def test_the_served_features_equal_the_offline_mart(online: Online):
         served = logged[f"features.{feature}"].astype(float).to_numpy()
         expected = offline[feature].astype(float).to_numpy()
         assert np.max(np.abs(served - expected)) <= TOLERANCE, feature
-    assert (offline["rider_complaint_rate_7day"] > 0).any()  # the labels counted
+    # the last day's rates count complaints the service only had from /labels: they were
+    # compared too
+    first, last = online.held_back_days()
+    sent = online.world.on(rides.LABELS, first)["booking_id"]
+    bookings = online.world.bookings.set_index("booking_id")
+    complainers = set(bookings.loc[sent, "rider_phone"])
+    assert online.world.on(rides.EVENTS, last)["rider_phone"].isin(complainers).any()
 
     instance = dg.DagsterInstance.from_config(str(online.home / "dagster"))
     key = dg.AssetCheckKey(dg.AssetKey([rides.NAME, "scored_traffic"]), "training_serving_skew")
-    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])
-    assert latest[key].evaluation is not None and latest[key].evaluation.passed
+    evaluation = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [key])[key].evaluation
+    assert evaluation is not None and evaluation.passed
+    found = {name: value.value for name, value in evaluation.metadata.items()}
+    assert (found["compared"], found["mismatched"], found["missing_offline"]) == (
+        len(online.answers), 0, 0)
 
 
 def test_the_scores_equal_batch_scoring_of_the_same_rows(online: Online, tmp_path: Path):
