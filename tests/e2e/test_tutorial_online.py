@@ -82,6 +82,8 @@ class Service:
     url: str
     http: httpx.Client
     pid: int
+    shown: str
+    """What ``blueprint serve`` printed."""
 
     def post(self, path: str, body: object) -> httpx.Response:
         return self.http.post(path, json=body)
@@ -97,7 +99,7 @@ def service(online: Online) -> Iterator[Service]:
     assert f"Scoring service: {url}" in started.stdout, started.stdout
     with httpx.Client(base_url=url, timeout=30) as http:
         try:
-            yield Service(url, http, pid)
+            yield Service(url, http, pid, started.stdout)
         finally:
             stop_process_group(pid, timeout_s=20)  # if a test failed before stopping it
 
@@ -150,6 +152,16 @@ def test_materialize_builds_the_serving_snapshot_and_the_bento(online: Online):
 def test_the_service_becomes_ready(service: Service):
     status, body = readiness(service.url)
     assert status == 200 and body.get("ready") is True, body
+    assert body["usecase"] == rides.NAME
+
+
+def test_serve_shows_a_request_to_try(service: Service):
+    """The declared example, at noon after the snapshot, personal data made up."""
+    shown = service.shown.split("-d '", 1)[1].rsplit("'", 1)[0]
+    day_after = rides.FIRST_DAY + timedelta(days=rides.DAYS)
+    assert json.loads(shown) == {rides.ROW_FIELD: "demo-1",
+                                 rides.TIME_FIELD: f"{day_after}T13:45:10",
+                                 "rider_phone": "<rider_phone>", "fare": 14.5}
 
 
 def test_the_days_after_the_snapshot_are_scored_over_http(online: Online, service: Service):
