@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -57,7 +57,7 @@ class Online:
     def blueprint(self, *args: str) -> subprocess.CompletedProcess:
         return copy.blueprint(self.project, self.env, *args)
 
-    def held_back_days(self) -> list:
+    def held_back_days(self) -> list[date]:
         return [rides.FIRST_DAY + timedelta(days=rides.DAYS + i)
                 for i in range(rides.HELD_BACK_DAYS)]
 
@@ -96,12 +96,12 @@ def service(online: Online) -> Iterator[Service]:
     started = online.blueprint("serve", "--usecase", rides.NAME, "--port", str(port))
     pid = int((online.serving_dir / "scorer.pid").read_text())
     url = f"http://127.0.0.1:{port}"
-    assert f"Scoring service: {url}" in started.stdout, started.stdout
-    with httpx.Client(base_url=url, timeout=30) as http:
-        try:
+    try:
+        assert f"Scoring service: {url}" in started.stdout, started.stdout
+        with httpx.Client(base_url=url, timeout=30) as http:
             yield Service(url, http, pid, started.stdout)
-        finally:
-            stop_process_group(pid, timeout_s=20)  # if a test failed before stopping it
+    finally:
+        stop_process_group(pid, timeout_s=20)  # if a test failed before stopping it
 
 
 def _stopped(pid: int) -> bool:
