@@ -159,7 +159,7 @@ def test_serve_shows_a_request_to_try(service: Service):
     """The declared example, at noon after the snapshot, personal data made up."""
     shown = service.shown.split("-d '", 1)[1].rsplit("'", 1)[0]
     day_after = rides.FIRST_DAY + timedelta(days=rides.DAYS)
-    assert json.loads(shown) == {rides.ROW_FIELD: "demo-1",
+    assert json.loads(shown) == {rides.ROW_FIELD: "R9000001",
                                  rides.TIME_FIELD: f"{day_after}T13:45:10",
                                  "rider_phone": "<rider_phone>", "fare": 14.5}
 
@@ -198,9 +198,10 @@ def test_the_days_after_the_snapshot_are_scored_over_http(online: Online, servic
 def test_a_bad_request_gets_a_4xx_naming_the_field(online: Online, service: Service):
     good = _request(next(online.world.on(rides.EVENTS, online.held_back_days()[-1])
                          .itertuples()))
-    good = {**good, rides.ROW_FIELD: "bad-1"}
+    good = {**good, rides.ROW_FIELD: "R9999001"}
     sent = [
         ("/score", rides.ROW_FIELD, {k: v for k, v in good.items() if k != rides.ROW_FIELD}),
+        ("/score", rides.ROW_FIELD, {**good, rides.ROW_FIELD: "ride-1"}),  # not the id's shape
         ("/score", "booking_id", {**good, "booking_id": "R1"}),  # the column, not its field
         ("/score", "fare", {**good, "fare": -1.0}),
         ("/score", rides.TIME_FIELD, {**good, rides.TIME_FIELD: "2018-05-02T10:00:00+02:00"}),

@@ -52,7 +52,9 @@ sources:
     format: csv
     key: [booking_id]
     columns:
-      - {name: booking_id, description: The booking's id (R + 7 digits).}
+      - name: booking_id
+        pattern: "R[0-9]{7}"    # an id declares its shape
+        description: The booking's id (R + 7 digits).
       - name: booked_at
         type: timestamp
         rules: [on_partition_date]
@@ -67,7 +69,7 @@ sources:
     format: csv
     key: [booking_id]
     columns:
-      - {name: booking_id, description: The booking complained about.}
+      - {name: booking_id, pattern: "R[0-9]{7}", description: The booking complained about.}
       - name: filed_at
         type: timestamp
         rules: [on_partition_date]
@@ -153,7 +155,7 @@ serving:
   request:
     rename: {booking_id: ride_id, booked_at: at}
     example:
-      ride_id: demo-1
+      ride_id: R9000001
       fare: 14.5
 
 monitoring:
