@@ -156,7 +156,7 @@ def test_the_service_becomes_ready(service: Service):
 
 
 def test_serve_shows_a_request_to_try(service: Service):
-    """The declared example, at noon after the snapshot, personal data made up."""
+    """The declared example, on the day after the snapshot, personal data made up."""
     shown = service.shown.split("-d '", 1)[1].rsplit("'", 1)[0]
     day_after = rides.FIRST_DAY + timedelta(days=rides.DAYS)
     assert json.loads(shown) == {rides.ROW_FIELD: "R9000001",
@@ -226,7 +226,8 @@ def test_the_service_stops_cleanly(online: Online, service: Service):
     assert set(logged["booking_id"]) == set(online.answers)
     assert len(logged) == len(online.answers)  # the refused requests are not logged
     phones = {phone.encode() for phone in online.world.bookings["rider_phone"]}
-    written = [p for p in online.serving_dir.rglob("*") if p.is_file()]
+    written = [p for folder in (online.serving_dir, online.home / "logs")
+               for p in folder.rglob("*") if p.is_file()]
     assert [str(p) for p in written if any(phone in p.read_bytes() for phone in phones)] == []
 
 
