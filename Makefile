@@ -54,11 +54,12 @@ test-churn: setup
 test-churn-loop: setup
 	$(BIN)/pytest tests/e2e/test_churn_loop.py -m churn_loop -s --durations=5
 
-# docs/EXTENDING.md followed literally: a third use case added to a copy of the project with
-# new files only, materialized end to end (CI runs it after test-churn; 42 s here alone,
-# 1 min 51 s beside a CI run, on 2026-12-07).
+# docs/EXTENDING.md followed literally: a batch use case and an online one added to a copy of the
+# project with new files only, materialized end to end, the online one served over HTTP (CI
+# runs it after test-churn; the batch one 42 s here alone, 1 min 51 s beside a CI run, on
+# 2026-12-07; the online one 3 min on a shared machine, on 2026-12-08).
 test-tutorial: setup
-	$(BIN)/pytest tests/e2e/test_tutorial.py -m tutorial --durations=5
+	$(BIN)/pytest tests/e2e/test_tutorial.py tests/e2e/test_tutorial_online.py -m tutorial --durations=5
 
 # The closed loop at the default world's size and the handbook's windows (not CI; 16 min here).
 test-slow: setup browser

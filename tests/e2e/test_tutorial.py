@@ -5,11 +5,8 @@ batch scoring and monitoring. Marked ``tutorial`` (`make test-tutorial`, run by 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,15 +14,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from orchestration.settings import PROJECT_ROOT
+from tests.e2e import tutorial_copy as copy
 from tests.e2e import tutorial_usecase as loans
 
 pytestmark = pytest.mark.tutorial
-
-PIPELINE = ("orchestration/", "bentos/", "blueprint_cli/")
-"""What a new use case must not change."""
-BUILD_OUTPUTS = ("dbt_project/target/", "dbt_project/logs/", "__pycache__/")
-CLI = "from blueprint_cli.main import app; app()"
 
 
 @dataclass(frozen=True)
@@ -39,65 +31,10 @@ class Tutorial:
     materialized: subprocess.CompletedProcess
 
 
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _copy_project(target: Path) -> dict[str, str]:
-    """The files ``git ls-files`` lists, copied; returns their digests."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=True
-    ).stdout.decode().split("\0")
-    originals = {}
-    for name in listed:
-        source = PROJECT_ROOT / name
-        if not name or not source.is_file():  # deleted in the work tree, not yet committed
-            continue
-        data = source.read_bytes()
-        (target / name).parent.mkdir(parents=True, exist_ok=True)
-        (target / name).write_bytes(data)
-        (target / name).chmod(source.stat().st_mode)
-        originals[name] = _digest(data)
-    return originals
-
-
-def _add_the_use_case(project: Path) -> None:
-    """What docs/EXTENDING.md says to add: the declaration, the code location, the dbt models
-    and the GX suites."""
-    for name, text in loans.FILES.items():
-        (project / name).parent.mkdir(parents=True, exist_ok=True)
-        (project / name).write_text(text)
-    for name, suite in loans.SUITES.items():
-        (project / name).parent.mkdir(parents=True, exist_ok=True)
-        (project / name).write_text(json.dumps(suite, indent=2) + "\n")
-    with (project / "workspace.yaml").open("a") as workspace:
-        workspace.write(loans.WORKSPACE_ENTRY)
-
-
-def _run(project: Path, env: dict[str, str], *args: str, cwd: Path | None = None
-         ) -> subprocess.CompletedProcess:
-    completed = subprocess.run(
-        list(args), cwd=cwd or project, env=env, capture_output=True, text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    assert completed.returncode == 0, (
-        f"{' '.join(args)} exited {completed.returncode}\n"
-        f"--- stdout\n{completed.stdout[-5000:]}\n--- stderr\n{completed.stderr[-10000:]}"
-    )
-    return completed
-
-
 def _blueprint(tutorial: Tutorial, *args: str) -> subprocess.CompletedProcess:
     """The copy's `blueprint` command (its code, not this checkout's)."""
-    return _run(tutorial.project, _env(tutorial.project, tutorial.home),
-                sys.executable, "-c", CLI, *args)
-
-
-def _env(project: Path, home: Path) -> dict[str, str]:
-    env = {**os.environ, "BLUEPRINT_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
-           "PYTHONPATH": str(project)}
-    env.pop("BLUEPRINT_USECASE", None)
-    return env
+    return copy.blueprint(tutorial.project, copy.project_env(tutorial.project, tutorial.home),
+                          *args)
 
 
 @pytest.fixture(scope="module")
@@ -105,44 +42,22 @@ def tutorial(tmp_path_factory: pytest.TempPathFactory) -> Tutorial:
     root = tmp_path_factory.mktemp("tutorial")
     project, home = root / "project", root / "home"
     home.mkdir()
-    originals = _copy_project(project)
-    _add_the_use_case(project)
+    originals = copy.copy_project(project)
+    copy.add_use_case(project, loans.FILES, loans.SUITES, loans.WORKSPACE_ENTRY)
     loans.landing_files(home / "landing")
-    env = _env(project, home)
-    # "make setup": dbt's manifest, as the Makefile builds it
-    _run(project, env, str(Path(sys.executable).parent / "dbt"), "parse", "--profiles-dir", ".",
-         "--quiet", cwd=project / "dbt_project")
-    imported_from = _run(
-        project, env, sys.executable, "-c",
-        "import blueprint_cli, orchestration; print(orchestration.__file__); "
-        "print(blueprint_cli.__file__)",
-    ).stdout.split()
-    materialized = _run(project, env, sys.executable, "-c", CLI,
-                        "materialize", "--usecase", loans.NAME)
+    env = copy.project_env(project, home)
+    copy.dbt_parse(project, env)
+    imported_from = copy.imported_from(project, env)
+    materialized = copy.blueprint(project, env, "materialize", "--usecase", loans.NAME)
     return Tutorial(project, home, originals, imported_from, materialized)
 
 
-def _files(project: Path) -> set[str]:
-    found = {path.relative_to(project).as_posix() for path in project.rglob("*")
-             if path.is_file()}
-    return {name for name in found
-            if not any(part in f"/{name}" for part in (f"/{o}" for o in BUILD_OUTPUTS))}
-
-
 def test_the_use_case_is_new_files_only(tutorial: Tutorial):
-    changed = sorted(
-        name for name, digest in tutorial.originals.items()
-        if name.startswith(PIPELINE)
-        and _digest((tutorial.project / name).read_bytes()) != digest
-    )
-    assert not changed, f"the pipeline changed: {changed}"
-    added = sorted(_files(tutorial.project) - set(tutorial.originals))
+    edited = copy.changed_files(tutorial.project, tutorial.originals)
+    assert [name for name in edited if name.startswith(copy.PIPELINE)] == [], "the pipeline changed"
+    added = sorted(copy.files_in(tutorial.project) - set(tutorial.originals))
     print("added:", *added, sep="\n  ")
     assert added == sorted([*loans.FILES, *loans.SUITES])
-    edited = sorted(
-        name for name, digest in tutorial.originals.items()
-        if _digest((tutorial.project / name).read_bytes()) != digest
-    )
     assert edited == ["workspace.yaml"]
     workspace = (tutorial.project / "workspace.yaml").read_text()
     assert workspace.endswith(loans.WORKSPACE_ENTRY)
