@@ -213,6 +213,17 @@ def test_bounds_are_declared_where_they_apply(tmp_path, change, message):
         load_usecase("fraud", directory, environ={})
 
 
+def test_an_example_request_the_service_would_refuse_is_refused(tmp_path):
+    """The example ``blueprint serve`` tells a user to try must pass the contract: an example
+    whose id breaks its declared shape loaded, and the service then refused it."""
+    example = dict(FRAUD["serving"]["request"]["example"])
+    example["transaction_id"] = "demo 1"
+    directory = declare(tmp_path, serving__request__example=example)
+    with pytest.raises(UseCaseError, match=r"serving.request.example: transaction_id is not of "
+                                           r"the shape"):
+        load_usecase("fraud", directory, environ={})
+
+
 def test_the_label_source_must_be_declared(tmp_path):
     directory = declare(tmp_path, label__source="disputes")
     with pytest.raises(UseCaseError, match="label.source: 'disputes' is not a declared source"):

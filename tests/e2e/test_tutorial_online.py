@@ -98,7 +98,9 @@ def service(online: Online) -> Iterator[Service]:
     url = f"http://127.0.0.1:{port}"
     try:
         assert f"Scoring service: {url}" in started.stdout, started.stdout
-        with httpx.Client(base_url=url, timeout=30) as http:
+        token = (online.home / "secrets" / "serving.token").read_text().strip()  # made by serve
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=url, timeout=30, headers=headers) as http:
             yield Service(url, http, pid, started.stdout)
     finally:
         stop_process_group(pid, timeout_s=20)  # if a test failed before stopping it

@@ -53,6 +53,7 @@ from orchestration.lib.core.sections import (
     Serving,
 )
 from orchestration.lib.core.sources import Source, SourceColumn, row_staging
+from orchestration.lib.core.values import typed_value
 
 __all__ = [
     "Gate", "GuardMetric", "Metric", "Models", "PrimaryMetric", "Source", "SourceColumn",
@@ -172,6 +173,13 @@ class UseCase(Strict):
             raise ValueError(f"serving.request.example: must give a value to each field of a "
                              f"request but the event time and personal data ({sorted(personal)},"
                              f" which the command fills in): {sorted(given)}")
+        for column in source.columns:  # an example the service would refuse is no example
+            field = rename.get(column.name, column.name)
+            if field in example:
+                try:
+                    typed_value(field, column.model_dump(), example[field])
+                except ValueError as error:
+                    raise ValueError(f"serving.request.example: {error}") from None
         ids = {self.data.row_id, self.data.event_time, self.data.partition_date,
                *self.data.entities.values()}
         for name, group in declared.windowed.items():
