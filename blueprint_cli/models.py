@@ -1,4 +1,4 @@
-"""``blueprint models``: list, inspect, promote and roll back the trained fraud detectors."""
+"""``blueprint models``: list, inspect, promote and roll back a use case's trained models."""
 
 from __future__ import annotations
 

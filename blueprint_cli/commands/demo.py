@@ -45,7 +45,7 @@ def demo(
     if held:
         typer.echo(
             f"Replaying the last {len(held)} days ({held[0]} .. {held[-1]}) through the scoring "
-            "service: each payment scored over HTTP, the fraud reports sent as filed, then the "
+            "service: each event scored over HTTP, the labels sent as filed, then the "
             "files delivered and the pipeline run, so that the monitoring reports have traffic."
         )
         replay(from_day=None, to_day=None, step_days=len(held), progress=True, usecase=usecase)

@@ -36,7 +36,7 @@ def replay(
     usecase: UsecaseOption = DEFAULT_USECASE,
 ) -> None:
     """Live the days the simulator held back through the running system: score each day's
-    payments and fraud reports through the scoring service (a use case served online), deliver
+    events and labels through the scoring service (a use case served online), deliver
     the day's files, run the pipeline (no training), and retrain when the retraining sensor
     fires."""
     select_usecase(usecase)

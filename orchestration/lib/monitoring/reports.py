@@ -4,7 +4,7 @@ Three kinds of report are written per day, each to ``reports/<day>/<kind>.html``
 
 - ``data_drift``: Evidently's ``DataDriftPreset`` over the model's features, the day against a
   reference (the model's training rows);
-- ``prediction_drift``: Evidently's ``ValueDrift`` of the fraud score against a reference;
+- ``prediction_drift``: Evidently's ``ValueDrift`` of the model's score against a reference;
 - ``performance``: Evidently's ``ClassificationPreset`` of the score against the labels, with
   the handbook's metrics (:mod:`orchestration.lib.training.metrics`) computed on every row.
 
@@ -136,7 +136,7 @@ def prediction_drift_report(
     max_rows: int,
     seed: int,
 ) -> dict:
-    """Evidently drift of the fraud score, ``current_scores`` against ``reference_scores``.
+    """Evidently drift of the model's score, ``current_scores`` against ``reference_scores``.
 
     Evidently picks the test by sample size (Kolmogorov-Smirnov p-value up to 1,000 rows,
     normed Wasserstein distance above); its drift score, method, threshold and verdict are
