@@ -95,6 +95,8 @@ class StepResult:
     alerts: int = 0
     rejected: int = 0
     labels: int = 0
+    labels_refused: int = 0
+    """Labels the service refused (of an event it does not know): the files bring them."""
     delivered: int = 0
     """Files the world delivered to the landing zone."""
     decision: str = ""
@@ -234,10 +236,20 @@ class ServiceClient:
             result.alerts += sum(1 for s in scores if s["alert"])
 
     def label(self, labels: Sequence[dict[str, Any]], result: StepResult) -> None:
+        source = self.columns.label_source
         for chunk in _chunks(labels, self.max_batch):
-            response = self._http.post(
-                f"{self.url}/labels", json={self.columns.label_source: chunk}
-            )
+            response = self._http.post(f"{self.url}/labels", json={source: chunk})
+            if response.status_code == 400:  # one the service cannot check refuses the batch
+                for label in chunk:
+                    single = self._http.post(f"{self.url}/labels", json={source: [label]})
+                    if single.status_code == 400:
+                        result.labels_refused += 1
+                        if len(result.rejections) < 5:
+                            result.rejections.append(f"label: {single.text[:200]}")
+                        continue
+                    self._raise_for(single, "/labels")
+                    result.labels += 1
+                continue
             self._raise_for(response, "/labels")
             result.labels += len(chunk)
 

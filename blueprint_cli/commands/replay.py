@@ -159,7 +159,8 @@ def _report_step(result: StepResult, client: ServiceClient | None, seconds: floa
     span = f"{result.first}" + (f"..{result.last}" if result.last != result.first else "")
     served = (
         f"scored {result.scored:,} events ({result.alerts:,} alerts, "
-        f"{result.rejected} refused), sent {result.labels} labels"
+        f"{result.rejected} refused), sent {result.labels} labels "
+        f"({result.labels_refused} refused)"
         if client is not None else f"delivered {result.delivered} files"
     )
     tqdm.write(

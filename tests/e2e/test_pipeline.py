@@ -208,17 +208,43 @@ def _materialized_in(home: Path, run_id: str) -> set[str]:
     return {path[-1] for path in keys}
 
 
-def test_a_bad_feature_value_stops_everything_downstream(world: Path, tmp_path: Path):
+def test_an_amount_outside_the_contract_is_quarantined_and_the_pipeline_goes_on(
+    world: Path, tmp_path: Path
+):
+    """Issue 16: an amount the contract took (finite, >= 0) and the GX suite capped halted the
+    whole pipeline at the day's blocking check; the bound is now the contract's, so the row is
+    quarantined with its reason and everything else goes on."""
     home = copy_world(world, tmp_path)
     card = _crm_card(home)
+    valid = [f"t-ok-{i},{NEXT_DAY} 10:{i:02d}:00,{card},1,12.50" for i in range(40)]
     _land_transactions(
         home,
         "transaction_id,tx_datetime,card_number,terminal_id,amount",
-        [
-            f"t-bad-1,{NEXT_DAY} 10:00:00,{card},1,12.50",
-            # Valid under the source contract (a non-negative amount), absurd as a feature.
-            f"t-bad-2,{NEXT_DAY} 11:00:00,{card},1,5000000000.00",
-        ],
+        [*valid, f"t-bad-2,{NEXT_DAY} 11:00:00,{card},1,5000000000.00"],
+    )  # one row in 41 (2.4 %): under the day's quarantine-rate limit (5 %)
+    result = run_blueprint(home, "materialize", check=False)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    records = read_parquet(str(home / "quarantine" / "transactions" / f"date={NEXT_DAY}"
+                               / "records.parquet"))
+    assert records["reason"].tolist() == ["amount: above 100000 ('5000000000.00')"]
+    assert warehouse(home, "select count(*) from transaction_features "
+                           "where transaction_id like 't-ok-%'") == [(40,)]
+    [(n_bad,)] = warehouse(home, "select count(*) from training_set where amount > 1e6")
+    assert n_bad == 0
+
+
+def test_a_bad_feature_distribution_stops_everything_downstream(world: Path, tmp_path: Path):
+    """Every value within its contract, the day's features out of the suite's distribution
+    (the mean of card_amount_ratio_30day above 2: many cards spending 2,000 times their usual
+    amount at once): the blocking GX check stops everything downstream of the features."""
+    home = copy_world(world, tmp_path)
+    customers = read_parquet(str(home / "raw" / "customers" / "*" / "data.parquet"))
+    cards = customers["card_number"].drop_duplicates().iloc[:60]
+    _land_transactions(
+        home,
+        "transaction_id,tx_datetime,card_number,terminal_id,amount",
+        [f"t-spree-{i},{NEXT_DAY} 10:{i % 60:02d}:00,{card},1,99999.00"
+         for i, card in enumerate(cards)],
     )
     result = run_blueprint(home, "materialize", check=False)
     assert result.returncode != 0
@@ -239,8 +265,8 @@ def test_a_bad_feature_value_stops_everything_downstream(world: Path, tmp_path: 
         == dg.AssetKey(["fraud", "transaction_features"])
     }
     assert failed == {"expectations_suite"}
-    [(n_bad,)] = warehouse(home, "select count(*) from training_set where amount > 1e6")
-    assert n_bad == 0
+    [(spree,)] = warehouse(home, "select count(*) from training_set where amount = 99999")
+    assert spree == 0
 
 
 @pytest.mark.parametrize(

@@ -284,6 +284,18 @@ def test_service_refuses_bad_input_with_a_4xx_naming_the_field(service: Service)
         ("transaction_id", {**good, "transaction_id": "t" * 300}),
     ]
     sent = [("/score", field, body) for field, body in [*cases.items(), *cases_more]]
+    # labels that prove nothing of an event the service knows (issue 16: anyone could plant
+    # them, and a backdated one counted at once)
+    known = service.world.raw("transactions", service.world.cutoff).iloc[0]
+    report = {"transaction_id": known.transaction_id, "card_number": known.card_number,
+              "reported_at": (known.tx_datetime + timedelta(hours=1)).isoformat()}
+    other = good["card_number"]
+    sent += [
+        ("/labels", "transaction_id", {"fraud_reports": [{**report, "transaction_id": "x-9"}]}),
+        ("/labels", "card_number", {"fraud_reports": [{**report, "card_number": other}]}),
+        ("/labels", "reported_at", {"fraud_reports": [{
+            **report, "reported_at": (known.tx_datetime - timedelta(days=1)).isoformat()}]}),
+    ]
     too_many = [payment(service, 100 + n, card=31) for n in range(MAX_BATCH + 1)]
     sent += [
         ("/score_batch", "transactions", {"transactions": []}),

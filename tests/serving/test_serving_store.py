@@ -15,7 +15,7 @@ from orchestration.lib.features.feature_definitions import FeatureDefinitions
 from orchestration.lib.monitoring.traffic import SKEW_TOLERANCE
 from orchestration.lib.serving.online_features import OnlineFeatureStore
 from orchestration.lib.serving.snapshot import ServingSnapshot, SnapshotError
-from orchestration.lib.serving.staging import RowConflictError
+from orchestration.lib.serving.staging import RowConflictError, UnprovenLabelError
 from tests.features.raw_world import DbtRun, World
 from tests.serving.serving_world import mismatches, offline_features, publish, requests
 
@@ -324,3 +324,32 @@ def test_labels_with_lineage_columns_keep_the_first_without_comparing_the_lineag
     assert store.add_labels([later]) == 0  # the first report stays
     earlier = {**again, "reported_at": known["reported_at"] - timedelta(hours=1)}
     assert store.add_labels([earlier]) == 1
+
+
+def test_a_label_that_proves_nothing_of_a_known_event_is_refused(
+    store: OnlineFeatureStore, tiny_world: World
+) -> None:
+    """Issue 16: /reports took a report for an unknown id dated 9999, and one for a known
+    payment with card 0000000000000000 dated year 1 (the earliest report wins: a backdated fake
+    raised a terminal's risk at once). A label must name an event the service knows, carry
+    what that event carries, and come after it."""
+    known = tiny_world.transactions.iloc[-1]
+    report = {"transaction_id": known.transaction_id, "card_number": known.card_number,
+              "reported_at": known.tx_datetime.to_pydatetime() + timedelta(hours=1)}
+    assert store.stage_label(report)["transaction_id"] == known.transaction_id
+    other_card = tiny_world.transactions.loc[
+        tiny_world.transactions["card_number"] != known.card_number, "card_number"
+    ].iloc[0]
+    refusals = {
+        "transaction_id: no event with this id is known": {**report, "transaction_id": "t-none"},
+        "card_number: not its event's": {**report, "card_number": other_card},
+        "reported_at: before the time of its event": {
+            **report, "reported_at": known.tx_datetime.to_pydatetime() - timedelta(seconds=1)
+        },
+    }
+    labels_before = store.n_labels
+    for says, label in refusals.items():
+        with pytest.raises(UnprovenLabelError, match=says) as refused:
+            store.stage_label(label)
+        assert other_card not in str(refused.value) and known.card_number not in str(refused.value)
+    assert store.n_labels == labels_before

@@ -47,7 +47,12 @@ from orchestration.lib.serving.history import (
     table_rows,
 )
 from orchestration.lib.serving.snapshot import SnapshotError, current_snapshot
-from orchestration.lib.serving.staging import RowConflictError, RowStaging, StagingError
+from orchestration.lib.serving.staging import (
+    RowConflictError,
+    RowStaging,
+    StagingError,
+    UnprovenLabelError,
+)
 from orchestration.settings import pseudonymization_key
 
 PROBE_ID_PREFIX = "~serving-probe~"
@@ -91,6 +96,7 @@ class OnlineFeatureStore:
         self._row_id, self._event_time = features.row_id, features.event_time
         self._partition_date = features.partition_date
         (self._known_at, label_time), = features.staging["labels"]["dates"].items()
+        self._label_time = label_time
         self._positions = {
             name: {column: i for i, column in enumerate(staging.columns)}
             for name, staging in self._staging.items()
@@ -161,9 +167,41 @@ class OnlineFeatureStore:
 
     def stage_label(self, label: Mapping[str, Any]) -> dict[str, Any]:
         """A label (the label source's contract columns) as staged: what a label log keeps
-        (pseudonyms, never personal data) and :meth:`add_staged_labels` takes back."""
+        (pseudonyms, never personal data) and :meth:`add_staged_labels` takes back.
+
+        Raises `UnprovenLabelError` (a ``ValueError``) when the label proves nothing of an event
+        the service knows: an unknown id, a column both carry that differs (a card that is not
+        the payment's), a label time before its event's. Anyone could otherwise plant labels
+        (a backdated report raises a terminal's risk at once); the label source's offline feed
+        stays the source of labels for events the service does not know."""
         staging = self._staging[self._labels_name]
-        return dict(zip(staging.columns, staging.stage(label, self._key), strict=True))
+        row = staging.stage(label, self._key)
+        with self._lock:
+            self._check_proves(row)
+        return dict(zip(staging.columns, row, strict=True))
+
+    def _check_proves(self, row: tuple) -> None:
+        labels = self._staging[self._labels_name]
+        fields = labels.field_names()
+        row_id = self._label_value(row, self._row_id)
+        event = self._history.event(row_id)
+        if event is None:
+            raise UnprovenLabelError(
+                f"{fields[self._row_id]}: no event with this id is known to the service (labels "
+                "of older events come with the label source's files)"
+            )
+        positions = self._positions[self._events_name]
+        for column in labels.columns:
+            if column == self._row_id or column not in positions or labels.is_lineage(column):
+                continue
+            if column in (self._known_at, self._partition_date):
+                continue
+            if self._label_value(row, column) != event[positions[column]]:
+                raise UnprovenLabelError(f"{fields.get(column, column)}: not its event's")
+        if self._label_value(row, self._label_time) < event[positions[self._event_time]]:
+            raise UnprovenLabelError(
+                f"{fields[self._label_time]}: before the time of its event"
+            )
 
     @property
     def n_events(self) -> int:

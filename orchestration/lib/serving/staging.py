@@ -21,6 +21,10 @@ class RowConflictError(ValueError):
     """An event id the store knows arrived again with different content."""
 
 
+class UnprovenLabelError(ValueError):
+    """A label that proves nothing of an event the service knows."""
+
+
 class StagingError(Exception):
     """The staged model's columns are not what the declaration stages."""
 
@@ -90,6 +94,11 @@ class RowStaging:
         for lineage in self._lineage:
             out[lineage] = None  # lineage of the raw zone; an online row has no file
         return tuple(out[name] for name in self.columns)
+
+    def field_names(self) -> dict[str, str]:
+        """Each staged column's request field (a pseudonym's: its personal data's field)."""
+        return {(c["pseudonym"] if c["pii"] else c["name"]): c["field"] for c in self._columns
+                if c["pseudonym"] or not c["pii"]}
 
     def is_lineage(self, column: str) -> bool:
         return column in self._lineage
