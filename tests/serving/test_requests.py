@@ -90,6 +90,10 @@ class FakeState:
         self.not_ready: str | None = None
         self.features_lock = threading.Lock()
         self.journal: list[dict[str, Any]] | None = None
+        self.divergences: list[str] = []
+
+    def diverged(self, why: str) -> None:
+        self.divergences.append(why)
 
     def ready_model(self) -> FakeModel:
         if self.not_ready is not None:
@@ -167,6 +171,23 @@ def test_not_ready_and_an_unwritable_log_are_503s(
     assert error(requests.score(event())) == (
         503, {"error": "the prediction could not be logged; retry the request"}
     )
+    # the event joined the online state but no log: the state must be rebuilt (issue 16)
+    assert state.divergences == ["a prediction could not be logged"]
+
+
+def test_a_model_failure_after_the_events_joined_the_state_is_a_503_and_a_rebuild(
+    requests: ScoringRequests, state: FakeState
+) -> None:
+    """Issue 16: a request failing after its payment joined the online state left an unlogged
+    payment that changed other payments' features, and vanished on restart."""
+    def broken(rows: Any, top_n: int) -> Any:
+        raise RuntimeError("the model cannot score")
+
+    state.model.score_and_explain = broken  # type: ignore[method-assign]
+    assert error(requests.score(event())) == (
+        503, {"error": "not ready: scoring failed; retry the request"}
+    )
+    assert state.divergences == ["scoring failed (RuntimeError)"]
 
 
 def test_labels_are_logged_then_applied_and_journaled_while_a_snapshot_loads(

@@ -14,8 +14,11 @@ import pytest
 from orchestration.lib.features.feature_definitions import FeatureDefinitions
 from orchestration.lib.monitoring.traffic import SKEW_TOLERANCE
 from orchestration.lib.serving.online_features import OnlineFeatureStore
+from orchestration.lib.serving.served import ServedColumns
 from orchestration.lib.serving.snapshot import ServingSnapshot, SnapshotError
 from orchestration.lib.serving.staging import RowConflictError, UnprovenLabelError
+from orchestration.lib.serving.state import ServingState
+from orchestration.settings import PSEUDONYMIZATION_KEY_ENV, get_settings
 from tests.features.raw_world import DbtRun, World
 from tests.serving.serving_world import mismatches, offline_features, publish, requests
 
@@ -353,3 +356,28 @@ def test_a_label_that_proves_nothing_of_a_known_event_is_refused(
             store.stage_label(label)
         assert other_card not in str(refused.value) and known.card_number not in str(refused.value)
     assert store.n_labels == labels_before
+
+
+def test_a_diverged_state_is_rebuilt_from_the_snapshot_and_the_logs(
+    tiny_build: DbtRun, tiny_definitions: FeatureDefinitions, tiny_key_hex: str,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 16: a payment that joined the online state but was never logged (its request
+    failed after) changed other payments' features and vanished on restart. The state stops
+    serving at once and the follower rebuilds it, as a restart would: without that payment."""
+    monkeypatch.setenv("BLUEPRINT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(PSEUDONYMIZATION_KEY_ENV, tiny_key_hex)
+    settings = get_settings("fraud")
+    publish(tiny_build, tiny_definitions, settings.snapshot_dir, tiny_key_hex)
+    state = ServingState(settings, ServedColumns.declared(settings.usecase),
+                         tiny_key_hex.encode())
+    state.follow_once()
+    store = state.store
+    assert store is not None
+    store.features(payment("unlogged-1", next_day(store), NEW_CARD, "100"))
+    state.diverged("a prediction could not be logged")
+    ready, body = state.readiness()
+    assert not ready and body["reason"].startswith("rebuilding the online state")
+    state.follow_once()
+    assert state.rebuilding is None and state.store is not store
+    assert state.store.n_events == store.n_events - 1  # the unlogged payment is not in it

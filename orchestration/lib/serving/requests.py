@@ -195,6 +195,7 @@ class ScoringRequests:
             ])
         except PredictionLogError as failure:
             logger.error("prediction log write failed: %s", failure)
+            self.state.diverged("a prediction could not be logged")
             raise Refused(
                 503, "the prediction could not be logged; retry the request"
             ) from failure
@@ -212,6 +213,11 @@ class ScoringRequests:
             staged = store.staged_features(events)
             if state.journal is not None:
                 state.journal.append({"events": [event for event, _ in staged]})
-        answers = self.schemas.answers(model, [features for _, features in staged])
+        try:
+            answers = self.schemas.answers(model, [features for _, features in staged])
+        except Exception as failure:  # the events joined the store: it must not keep them
+            logger.exception("scoring failed after the events joined the online state")
+            state.diverged(f"scoring failed ({type(failure).__name__})")
+            raise NotReady("scoring failed; retry the request") from failure
         return [(event, features, answer)
                 for (event, features), answer in zip(staged, answers, strict=True)]

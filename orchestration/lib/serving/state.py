@@ -51,6 +51,10 @@ class ServingState:
         """Held while a request adds events or labels to the store, and to swap the store."""
         self.journal: list[dict[str, Any]] | None = None
         """While a new snapshot loads: the events and labels added to the old store meanwhile."""
+        self.rebuilding: str | None = None
+        """Why the store holds events no log has (a request failed after they joined it): the
+        store is not served from until the follower has rebuilt it from the snapshot and the
+        logs, as a restart would."""
         self._staging_checked: tuple[OnlineFeatureStore | None, bool] = (None, False)
         """The last store whose staging was compared with the declaration's, and the answer
         (a store's staging never changes: compared once, not on every request's check)."""
@@ -79,6 +83,8 @@ class ServingState:
     def _not_ready(
         self, model: ScoringModel | None, store: OnlineFeatureStore | None
     ) -> str | None:
+        if self.rebuilding is not None:
+            return f"rebuilding the online state from the snapshot and the logs: {self.rebuilding}"
         if model is None:
             return self.problems.get("model", "no champion model loaded yet")
         if store is None:
@@ -105,6 +111,14 @@ class ServingState:
             same = self.columns.same_requests(store.definitions.features.staging)
             self._staging_checked = (store, same)
         return same
+
+    def diverged(self, why: str) -> None:
+        """A request failed after its events joined the store, before they were logged: the
+        store holds what no log has, which would change other events' features and vanish on a
+        restart. Stop serving from it (readiness says why) until the follower has rebuilt it."""
+        logger.error("the online state diverged from the logs (%s): rebuilding it", why)
+        with self.features_lock:
+            self.rebuilding = why
 
     def ready_model(self) -> ScoringModel:
         """The champion, if events can be scored now (raises `NotReady` saying why)."""
@@ -157,7 +171,13 @@ class ServingState:
     def _follow_snapshot(self) -> None:
         version = current_snapshot(self.settings.snapshot_dir).version
         store = self.store
-        if store is None:
+        if self.rebuilding is not None:
+            rebuilt = self.start_store()
+            with self.features_lock:
+                self.store, self.rebuilding = rebuilt, None
+            logger.info("rebuilt the online state: snapshot %s and the logs",
+                        rebuilt.snapshot_version)
+        elif store is None:
             self.store = self.start_store()
             logger.info("serving snapshot %s", self.store.snapshot_version)
         elif store.snapshot_version != version:
@@ -168,6 +188,8 @@ class ServingState:
                                                        carry_over=store)
                 _prepare(new)
                 with self.features_lock:
+                    if self.rebuilding is not None:
+                        return  # the old store diverged meanwhile: rebuilt from the logs next
                     self._replay_journal(new)
                     self.store = new
             finally:
