@@ -425,6 +425,63 @@ def test_service_is_not_ready_while_the_champion_needs_other_features(service: S
     assert service.client.post("/score", payment(service, 51, card=50)).status_code == 200
 
 
+def test_a_snapshot_of_other_features_waits_for_a_champion_of_them(service: Service) -> None:
+    """Issue 16: a snapshot of other feature definitions was swapped in at once, and the service
+    stayed unready until a champion of them existed (a candidate the gate rejects: never). It
+    now keeps serving the snapshot its champion matches, says why in /readyz, and swaps the
+    two together once such a champion is promoted."""
+    settings, url, key_hex = service.settings, service.server.url, service.world.key_hex
+    output = service.definitions.models[-1]
+    other = dataclasses.replace(service.definitions, models=(
+        *service.definitions.models[:-1],
+        dataclasses.replace(output, compiled_sql=output.compiled_sql + "\n-- other definitions"),
+    ))
+    assert other.hash != service.definitions.hash
+    new = publish(service.world.as_of, other, settings.snapshot_dir, key_hex)
+    promoted = None
+    try:
+        assert wait_for(lambda: "until a champion of its definitions" in json.dumps(
+            readiness(url)[1].get("problems", {})))
+        status, body = readiness(url)
+        assert status == 200 and body["model_version"] == service.champion
+        assert body["snapshot_version"] != new.version
+        assert service.client.post("/score", payment(service, 95, card=95)).status_code == 200
+
+        promoted = register_model(training_rows(service.world), settings, other.hash, key_hex)
+        registry.promote(promoted, reason="a champion of the other definitions", actor="test",
+                         settings=settings)
+        assert wait_for(lambda: readiness(url)[1].get("model_version") == promoted)
+        status, body = readiness(url)
+        assert status == 200 and body["snapshot_version"] == new.version  # swapped together
+        assert service.client.post("/score", payment(service, 96, card=95)).status_code == 200
+    finally:
+        publish(service.world.as_of, service.definitions, settings.snapshot_dir, key_hex)
+        if promoted is not None:
+            registry.rollback("back to the first definitions", actor="test", settings=settings)
+    assert wait_for(lambda: readiness(url)[0] == 200
+                    and readiness(url)[1]["model_version"] == service.champion)
+
+
+def test_a_champion_that_cannot_be_loaded_makes_the_service_unready(service: Service) -> None:
+    """Issue 16: the service kept serving the old model while /readyz said ready."""
+    settings, url = service.settings, service.server.url
+    broken = register_model(training_rows(service.world), settings, service.definitions.hash,
+                            service.world.key_hex)
+    (artifact,) = [p for p in settings.model_store_dir.rglob(registry.MODEL_FILENAME)
+                   if broken in str(p)]
+    artifact.write_bytes(b"not a model")
+    registry.promote(broken, reason="a broken artifact", actor="test", settings=settings)
+    try:
+        assert wait_for(lambda: readiness(url)[0] == 503)
+        reason = readiness(url)[1]["reason"]
+        assert "champion cannot be loaded" in reason and service.champion in reason
+        refused = service.client.post("/score", payment(service, 97, card=97))
+        assert refused.status_code == 503
+    finally:
+        registry.rollback("back to a loadable champion", actor="test", settings=settings)
+    assert wait_for(lambda: readiness(url)[0] == 200)
+
+
 def test_service_is_not_ready_while_the_snapshot_stages_other_requests(service: Service) -> None:
     """The request bodies come from the declaration, the staging from the snapshot: a snapshot
     published under other source contracts (here: the payment time under another field) would

@@ -358,7 +358,7 @@ def test_a_label_that_proves_nothing_of_a_known_event_is_refused(
     assert store.n_labels == labels_before
 
 
-def test_a_diverged_state_is_rebuilt_from_the_snapshot_and_the_logs(
+def test_a_diverged_state_is_rebuilt_and_a_dead_follower_is_unready(
     tiny_build: DbtRun, tiny_definitions: FeatureDefinitions, tiny_key_hex: str,
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -381,3 +381,8 @@ def test_a_diverged_state_is_rebuilt_from_the_snapshot_and_the_logs(
     state.follow_once()
     assert state.rebuilding is None and state.store is not store
     assert state.store.n_events == store.n_events - 1  # the unlogged payment is not in it
+
+    # issue 16: a dead follower (no new champion or snapshot ever again) left the service ready
+    state.follower_alive = lambda: False
+    ready, body = state.readiness()
+    assert not ready and "the follower thread stopped" in body["reason"]

@@ -78,47 +78,10 @@ GATE_ACTOR = "promotion_gate"
 TRAINING_ACTOR = "training"
 
 
-
-
-
-
-
-
-
-
-
-
 # --- immutable facts ------------------------------------------------------------------------
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # --- the content hash of a training frame ---------------------------------------------------
-
-
-
-
-
-
-
 
 
 # --- the model store ------------------------------------------------------------------------
@@ -220,34 +183,6 @@ def load_model(version: str, settings: Settings | None = None) -> tuple[Any, Mod
 
 
 # --- the append-only registry ---------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def cli_actor() -> str:

@@ -24,7 +24,7 @@ from orchestration.lib.serving.online_features import OnlineFeatureStore
 from orchestration.lib.serving.prediction_log import iter_records, rotation_token
 from orchestration.lib.serving.scoring import ScoringModel, load_scoring_model
 from orchestration.lib.serving.served import ServedColumns
-from orchestration.lib.serving.snapshot import current_snapshot
+from orchestration.lib.serving.snapshot import SnapshotError, current_snapshot
 from orchestration.settings import Settings
 
 logger = logging.getLogger("bentoml.scorer")
@@ -51,6 +51,14 @@ class ServingState:
         """Held while a request adds events or labels to the store, and to swap the store."""
         self.journal: list[dict[str, Any]] | None = None
         """While a new snapshot loads: the events and labels added to the old store meanwhile."""
+        self.pending_model: ScoringModel | None = None
+        """The registry's champion, loaded, waiting for a snapshot of its feature definitions
+        (the two are swapped together)."""
+        self.follower_alive: Callable[[], bool] | None = None
+        """Whether the follower thread still runs (set when it starts)."""
+        self._refused_snapshot: tuple[str, str | None, str] | None = None
+        """A snapshot not swapped in (its version, the champion it did not match, why): not
+        loaded again until another champion comes."""
         self.rebuilding: str | None = None
         """Why the store holds events no log has (a request failed after they joined it): the
         store is not served from until the follower has rebuilt it from the snapshot and the
@@ -85,16 +93,19 @@ class ServingState:
     ) -> str | None:
         if self.rebuilding is not None:
             return f"rebuilding the online state from the snapshot and the logs: {self.rebuilding}"
+        if self.follower_alive is not None and not self.follower_alive():
+            return "the follower thread stopped (it loads champions and snapshots): restart"
+        if model is not None and "model" in self.problems:
+            return (f"serving {model.version}, but the registry's champion cannot be loaded: "
+                    f"{self.problems['model']}")
+        if self.pending_model is not None and store is not None:
+            return self._mismatch(self.pending_model, store)
         if model is None:
             return self.problems.get("model", "no champion model loaded yet")
         if store is None:
             return self.problems.get("snapshot", "the online state is not loaded yet")
         if model.feature_definitions_hash != store.definitions_hash:
-            return (
-                f"champion {model.version} was trained on feature definitions "
-                f"{model.feature_definitions_hash[:12]}, the online state computes "
-                f"{store.definitions_hash[:12]}: publish a matching snapshot or roll back"
-            )
+            return self._mismatch(model, store)
         if model.facts.pseudonymization_key_fingerprint != self._key_fingerprint:
             return f"champion {model.version} saw pseudonyms of another pseudonymization key"
         if not self._stages_as_declared(store):
@@ -104,6 +115,12 @@ class ServingState:
                 "materialize to publish a snapshot of the declared contracts"
             )
         return None
+
+    @staticmethod
+    def _mismatch(model: ScoringModel, store: OnlineFeatureStore) -> str:
+        return (f"champion {model.version} was trained on feature definitions "
+                f"{model.feature_definitions_hash[:12]}, the online state computes "
+                f"{store.definitions_hash[:12]}: publish a matching snapshot or roll back")
 
     def _stages_as_declared(self, store: OnlineFeatureStore) -> bool:
         checked, same = self._staging_checked
@@ -135,11 +152,14 @@ class ServingState:
         ``on_rotation`` closes the service's log files when `blueprint replay` asks."""
         seen = rotation_token(self.settings.serving_dir)
         while True:
-            token = rotation_token(self.settings.serving_dir)
-            if token != seen:
-                seen = token
-                on_rotation()
-            self.follow_once()
+            try:
+                token = rotation_token(self.settings.serving_dir)
+                if token != seen:
+                    seen = token
+                    on_rotation()
+                self.follow_once()
+            except Exception:  # the follower must outlive any one poll's failure
+                logger.exception("the follower's poll failed; it polls again")
             if stop.wait(self.settings.serving_poll_seconds):
                 return
 
@@ -160,13 +180,24 @@ class ServingState:
             self.frozen_objects = settle_heap()
 
     def _follow_champion(self) -> None:
+        """Serve the registry's champion; one of other feature definitions than the online
+        state's waits (pending) for a snapshot of its definitions, swapped in with it."""
         version = registry.champion_version(self.settings)
-        if self.model is None or self.model.version != version:
-            model = load_scoring_model(version, self.settings)
-            previous, self.model = self.model, model
+        if self.model is not None and self.model.version == version:
+            self.pending_model = None  # served already (a rollback to it, say)
+            return
+        if self.pending_model is not None and self.pending_model.version == version:
+            return
+        model = load_scoring_model(version, self.settings)
+        store = self.store
+        if store is None or store.definitions_hash == model.feature_definitions_hash:
+            previous, self.model, self.pending_model = self.model, model, None
             logger.info(
                 "serving model %s (was %s)", version, previous.version if previous else None
             )
+        else:
+            self.pending_model, self._refused_snapshot = model, None
+            logger.info("champion %s waits for a snapshot of its feature definitions", version)
 
     def _follow_snapshot(self) -> None:
         version = current_snapshot(self.settings.snapshot_dir).version
@@ -181,17 +212,33 @@ class ServingState:
             self.store = self.start_store()
             logger.info("serving snapshot %s", self.store.snapshot_version)
         elif store.snapshot_version != version:
+            target = self.pending_model or self.model
+            refused = self._refused_snapshot
+            if refused is not None and refused[:2] == (version, target and target.version):
+                raise SnapshotError(refused[2])  # known not to match: not loaded again
             with self.features_lock:
                 self.journal = []
             try:
                 new = OnlineFeatureStore.from_snapshot(self.settings.snapshot_dir,
                                                        carry_over=store)
+                if target is not None and (
+                    new.definitions_hash != target.feature_definitions_hash
+                ):
+                    why = (f"snapshot {version} computes feature definitions "
+                           f"{new.definitions_hash[:12]}, champion {target.version} was trained "
+                           f"on {target.feature_definitions_hash[:12]}: serving snapshot "
+                           f"{store.snapshot_version} until a champion of its definitions")
+                    self._refused_snapshot = (version, target.version, why)
+                    raise SnapshotError(why)
                 _prepare(new)
                 with self.features_lock:
                     if self.rebuilding is not None:
                         return  # the old store diverged meanwhile: rebuilt from the logs next
                     self._replay_journal(new)
                     self.store = new
+                    if self.pending_model is not None:  # swapped together
+                        self.model, self.pending_model = self.pending_model, None
+                        logger.info("serving model %s with its snapshot", self.model.version)
             finally:
                 with self.features_lock:
                     self.journal = None
@@ -237,12 +284,14 @@ class Follower:
 
     def __init__(self, state: ServingState, on_rotation: Callable[[], None]) -> None:
         self._stop = threading.Event()
+        self._state = state
         self._thread = threading.Thread(
             target=state.follow, args=(self._stop, on_rotation), name="follower", daemon=True
         )
 
     def start(self) -> Follower:
         self._thread.start()
+        self._state.follower_alive = self._thread.is_alive
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
