@@ -256,17 +256,28 @@ def get_settings(usecase: str | None = None) -> Settings:
     )
 
 
-def pseudonymization_key(settings: Settings | None = None) -> bytes:
+class NoKeyError(RuntimeError):
+    """A reader of pseudonyms found no key where the pipeline keeps it."""
+
+
+def pseudonymization_key(settings: Settings | None = None, create: bool = True) -> bytes:
     """The secret key of the card pseudonymization (HMAC-SHA256).
 
     Taken from BLUEPRINT_PSEUDONYMIZATION_KEY when set; otherwise generated once under
-    ``BLUEPRINT_HOME/secrets`` (mode 600) and reused. Never printed or logged.
+    ``BLUEPRINT_HOME/secrets`` (mode 600) and reused. Never printed or logged. ``create=False``
+    (the scoring service: it serves the pipeline's pseudonyms, a new key would match none)
+    raises `NoKeyError` instead of generating one.
     """
     from_env = os.environ.get(PSEUDONYMIZATION_KEY_ENV)
     if from_env:
         return from_env.encode()
     settings = settings or get_settings()
     key_file = settings.secrets_dir / "pseudonymization.key"
+    if not key_file.exists() and not create:
+        raise NoKeyError(
+            f"no pseudonymization key at {key_file}: the service serves the pipeline's home "
+            f"(set BLUEPRINT_HOME to it) or the key in {PSEUDONYMIZATION_KEY_ENV}"
+        )
     if not key_file.exists():
         from orchestration.lib.core.atomic import create_secret_once
 

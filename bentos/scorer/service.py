@@ -48,7 +48,7 @@ class Scorer:
 
     def __init__(self) -> None:
         CREDENTIALS.load(SETTINGS)  # no token, no service (unless BLUEPRINT_SERVING_AUTH=off)
-        state = ServingState(SETTINGS, COLUMNS, pseudonymization_key(SETTINGS))
+        state = ServingState(SETTINGS, COLUMNS, pseudonymization_key(SETTINGS, create=False))
         self.requests = ScoringRequests.open(SETTINGS, state, SCHEMAS)
         READINESS.check = state.readiness
         self.follower = Follower(state, on_rotation=self.requests.rotate_logs).start()

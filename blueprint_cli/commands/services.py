@@ -17,6 +17,7 @@ import typer
 
 from blueprint_cli.home import echo_err, prepare
 from blueprint_cli.usecase import DEFAULT_USECASE, UsecaseOption, select_usecase
+from orchestration.lib.core.processes import live_pid, write_pid_file
 from orchestration.lib.core.usecase import usecase_names
 from orchestration.settings import PROJECT_ROOT, USECASES_DIR, Settings, get_settings
 
@@ -35,16 +36,7 @@ def _pid_file(settings: Settings) -> Path:
 
 def ui_running(settings: Settings) -> int | None:
     """The process group of the Dagster UI this home started, if it is still running."""
-    pid_file = _pid_file(settings)
-    if not pid_file.exists():
-        return None
-    pid = int(pid_file.read_text())
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        pid_file.unlink()
-        return None
-    return pid
+    return live_pid(_pid_file(settings))
 
 
 def _wait_for_http(url: str, timeout_s: float) -> bool:
@@ -84,7 +76,7 @@ def ui(
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group, so `blueprint stop` ends it all
         )
-    _pid_file(settings).write_text(str(process.pid))
+    write_pid_file(_pid_file(settings), process.pid)
     if not _wait_for_http(f"{url}/server_info", timeout_s=90):
         echo_err(f"error: the Dagster UI did not answer within 90 s; see {log_dir}/dagster-dev.log")
         raise typer.Exit(1)
@@ -99,22 +91,18 @@ def _reports_pid_file(settings: Settings) -> Path:
 def _start_reports_server(settings: Settings) -> None:
     """Serve the monitoring reports on 127.0.0.1, so that their links in the Dagster UI open."""
     pid_file = _reports_pid_file(settings)
-    if pid_file.exists():
-        try:
-            os.killpg(int(pid_file.read_text()), 0)
-            return
-        except (ProcessLookupError, ValueError):
-            pid_file.unlink()
+    if live_pid(pid_file) is not None:
+        return
     from orchestration.lib.monitoring.report_index import write_root_index
 
     write_root_index(settings.reports_root, usecase_names(USECASES_DIR))
     process = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(settings.reports_port),
-         "--bind", "127.0.0.1", "--directory", str(settings.reports_root)],
+        [sys.executable, "-m", "blueprint_cli.report_server", str(settings.reports_port),
+         str(settings.reports_root)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
-    pid_file.write_text(str(process.pid))
+    write_pid_file(pid_file, process.pid)
     url = f"http://127.0.0.1:{settings.reports_port}/index.html"
     typer.echo(f"Monitoring reports: {url}")
 
@@ -123,11 +111,8 @@ def _stop_reports_server(settings: Settings) -> bool:
     from orchestration.lib.serving.process import stop_process_group
 
     pid_file = _reports_pid_file(settings)
-    try:
-        pid = int(pid_file.read_text())
-        os.killpg(pid, 0)
-    except (FileNotFoundError, ProcessLookupError, ValueError):
-        pid_file.unlink(missing_ok=True)
+    pid = live_pid(pid_file)
+    if pid is None:
         return False
     stop_process_group(pid, REPORTS_SERVER_STOP_S)  # SIGKILL if it ignores SIGTERM
     pid_file.unlink(missing_ok=True)

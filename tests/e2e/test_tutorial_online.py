@@ -94,7 +94,7 @@ def service(online: Online) -> Iterator[Service]:
     """The copy's ``blueprint serve`` on a free port; stopped (its process group) at the end."""
     port = free_port()
     started = online.blueprint("serve", "--usecase", rides.NAME, "--port", str(port))
-    pid = int((online.serving_dir / "scorer.pid").read_text())
+    pid = int((online.serving_dir / "scorer.pid").read_text().split()[0])
     url = f"http://127.0.0.1:{port}"
     try:
         assert f"Scoring service: {url}" in started.stdout, started.stdout

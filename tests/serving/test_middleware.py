@@ -167,3 +167,18 @@ def test_a_secret_is_never_readable_by_others_and_never_replaced(tmp_path, monke
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert target.read_text() == "first"
     assert [p.name for p in target.parent.iterdir()] == ["serving.token"]  # no temp file left
+
+
+def test_the_service_never_mints_a_pseudonymization_key(tmp_path, monkeypatch) -> None:
+    """Issue 16: a Bento served without the pipeline's home would mint a new key (its
+    pseudonyms would match nothing) instead of saying what is missing."""
+    from orchestration.settings import PSEUDONYMIZATION_KEY_ENV, NoKeyError, pseudonymization_key
+
+    monkeypatch.setenv("BLUEPRINT_HOME", str(tmp_path))
+    monkeypatch.delenv(PSEUDONYMIZATION_KEY_ENV, raising=False)
+    settings = get_settings()
+    with pytest.raises(NoKeyError, match="set BLUEPRINT_HOME"):
+        pseudonymization_key(settings, create=False)
+    assert not (settings.secrets_dir / "pseudonymization.key").exists()
+    made = pseudonymization_key(settings)  # the pipeline makes it once
+    assert pseudonymization_key(settings, create=False) == made

@@ -198,8 +198,11 @@ def bento_asset(scope: Scope) -> dg.AssetsDefinition:
                 "bento": tag,
                 "champion_version": version,
                 "serve": dg.MetadataValue.md(
-                    f"`BENTOML_HOME={settings.bentoml_home} bentoml serve {tag}`, or "
-                    "`bentoml containerize` it; `blueprint serve` runs the same service from source"
+                    f"`BLUEPRINT_HOME={settings.home} BENTOML_HOME={settings.bentoml_home} "
+                    f"bentoml serve {tag} --host 127.0.0.1` (the home gives it the snapshot, "
+                    "the pseudonymization key and the bearer token; BentoML's default host is "
+                    "every interface), or `bentoml containerize` it; `blueprint serve` runs the "
+                    "same service from source"
                 ),
             }
         )

@@ -142,7 +142,7 @@ class OnlineFeatureStore:
         have them yet).
         """
         snapshot = current_snapshot(snapshot_dir)
-        key = key if key is not None else pseudonymization_key()
+        key = key if key is not None else pseudonymization_key(create=False)
         if key_fingerprint(key) != snapshot.manifest["pseudonymization_key_fingerprint"]:
             raise SnapshotError(
                 f"{snapshot.path} was built with another pseudonymization key: pseudonyms "

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestration.lib.core.processes import live_pid, write_pid_file
 from orchestration.lib.serving.bento import SERVICE
 from orchestration.lib.serving.guard import ensure_serving_token
 from orchestration.settings import (
@@ -121,7 +122,7 @@ def start_scoring_service(
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: stopping it ends its workers too
         )
-    pid_path(settings).write_text(f"{process.pid}\n")
+    write_pid_file(pid_path(settings), process.pid)
     server = ScoringServer(pid=process.pid, url=f"http://{HOST}:{port}", log_path=log_path)
     url_path(settings).write_text(f"{server.url}\n")
     try:
@@ -150,15 +151,7 @@ def running_service_url(settings: Settings | None = None) -> str | None:
 
 def running_scoring_service(settings: Settings | None = None) -> int | None:
     """The process group id of the service started from this BLUEPRINT_HOME, if it runs."""
-    path = pid_path(settings or get_settings())
-    try:
-        pid = int(path.read_text().strip())
-        os.killpg(pid, 0)
-    except (FileNotFoundError, ValueError, ProcessLookupError):
-        return None
-    except PermissionError:
-        return pid
-    return pid
+    return live_pid(pid_path(settings or get_settings()))
 
 
 def stop_scoring_service(settings: Settings | None = None) -> bool:
