@@ -263,3 +263,29 @@ def test_concurrent_writers_keep_exactly_one_champion():
             assert event.details["previous_champion"] == champion
             champion = event.version
     assert registry.champion_version() == champion
+
+
+def test_a_person_rolling_back_while_the_gate_decides_is_not_overridden():
+    """Issue 16: a manual rollback during training was silently overridden by the gate, which
+    promoted its candidate over the champion it had compared with, not the current one."""
+    from orchestration.defs.training.gate import _record
+    from orchestration.lib.training.promotion import Decision
+
+    _register("a", "b", "candidate")
+    registry.promote("a", reason="first", actor="promotion_gate")
+    registry.promote("b", reason="second", actor="promotion_gate")
+    compared_with = registry.champion()  # b: what the gate scored the candidate against
+    registry.rollback("b is wrong", actor="cli:alice")  # meanwhile, a person restores a
+
+    with pytest.raises(registry.ChampionChangedError, match="compared with b, the champion is "
+                                                            "now a"):
+        registry.promote("candidate", reason="better", actor="promotion_gate",
+                         expected_champion="b")
+    assert registry.champion_version() == "a"
+
+    better = Decision(promote=True, reason="beats the champion", numbers={})
+    decided = _record("candidate", better, {}, compared_with, get_settings())
+    assert not decided.promote and "the champion changed" in decided.reason
+    assert registry.champion_version() == "a"
+    assert _statuses()["candidate"] == "candidate"
+    assert registry.history("candidate")[-1].event == "rejected"

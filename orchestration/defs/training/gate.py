@@ -2,6 +2,9 @@
 the same latest test window and promotes the candidate only if its inputs passed their checks
 and it is better."""
 
+import dataclasses
+from typing import Any
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -15,6 +18,7 @@ from orchestration.defs.training.training_data import (
 from orchestration.lib.core.markdown import markdown_table
 from orchestration.lib.core.usecase import UseCase
 from orchestration.lib.registry import registry
+from orchestration.lib.registry.facts import ChampionChangedError
 from orchestration.lib.registry.log import VersionStatus
 from orchestration.lib.serving.scoring import load_scoring_model
 from orchestration.lib.training.metrics import (
@@ -92,8 +96,7 @@ def champion_model_asset(scope: Scope) -> dg.AssetsDefinition:
             "champion_version": current.version if current else None,
             "checks": check_states,
         }
-        registry.record_decision(model_candidate, decision.promote, decision.reason, numbers,
-                                 settings=settings)
+        decision = _record(model_candidate, decision, numbers, current, settings)
         context.log.info(
             f"gate: {'promoted' if decision.promote else 'rejected'} {model_candidate}: "
             f"{decision.reason}"
@@ -106,6 +109,24 @@ def champion_model_asset(scope: Scope) -> dg.AssetsDefinition:
         )
 
     return champion_model
+
+
+def _record(
+    candidate: str, decision: Decision, numbers: dict[str, Any], current: Any,
+    settings: Settings,
+) -> Decision:
+    """Record the decision against the champion it was made with: if a person rolled back or
+    promoted meanwhile, the candidate is not promoted over their choice (it is rejected,
+    saying why; the next training decides again)."""
+    expected = current.version if current else None
+    try:
+        registry.record_decision(candidate, decision.promote, decision.reason, numbers,
+                                 expected_champion=expected, settings=settings)
+        return decision
+    except ChampionChangedError as changed:
+        rejected = dataclasses.replace(decision, promote=False, reason=f"not promoted: {changed}")
+        registry.record_decision(candidate, False, rejected.reason, numbers, settings=settings)
+        return rejected
 
 
 def _latest_test_window(

@@ -40,6 +40,10 @@ class UnknownVersionError(RegistryError):
     """The version is not in the registry (or not in the model store)."""
 
 
+class ChampionChangedError(RegistryError):
+    """A promotion expected another champion than the current one (it changed meanwhile)."""
+
+
 class NoChampionError(RegistryError):
     """No version is champion yet."""
 

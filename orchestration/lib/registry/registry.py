@@ -46,6 +46,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from orchestration.lib.registry.facts import (
+    ChampionChangedError,
     ModelFacts,
     NoChampionError,
     RegistryError,
@@ -210,17 +211,24 @@ def register(
         append_event(db, version, "registered", actor, reason, details)
 
 
+ANY_CHAMPION: Any = object()
+"""A promotion that replaces whichever champion there is (a person's)."""
+
+
 def promote(
     version: str,
     *,
     reason: str,
     actor: str,
     numbers: Mapping[str, Any] | None = None,
+    expected_champion: str | None = ANY_CHAMPION,
     settings: Settings | None = None,
 ) -> str | None:
     """Make ``version`` the champion, archiving the current one in the same transaction.
 
-    Returns the champion it replaced, if any.
+    ``expected_champion``: the champion the decision was made against (None: none); when the
+    champion is another by now (a rollback or promotion while the gate decided), nothing is
+    recorded and `ChampionChangedError` is raised. Returns the champion it replaced, if any.
     """
     require_reason(reason)
     with session(settings, write=True) as db:
@@ -228,6 +236,12 @@ def promote(
             raise RegistryError(f"model version {version!r} is already the champion")
         previous = current_champion(db)
         previous_version = previous.version if previous else None
+        if expected_champion is not ANY_CHAMPION and previous_version != expected_champion:
+            raise ChampionChangedError(
+                f"the champion changed while the decision was made: it was compared with "
+                f"{expected_champion or 'no champion'}, the champion is now "
+                f"{previous_version or 'none'}"
+            )
         if previous_version is not None:
             append_event(
                 db, previous_version, "archived", actor, reason, {"superseded_by": version}
@@ -246,15 +260,17 @@ def record_decision(
     numbers: Mapping[str, Any],
     *,
     actor: str = GATE_ACTOR,
+    expected_champion: str | None = ANY_CHAMPION,
     settings: Settings | None = None,
 ) -> None:
     """Record the promotion gate's decision: ``promoted`` (it becomes champion) or ``rejected``.
 
     ``numbers`` are what the decision was based on (the candidate's and champion's metrics,
-    thresholds); they are kept in the event's details.
+    thresholds); they are kept in the event's details. ``expected_champion``: see `promote`.
     """
     if promoted:
-        promote(version, reason=reason, actor=actor, numbers=numbers, settings=settings)
+        promote(version, reason=reason, actor=actor, numbers=numbers,
+                expected_champion=expected_champion, settings=settings)
         return
     require_reason(reason)
     with session(settings, write=True) as db:
