@@ -79,6 +79,10 @@ class Settings:
     serving_max_batch: int
     """BLUEPRINT_SERVING_MAX_BATCH (default 1000): most transactions one ``/score_batch``
     request may carry."""
+    serving_clock: str
+    """BLUEPRINT_SERVING_CLOCK (default ``events``): the scoring service's now, ``wall`` (the
+    machine's time: production) or ``events`` (the newest event time it accepted: replays of
+    simulated days); see ``orchestration/lib/serving/clock.py``."""
     serving_start_timeout_seconds: float
     """BLUEPRINT_SERVING_START_TIMEOUT_SECONDS (default 120): how long ``blueprint serve``
     waits for the service's ``/readyz`` before giving up."""
@@ -247,6 +251,7 @@ def get_settings(usecase: str | None = None) -> Settings:
         ),
         serving_poll_seconds=float(_env("BLUEPRINT_SERVING_POLL_SECONDS", "0.5")),
         serving_max_batch=int(_env("BLUEPRINT_SERVING_MAX_BATCH", "1000")),
+        serving_clock=_env("BLUEPRINT_SERVING_CLOCK", "events"),
         serving_start_timeout_seconds=float(
             _env("BLUEPRINT_SERVING_START_TIMEOUT_SECONDS", "120")
         ),

@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from starlette.responses import JSONResponse
 
+from orchestration.lib.serving.clock import ServiceClock
 from orchestration.lib.serving.prediction_log import PredictionLog, PredictionLogError, iter_records
 from orchestration.lib.serving.requests import Refused, ScoringRequests
 from orchestration.lib.serving.schemas import LabelsAdded, ServiceSchemas
@@ -63,6 +66,7 @@ class FakeStore:
     def __init__(self) -> None:
         self.refuse: Exception | None = None
         self.labels: list[dict[str, Any]] = []
+        self.known: set[str] = set()
 
     def staged_features(self, events: list[dict[str, Any]]) -> list[tuple[dict, dict]]:
         if self.refuse is not None:
@@ -72,6 +76,9 @@ class FakeStore:
         return [(row, {COLUMNS.row_id: event[COLUMNS.row_field],
                        **dict.fromkeys(COLUMNS.features, 1.0)})
                 for row, event in zip(staged, events, strict=True)]
+
+    def knows(self, row_id: str) -> bool:
+        return row_id in self.known
 
     def stage_label(self, label: dict[str, Any]) -> dict[str, Any]:
         if self.refuse is not None:
@@ -91,6 +98,7 @@ class FakeState:
         self.features_lock = threading.Lock()
         self.journal: list[dict[str, Any]] | None = None
         self.divergences: list[str] = []
+        self.clock = ServiceClock("events", timedelta(days=1), timedelta(days=1))
 
     def diverged(self, why: str) -> None:
         self.divergences.append(why)
@@ -222,3 +230,27 @@ def test_labels_are_refused_before_the_state_loads_or_when_unstageable(
 
 def test_a_refusal_is_the_error_body_with_its_status() -> None:
     assert error(Refused(409, "conflict").response()) == (409, {"error": "conflict"})
+
+
+def test_times_far_from_the_services_clock_are_refused_422(
+    requests: ScoringRequests, state: FakeState
+) -> None:
+    """Issue 16: a payment dated 9999 moved the online state's day and stopped its pruning; one
+    dated ahead with the id the processor would use next conflicted with every later snapshot.
+    A label known after now proved nothing either."""
+    state.clock.observe(datetime(2024, 3, 2, 9, 0))
+    assert not isinstance(requests.score(event(timestamp="2024-03-03T08:59:00")), JSONResponse)
+    for when, says in (("9999-01-01T00:00:00", "after the service's clock"),
+                       ("2024-03-05T00:00:00", "after the service's clock"),
+                       ("2024-03-01T08:00:00", "before the service's clock")):
+        code, answer = error(requests.score(event(transaction_id="t-far", timestamp=when)))
+        assert code == 422 and answer["error"].startswith("timestamp: ")
+        assert says in answer["error"]
+    state.store.known.add("t-old")  # a retry of an event the store holds: answered, however late
+    assert not isinstance(requests.score(event(transaction_id="t-old",
+                                               timestamp="2024-02-01T00:00:00")), JSONResponse)
+    late_report = body(SCHEMAS.labels, {COLUMNS.label_source: [
+        {**REPORT, "reported_at": "2024-03-09T00:00:00"}]})
+    code, refused = error(requests.labels(late_report))
+    assert code == 422 and refused["error"].startswith("reported_at: after the service's clock")
+    assert state.store.labels == []

@@ -118,6 +118,10 @@ class Serving(Strict):
     score: Identifier = "score"
     """The name of the score in answers, batch scores and monitoring (``fraud_probability``)."""
     request: Request = Request()
+    forward_skew: Duration = timedelta(days=1)
+    """How far after the service's clock an event may be (a later one is refused, 422)."""
+    back_window: Duration = timedelta(days=1)
+    """How far before the service's clock an event may be (an earlier one is refused)."""
 
     @property
     def online(self) -> bool:

@@ -203,6 +203,11 @@ class OnlineFeatureStore:
                 f"{fields[self._label_time]}: before the time of its event"
             )
 
+    def knows(self, row_id: str) -> bool:
+        """Whether the history holds an event with this id."""
+        with self._lock:
+            return self._history.event(row_id) is not None
+
     @property
     def n_events(self) -> int:
         return self._history.n_events

@@ -9,7 +9,9 @@ is scored at once), and each request still gets its own answer or its own error.
 
 A request that cannot be answered is refused (:class:`Refused`) with an HTTP status and the JSON
 body ``{"error": ...}``: 400 for what the schema cannot see, 409 for a retry that conflicts
-with what the service already holds, 503 when the service is not ready or cannot log (retry).
+with what the service already holds, 422 for a time too far from the service's clock
+(:mod:`orchestration.lib.serving.clock`), 503 when the service is not ready or cannot log
+(retry).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, ParamSpec, TypeVar
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
+from orchestration.lib.serving.clock import OutOfClockError
 from orchestration.lib.serving.coalesce import Coalescer
 from orchestration.lib.serving.prediction_log import (
     PredictionLog,
@@ -130,8 +133,13 @@ class ScoringRequests:
     def score_events(self, events: Sequence[BaseModel]) -> list[BaseModel]:
         """The answers to ``events``, once their prediction log rows are on disk."""
         request_id = new_request_id()
+        dumped = [event.model_dump() for event in events]
+        times = [event[self.columns.time_field] for event in dumped]
         try:
-            scored = self.scorer([event.model_dump() for event in events])
+            self._check_clock(dumped, times)
+            scored = self.scorer(dumped)
+        except OutOfClockError as out:
+            raise Refused(422, str(out)) from out
         except NotReady as reason:
             raise Refused(503, f"not ready: {reason}") from reason
         except RowConflictError as conflict:
@@ -139,6 +147,7 @@ class ScoringRequests:
         except ValueError as invalid:  # what the schema cannot see (never echoes personal data)
             raise Refused(400, str(invalid)) from invalid
         self._log_predictions(request_id, scored)
+        self.state.clock.observe(max(times))
         return [answer for _, _, answer in scored]
 
     def add_labels(self, labels: Sequence[BaseModel]) -> int:
@@ -152,11 +161,16 @@ class ScoringRequests:
         if store is None:
             raise Refused(503, "not ready: the online state is not loaded yet")
         try:
+            dumped = [label.model_dump() for label in labels]
+            for label in dumped:
+                self.state.clock.check_label(self.columns.label_time_field,
+                                             label[self.columns.label_time_field])
             staged = [
-                {"request_id": request_id, "logged_at": logged_at,
-                 **store.stage_label(label.model_dump())}
-                for label in labels
+                {"request_id": request_id, "logged_at": logged_at, **store.stage_label(label)}
+                for label in dumped
             ]
+        except OutOfClockError as out:
+            raise Refused(422, str(out)) from out
         except ValueError as invalid:  # what the schema cannot see (never echoes personal data)
             raise Refused(400, str(invalid)) from invalid
         try:
@@ -181,6 +195,17 @@ class ScoringRequests:
         """Close the log files (into ``closed/``)."""
         self.prediction_log.close()
         self.label_log.close()
+
+    def _check_clock(self, events: list[dict[str, Any]], times: list[Any]) -> None:
+        """New events far from the service's clock are refused (`OutOfClockError`); a retry
+        of one it holds is answered as before, however late (the store says if it conflicts)."""
+        store = self.state.store
+        for event, when in zip(events, times, strict=True):
+            try:
+                self.state.clock.check_event(self.columns.time_field, when)
+            except OutOfClockError:
+                if store is None or not store.knows(str(event[self.columns.row_field])):
+                    raise
 
     def _log_predictions(self, request_id: str, scored: Scored) -> None:
         logged_at = datetime.now(UTC)

@@ -82,6 +82,16 @@ class ServedColumns:
         )
 
     @property
+    def time_field(self) -> str:
+        """The request field of an event's time."""
+        return _field(self.staging["events"], self.event_time)
+
+    @property
+    def label_time_field(self) -> str:
+        """The request field of a label's time."""
+        return _field(self.staging["labels"], self.label_time)
+
+    @property
     def prediction_columns(self) -> tuple[str, ...]:
         """The fields of a prediction log row, in the order they are written."""
         return ("request_id", "logged_at", *self.events, "model_version", FEATURES, self.score,
@@ -122,3 +132,7 @@ class ServedColumns:
         empty = {"columns": [], "dates": {}}
         return all(spec(staging.get(kind) or empty) == spec(self.staging[kind])
                    for kind in ("events", "labels"))
+
+
+def _field(spec: Mapping[str, Any], column: str) -> str:
+    return next(c["field"] for c in spec["columns"] if c["name"] == column)

@@ -15,11 +15,12 @@ import gc
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from orchestration.lib.features.pseudonymize import key_fingerprint
 from orchestration.lib.registry import registry
+from orchestration.lib.serving.clock import ServiceClock
 from orchestration.lib.serving.online_features import OnlineFeatureStore
 from orchestration.lib.serving.prediction_log import iter_records, rotation_token
 from orchestration.lib.serving.scoring import ScoringModel, load_scoring_model
@@ -43,6 +44,10 @@ class ServingState:
         self._key_fingerprint = key_fingerprint(key)
         self.model: ScoringModel | None = None
         self.store: OnlineFeatureStore | None = None
+        serving = settings.usecase.serving
+        self.clock = ServiceClock(settings.serving_clock, serving.forward_skew,
+                                  serving.back_window)
+        """Now, and how far from it what arrives may be."""
         self.problems: dict[str, str] = {}
         """What keeps the model or the store from (re)loading: shown by /readyz."""
         self.frozen_objects = 0
@@ -231,6 +236,10 @@ class ServingState:
                     self._refused_snapshot = (version, target.version, why)
                     raise SnapshotError(why)
                 _prepare(new)
+                assert new.snapshot_last_day is not None
+                self.clock.observe(
+                    datetime.combine(new.snapshot_last_day + timedelta(days=1), time.min)
+                )
                 with self.features_lock:
                     if self.rebuilding is not None:
                         return  # the old store diverged meanwhile: rebuilt from the logs next
@@ -252,10 +261,11 @@ class ServingState:
         store = OnlineFeatureStore.from_snapshot(self.settings.snapshot_dir)
         assert store.snapshot_last_day is not None
         last_day = store.snapshot_last_day
-        events = store.add_staged_events(_after(
+        self.clock.observe(datetime.combine(last_day + timedelta(days=1), time.min))
+        events = store.add_staged_events(self._observed(_after(
             iter_records(self.settings.prediction_log_dir, include_open=True),
             columns.event_time, last_day,
-        ))
+        )))
         labels = store.add_staged_labels(_after(
             iter_records(self.settings.label_log_dir, include_open=True),
             columns.label_time, last_day,
@@ -265,6 +275,15 @@ class ServingState:
         )
         _prepare(store)
         return store
+
+    def _observed(self, events: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        """``events``, each one's time shown to the clock (a restart's clock is where the
+        service left it)."""
+        for event in events:
+            when = event[self.columns.event_time]
+            self.clock.observe(when if isinstance(when, datetime)
+                               else datetime.fromisoformat(str(when)))
+            yield event
 
     def _replay_journal(self, store: OnlineFeatureStore) -> None:
         """Add to ``store`` what requests added to the old store while it loaded."""
