@@ -61,3 +61,22 @@ def usecase_definition(name: str, kind: str, definition: str):
         "job": lambda: defs.resolve_job_def(definition),
     }
     return found[kind]()
+
+
+def mark_loaded(instance, scope, source: str, day) -> None:
+    """``source`` loaded for ``day`` as ingestion leaves it: a raw snapshot (empty here) and the
+    raw asset's partition materialized (a materialized day without a snapshot had no delivery:
+    not loaded)."""
+    import dagster as dg
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from orchestration.lib.ingestion.declared import contracts_of
+    from orchestration.lib.ingestion.landing import raw_snapshot_path
+
+    path = raw_snapshot_path(contracts_of(scope.usecase)[source], scope.settings().raw_dir, day)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"_empty": pa.array([], pa.string())}), path)
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key=scope.key(f"raw_{source}"), partition=day.isoformat())
+    )

@@ -12,7 +12,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from orchestration.defs.monitoring.assets import monitoring_assets, traffic_path
-from tests.support import usecase_scope
+from tests.support import mark_loaded, usecase_scope
 
 SCOPE = usecase_scope("churn")
 DATA, LABEL = SCOPE.usecase.data, SCOPE.usecase.label
@@ -47,10 +47,7 @@ def _world(table_through: date, table_ids: list[str]) -> None:
 def _failure(instance: dg.DagsterInstance) -> str:
     settings = SCOPE.settings()
     for offset in range(MATURITY + 1):  # the label source loaded until the day's labels are final
-        instance.report_runless_asset_event(dg.AssetMaterialization(
-            asset_key=SCOPE.key(f"raw_{LABEL.source}"),
-            partition=(DAY + timedelta(days=offset)).isoformat(),
-        ))
+        mark_loaded(instance, SCOPE, LABEL.source, DAY + timedelta(days=offset))
     result = dg.materialize(
         [performance_report], partition_key=DAY.isoformat(), instance=instance,
         raise_on_error=False,

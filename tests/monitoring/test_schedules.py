@@ -7,27 +7,23 @@ from datetime import date, datetime, timedelta
 import dagster as dg
 
 from tests.registry.models import promote_tiny_champion
-from tests.support import usecase_definition, usecase_scope
+from tests.support import mark_loaded, usecase_definition, usecase_scope
 
 daily_monitoring_schedule = usecase_definition("fraud", "schedule", "daily_monitoring_schedule")
 weekly_retraining_schedule = usecase_definition("fraud", "schedule", "weekly_retraining_schedule")
 
 
 def _reports_loaded_through(instance: dg.DagsterInstance, day: str) -> None:
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization(asset_key=usecase_scope().key("raw_fraud_reports"), partition=day)
-    )
+    mark_loaded(instance, usecase_scope(), "fraud_reports", date.fromisoformat(day))
 
 
 def _sources_loaded(instance: dg.DagsterInstance, first: date, last: date) -> None:
     """Every source of the use case loaded for the days ``first`` .. ``last``."""
     scope = usecase_scope()
     for offset in range((last - first).days + 1):
-        day = (first + timedelta(days=offset)).isoformat()
+        day = first + timedelta(days=offset)
         for source in scope.usecase.sources:
-            instance.report_runless_asset_event(
-                dg.AssetMaterialization(asset_key=scope.key(f"raw_{source}"), partition=day)
-            )
+            mark_loaded(instance, scope, source, day)
 
 
 def _weekly(instance: dg.DagsterInstance, when: datetime) -> dg.RunRequest | dg.SkipReason:

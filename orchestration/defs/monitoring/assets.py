@@ -31,7 +31,7 @@ from orchestration.defs.monitoring.traffic import (
 )
 from orchestration.defs.partitions import (
     daily_partitions,
-    newest_partition,
+    newest_loaded,
     partition_days,
     single_run,
 )
@@ -58,7 +58,7 @@ from orchestration.settings import Settings, get_settings
 
 def max_report_date(instance: dg.DagsterInstance, scope: Scope) -> date | None:
     """The last day whose labels are loaded (the newest partition of the label source)."""
-    return newest_partition(instance, scope.key(f"raw_{scope.usecase.label.source}"))
+    return newest_loaded(instance, scope, scope.usecase.label.source)
 
 
 # -- reports --------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 
 from orchestration.defs.monitoring.assets import PERFORMANCE, max_report_date
-from orchestration.defs.partitions import daily_partitions, newest_partition
+from orchestration.defs.partitions import daily_partitions, loaded_days, newest_loaded
 from orchestration.defs.scope import Scope
 from orchestration.defs.training.automation import TRAINING_JOB
 from orchestration.lib.core.atomic import append_line
@@ -56,18 +56,14 @@ def thresholds_from(settings: Settings) -> Thresholds:
 
 def newest_loaded_day(instance: dg.DagsterInstance, scope: Scope) -> date | None:
     """The newest day any of the use case's sources is loaded for."""
-    days = [newest_partition(instance, scope.key(f"raw_{source}"))
-            for source in scope.usecase.sources]
+    days = [newest_loaded(instance, scope, source) for source in scope.usecase.sources]
     return max((day for day in days if day is not None), default=None)
 
 
 def oldest_loaded_day(instance: dg.DagsterInstance, scope: Scope) -> date | None:
     """The oldest day any of the use case's sources is loaded for."""
-    days = [
-        min((date.fromisoformat(p) for p in partitions), default=None)
-        for source in scope.usecase.sources
-        if (partitions := instance.get_materialized_partitions(scope.key(f"raw_{source}")))
-    ]
+    days = [loaded[0] for source in scope.usecase.sources
+            if (loaded := loaded_days(instance, scope, source))]
     return min((day for day in days if day is not None), default=None)
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 from duckdb import DuckDBPyConnection
 
-from orchestration.defs.partitions import newest_partition, single_run
+from orchestration.defs.partitions import newest_loaded, single_run
 from orchestration.defs.scope import Scope
 from orchestration.lib.core.atomic import atomic_output
 from orchestration.lib.core.sections import Data
@@ -84,7 +84,7 @@ class TrainingDataRef:
 
 def _max_report_date(instance: dg.DagsterInstance, scope: Scope) -> date:
     source = scope.usecase.label.source
-    newest = newest_partition(instance, scope.key(f"raw_{source}"))
+    newest = newest_loaded(instance, scope, source)
     if newest is None:
         raise dg.Failure(f"no partition of {source} (the label source) is ingested: labels are "
                          "unknown")
