@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -134,7 +135,7 @@ def curl_example(url: str, request: dict[str, Any], token: str) -> str:
         else:
             lines[-1].append(item)
     body = ",\n       ".join(", ".join(line) for line in lines)
-    reader = token if token.startswith("$") else f"$(cat '{token}')"
+    reader = token if token.startswith("$") else f"$(cat {shlex.quote(token)})"
     return (f"curl -s -X POST {url}/score -H 'Content-Type: application/json' \\\n"
             f"  -H \"Authorization: Bearer {reader}\" \\\n"
             f"  -d '{{{body}}}'")

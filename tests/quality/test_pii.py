@@ -429,3 +429,25 @@ def test_personal_data_planted_in_a_reports_table_or_chart_data_is_found(tmp_pat
     assert kinds(scan_text_file(path, KNOWN).findings) == [
         "card number (PAN)", "email address", "phone number",
     ]
+
+
+def test_quotes_in_file_table_and_column_names_are_scanned_not_sql(tmp_path):
+    """Issue 16: SQL built with f-strings broke on a quote in a file name; a name is text."""
+    odd = tmp_path / "it's here"
+    odd.mkdir()
+    pd.DataFrame({'the "card"': [PAN], "ok": ["x"]}).to_parquet(odd / "o'brien.parquet")
+    with duckdb.connect(str(odd / "w'house.duckdb")) as con:
+        con.execute('create table "it\'s ""odd""" ("a ""col""" varchar)')
+        con.execute("insert into \"it's \"\"odd\"\"\" values ('maria@example.org')")
+    sqlite = sqlite3.connect(odd / "runs'.db")
+    sqlite.execute('create table "the ""log""" (line text)')
+    sqlite.execute("insert into \"the \"\"log\"\"\" values ('call 555-010-9999')")
+    sqlite.commit()
+    sqlite.close()
+    report = scan_paths([odd], excluded=[], personal=KNOWN)
+    found = {(f.location.rsplit("/", 1)[-1].split(":")[0], f.kind) for f in report.findings}
+    assert found == {
+        ("o'brien.parquet", "card number (PAN)"),
+        ("w'house.duckdb", "customers.email value"), ("w'house.duckdb", "email address"),
+        ("runs'.db", "phone number"),
+    }

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestration.lib.core.feature_declaration import ResolvedFeatures
+from orchestration.lib.core.sql import quote_identifier
 
 _ABSOLUTE_PATH_LITERAL = re.compile(r"'(?:/|[A-Za-z]:[\\/])[^']*'")
 """A string literal holding an absolute path: a compiled SQL with one depends on the machine."""
@@ -137,11 +138,6 @@ def normalise_sql(sql: str) -> str:
     """Compiled SQL without what does not change its meaning: line ends, trailing spaces."""
     lines = sql.replace("\r\n", "\n").replace("\r", "\n").strip().split("\n")
     return "\n".join(line.rstrip() for line in lines)
-
-
-def quote_identifier(identifier: str) -> str:
-    """``identifier`` as a double-quoted SQL identifier."""
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 
+from orchestration.lib.core.sql import quote_identifier
 from orchestration.lib.quality.personal_data import PersonalData
 from orchestration.lib.quality.scanners import memory_connection
 
@@ -52,6 +53,6 @@ def _column_values(
         return
     snapshot = memory_connection().read_parquet([str(f) for f in files], union_by_name=True)
     for column in sorted(set(columns) & set(snapshot.columns)):
-        text = f'cast("{column}" as varchar)'
+        text = f"cast({quote_identifier(column)} as varchar)"
         for (value,) in snapshot.filter(f"{text} is not null").project(text).distinct().fetchall():
             yield column, value

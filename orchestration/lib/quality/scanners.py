@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from orchestration.lib.core.sql import quote_identifier, quote_literal
 from orchestration.lib.quality.personal_data import Finding, PersonalData, ScanReport, scan_values
 
 TEXT_SUFFIXES = {".csv", ".json", ".jsonl", ".txt", ".log", ".html", ".htm", ".md", ".sql",
@@ -26,7 +27,7 @@ def _distinct_text(
 ) -> Iterator[str]:
     """Distinct candidate values of one column as text, in chunks (values are cast, so a PAN
     stored as a number is caught too)."""
-    value = f'cast("{column}" as varchar)'
+    value = f"cast({quote_identifier(column)} as varchar)"
     cursor = con.execute(
         f"select distinct {value} from {relation} "
         f"where {value} is not null and regexp_matches({value}, ?)",
@@ -51,7 +52,7 @@ def scan_duckdb_database(path: Path, personal: PersonalData) -> ScanReport:
         for schema, table, column, data_type in columns:
             if not data_type.upper().startswith(_SCANNED_TYPES):
                 continue
-            relation = f'"{schema}"."{table}"'
+            relation = f"{quote_identifier(schema)}.{quote_identifier(table)}"
             location = f"{path.name}:{schema}.{table}.{column}"
             report.scanned.append(location)
             report.findings += scan_values(
@@ -75,7 +76,7 @@ def memory_connection() -> duckdb.DuckDBPyConnection:
 def scan_parquet(path: Path, personal: PersonalData) -> ScanReport:
     report = ScanReport()
     con = memory_connection()
-    relation = f"read_parquet('{path}')"
+    relation = f"read_parquet({quote_literal(str(path))})"
     schema = con.execute(f"describe select * from {relation}").fetchall()
     for column, data_type, *_ in schema:
         if data_type.upper().startswith(_SCANNED_TYPES):
@@ -98,7 +99,7 @@ def scan_sqlite(path: Path, personal: PersonalData) -> ScanReport:
             report.scanned.append(location)
             values = (
                 str(v)
-                for row in con.execute(f'select * from "{table}"')
+                for row in con.execute(f"select * from {quote_identifier(table)}")
                 for v in row
                 if isinstance(v, str | int) and not isinstance(v, bool)
             )

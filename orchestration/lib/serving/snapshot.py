@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestration.lib.core.atomic import atomic_write_bytes, fsync_path, process_alive
+from orchestration.lib.core.sql import quote_literal
 from orchestration.lib.features.feature_definitions import FeatureDefinitions, quote_identifier
 from orchestration.lib.features.pseudonymize import key_fingerprint
 from orchestration.settings import pseudonymization_key
@@ -140,8 +141,7 @@ def _recent_state(
     with duckdb.connect() as conn:
         # attached under the database name the compiled SQL uses, whatever the file name
         database = quote_identifier(definitions.input(events_name).relation.database)
-        path_literal = "'" + str(warehouse_path).replace("'", "''") + "'"
-        conn.execute(f"attach {path_literal} as {database} (read_only)")
+        conn.execute(f"attach {quote_literal(str(warehouse_path))} as {database} (read_only)")
         (last_day,) = conn.sql(f"select max({day}) from {events}").fetchall()[0]
         if last_day is None:
             raise SnapshotError(f"{warehouse_path}: {events} is empty")
