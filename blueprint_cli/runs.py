@@ -50,6 +50,8 @@ OWNER_PID_TAG, OWNER_STARTED_TAG, OWNER_HOST_TAG = (
 """The process that executes a run in the command's own process, recorded on the run: when it
 is gone (killed) while its run is still in progress, nobody else will ever end that run."""
 
+PARENT_RUN_TAG = "dagster/parent_run_id"
+
 IN_PROGRESS = (
     dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING
 )
@@ -73,6 +75,8 @@ def end_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
         run = record.dagster_run
         tags = run.tags
         if OWNER_PID_TAG not in tags or tags.get(OWNER_HOST_TAG) != socket.gethostname():
+            continue
+        if PARENT_RUN_TAG in tags:  # a re-execution (from the UI) inherits its parent's tags
             continue
         if same_process(int(tags[OWNER_PID_TAG]), float(tags[OWNER_STARTED_TAG])):
             continue

@@ -204,6 +204,8 @@ def test_a_source_rule_must_fit_its_column_type(tmp_path):
      r"column 'tx_datetime': min and max apply to a double column"),
     ({"sources__transactions__columns__0__pattern": "t-[0-9"},
      r"column 'transaction_id': pattern 't-\[0-9'"),
+    ({"sources__transactions__columns__0__pattern": "(?=t)t-[0-9]+"},  # Python's, not RE2's
+     r"column 'transaction_id': pattern '\(\?=t\)t-\[0-9\]\+'"),
 ])
 def test_bounds_are_declared_where_they_apply(tmp_path, change, message):
     """Every id declares its shape, a range fits a number, a pattern compiles: else a clear

@@ -140,6 +140,9 @@ MALFORMED = {
     "id with a space": (0, "t-1 2", "transaction_id: not of the shape [A-Za-z0-9_-]{1,64} "
                                     "('t-1 2')"),
     "id longer than any string": (0, "t" * 300, "transaction_id: longer than 256 characters"),
+    "id holding a card number": (0, "tx-4111111111111111",
+                                 "transaction_id: looks like personal data"),
+    "id holding a phone number": (0, "555-010-4477", "transaction_id: looks like personal data"),
 }
 
 
@@ -291,6 +294,27 @@ def test_a_corrected_redelivery_wins_and_the_superseded_row_is_recorded(zones):
     (record,) = records_of(zones).to_pylist()
     assert record["source_file"].endswith("T020000.csv.gz") and record["line_number"] == 2
     assert record["reason"] == "transaction_id: superseded by a later delivery of its key"
+    assert result.quarantine_reasons == {
+        "transaction_id: superseded by a later delivery of its key": 1
+    }
+
+
+def test_a_stale_file_delivered_again_after_a_correction_does_not_undo_it(zones):
+    """Deliveries X, then a correction Y, then X again (an old file re-sent): the third is a
+    byte-identical repeat of a delivery already superseded, a duplicate; the correction stays
+    (the review asked which wins: the newest content, not the newest copy of old content)."""
+    original = transaction_rows(DAY, 3)
+    corrected = [list(r) for r in original]
+    corrected[0][4] = "999.99"
+    zones.deliver_transactions(original, hour=2)
+    zones.deliver_transactions(corrected, hour=5)
+    zones.deliver_transactions(original, hour=9)
+
+    result = zones.ingest(TRANSACTIONS)
+
+    assert_accounted(result)
+    snapshot = {r["transaction_id"]: r for r in pq.read_table(result.path).to_pylist()}
+    assert snapshot["t-0"]["amount"] == 999.99 and len(snapshot) == 3
     assert result.quarantine_reasons == {
         "transaction_id: superseded by a later delivery of its key": 1
     }

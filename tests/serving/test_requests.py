@@ -4,6 +4,7 @@ the online store; the prediction and label logs are real)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -102,6 +103,10 @@ class FakeState:
 
     def diverged(self, why: str) -> None:
         self.divergences.append(why)
+
+    @contextlib.contextmanager
+    def in_flight(self) -> Iterator[None]:
+        yield
 
     def ready_model(self) -> FakeModel:
         if self.not_ready is not None:

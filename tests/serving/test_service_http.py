@@ -282,6 +282,9 @@ def test_service_refuses_bad_input_with_a_4xx_naming_the_field(service: Service)
         ("terminal_id", {**good, "terminal_id": "4000000000000002"}),
         ("transaction_id", {**good, "transaction_id": "test-30 "}),
         ("transaction_id", {**good, "transaction_id": "t" * 300}),
+        # an id holding a card number or a phone (the review: the terminal id's attack moved)
+        ("transaction_id", {**good, "transaction_id": "tx-4000000000000002"}),
+        ("transaction_id", {**good, "transaction_id": "555-010-4477"}),
         # the service's clock (issue 16: a payment dated 9999 moved the online state's day)
         ("timestamp", {**good, "timestamp": "9999-01-01T00:00:00"}),
         ("timestamp", {**good, "timestamp": "2100-01-01T00:00:00"}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from orchestration.lib.serving.online_features import OnlineFeatureStore
 from orchestration.lib.serving.served import ServedColumns
 from orchestration.lib.serving.snapshot import ServingSnapshot, SnapshotError
 from orchestration.lib.serving.staging import RowConflictError, UnprovenLabelError
-from orchestration.lib.serving.state import ServingState
+from orchestration.lib.serving.state import NotReady, ServingState
 from orchestration.settings import PSEUDONYMIZATION_KEY_ENV, get_settings
 from tests.features.raw_world import DbtRun, World
 from tests.serving.serving_world import mismatches, offline_features, publish, requests
@@ -375,10 +376,20 @@ def test_a_diverged_state_is_rebuilt_and_a_dead_follower_is_unready(
     store = state.store
     assert store is not None
     store.features(payment("unlogged-1", next_day(store), NEW_CARD, "100"))
+    in_flight = state.in_flight()
+    in_flight.__enter__()  # another request, between its check and its log row on disk
     state.diverged("a prediction could not be logged")
     ready, body = state.readiness()
     assert not ready and body["reason"].startswith("rebuilding the online state")
-    state.follow_once()
+    with pytest.raises(NotReady, match="rebuilding"), state.in_flight():
+        pass  # nothing new starts while the state is rebuilt (labels neither)
+    follower = threading.Thread(target=state.follow_once)
+    follower.start()
+    follower.join(timeout=1.0)
+    assert follower.is_alive()  # the rebuild waits for the request under way to be logged
+    in_flight.__exit__(None, None, None)
+    follower.join(timeout=60)
+    assert not follower.is_alive()
     assert state.rebuilding is None and state.store is not store
     assert state.store.n_events == store.n_events - 1  # the unlogged payment is not in it
 

@@ -68,6 +68,8 @@ def test_a_label_is_staged_with_the_day_it_became_known():
      ({"terminal_id": "4000000000000002"}, r"terminal_id is not of the shape \[0-9\]\{1,12\}"),
      ({"transaction_id": "t 1"}, "transaction_id is not of the shape"),
      ({"transaction_id": "t" * 300}, "transaction_id is longer than 256 characters"),
+     ({"transaction_id": "4111111111111111"},
+      r"transaction_id looks like personal data \(card number \(PAN\)\)"),
      ({"timestamp": "2024-03-02T10:00:00+01:00"}, "has a time zone"),
      ({"timestamp": "0001-01-01T00:00:00"}, "outside the years 1900-2199"),
      ({"card_number": None}, "card_number is missing"),

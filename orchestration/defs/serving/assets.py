@@ -199,8 +199,9 @@ def bento_asset(scope: Scope) -> dg.AssetsDefinition:
                 "champion_version": version,
                 "serve": dg.MetadataValue.md(
                     f"`BLUEPRINT_HOME={settings.home} BENTOML_HOME={settings.bentoml_home} "
-                    f"bentoml serve {tag} --host 127.0.0.1` (the home gives it the snapshot, "
-                    "the pseudonymization key and the bearer token; BentoML's default host is "
+                    f"bentoml serve {tag} --host 127.0.0.1` (the home gives it the snapshot and "
+                    "the pseudonymization key; the bearer token is BLUEPRINT_SERVING_TOKEN or "
+                    "the file `blueprint serve` creates; BentoML's default host is "
                     "every interface), or `bentoml containerize` it; `blueprint serve` runs the "
                     "same service from source"
                 ),

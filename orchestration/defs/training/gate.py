@@ -97,6 +97,8 @@ def champion_model_asset(scope: Scope) -> dg.AssetsDefinition:
             "checks": check_states,
         }
         decision = _record(model_candidate, decision, numbers, current, settings)
+        if not decision.promote:
+            current = registry.champion(settings)  # a person's choice made meanwhile
         context.log.info(
             f"gate: {'promoted' if decision.promote else 'rejected'} {model_candidate}: "
             f"{decision.reason}"

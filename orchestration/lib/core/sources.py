@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from orchestration.lib.core.schema import Identifier, Strict
@@ -60,8 +62,10 @@ class SourceColumn(Strict):
             if self.type != "string":
                 raise ValueError(f"column {self.name!r}: a pattern applies to a string column")
             try:
-                re.compile(self.pattern)
-            except re.error as error:
+                re.compile(self.pattern, re.ASCII)
+                # ingestion matches with Arrow's RE2: a pattern it cannot run is refused here
+                pc.match_substring_regex(pa.array([""]), f"^(?:{self.pattern})$")
+            except (re.error, pa.ArrowInvalid) as error:
                 raise ValueError(
                     f"column {self.name!r}: pattern {self.pattern!r}: {error}"
                 ) from None

@@ -12,6 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 from orchestration.lib.core.sources import MAX_STRING_LENGTH
+from orchestration.lib.quality.personal_data import generic_personal_data
 
 YEARS = (1900, 2199)
 """Years a timestamp may have: feature windows reach back from it, and a year-1 one would
@@ -33,9 +34,12 @@ def _date(value: date | str) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
-def typed_value(name: str, column: Mapping[str, Any], value: Any) -> Any:
+def typed_value(name: str, column: Mapping[str, Any], value: Any, checked: bool = True) -> Any:
     """``value`` as the contract ``column``'s type, checked against what a single row can break:
-    its rules and its declared bounds."""
+    its rules and its declared bounds. ``checked=False`` only types it: a row accepted before
+    (a log replayed at a restart) is never refused later by a contract tightened since."""
+    if not checked:
+        column = {k: column[k] for k in ("type", "nullable") if k in column}
     if value is None:
         if column.get("nullable", False):
             return None
@@ -65,7 +69,9 @@ def typed_value(name: str, column: Mapping[str, Any], value: Any) -> Any:
     if len(text) > column.get("max_length", MAX_STRING_LENGTH):
         raise ValueError(f"{name} is longer than {column.get('max_length', MAX_STRING_LENGTH)} "
                          "characters")
-    if column.get("pattern") and re.fullmatch(column["pattern"], text) is None:
+    if column.get("pattern") and re.fullmatch(column["pattern"], text, re.ASCII) is None:
         raise ValueError(f"{name} is not of the shape {column['pattern']}")  # no echo: it
         # may look like a card number
+    if checked and not column.get("pii") and (kind := generic_personal_data(text)) is not None:
+        raise ValueError(f"{name} looks like personal data ({kind}): this field never holds it")
     return text

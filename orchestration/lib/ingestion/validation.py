@@ -20,6 +20,7 @@ from orchestration.lib.ingestion.contracts import (
     SourceContract,
 )
 from orchestration.lib.ingestion.parsing import ParsedFile, schema_change
+from orchestration.lib.quality.personal_data import GENERIC_CANDIDATE, generic_personal_data
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -166,6 +167,9 @@ def _bound_checks(
             shaped = bools(pc.match_substring_regex(values, f"^(?:{column.pattern})$"))
             checks.append(_Check(f"{column.name}: not of the shape {column.pattern}",
                                  present & ~long & ~shaped, echo))
+    if column.type == "string" and not column.pii:
+        checks.append(_Check(f"{column.name}: looks like personal data",
+                             present & _personal(values), None))
     if column.minimum is not None:
         failed = bools(pc.less(parsed, column.minimum))
         checks.append(_Check(f"{column.name}: below {column.minimum:g}", failed, echo))
@@ -173,6 +177,16 @@ def _bound_checks(
         failed = bools(pc.greater(parsed, column.maximum))
         checks.append(_Check(f"{column.name}: above {column.maximum:g}", failed, echo))
     return checks
+
+
+def _personal(values: pa.Array) -> np.ndarray:
+    """Per value, whether the generic patterns find personal data in it (Arrow filters the
+    candidates, Python checks the few)."""
+    candidate = bools(pc.match_substring_regex(values, GENERIC_CANDIDATE))
+    found = np.zeros(len(values), dtype=bool)
+    for position in np.flatnonzero(candidate).tolist():
+        found[position] = generic_personal_data(values[position].as_py()) is not None
+    return found
 
 
 def echo_value(value: str) -> str:

@@ -310,3 +310,16 @@ def mentions_any(text: str, personal: PersonalData) -> bool:
     if not text.isascii():  # lower-casing may turn other letters into ASCII ones: substrings
         return any(name in lowered for name in personal.last_names)
     return any(_has_word(lowered, name) for name in personal.last_names)
+
+
+GENERIC_CANDIDATE = r"[0-9]{13}|@|[0-9]{3}[^0-9]{0,2}[0-9]{3}[^0-9][0-9]{4}|[A-Z]{2}[0-9]{2}"
+"""A value matching none of these holds no card number, email, phone or IBAN: Arrow filters a
+column with it before Python looks (a superset of what :func:`generic_personal_data` finds)."""
+
+
+def generic_personal_data(text: str) -> str | None:
+    """The kind of personal data the generic patterns find in ``text`` (a card number, an
+    email, a phone number, an IBAN), or None: what a column that is not personal data must
+    never hold (an id holding a card number would plant it outside the raw zone)."""
+    findings = scan_values([text], "value", NO_PERSONAL_DATA)
+    return findings[0].kind if findings else None

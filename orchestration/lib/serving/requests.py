@@ -136,8 +136,10 @@ class ScoringRequests:
         dumped = [event.model_dump() for event in events]
         times = [event[self.columns.time_field] for event in dumped]
         try:
-            self._check_clock(dumped, times)
-            scored = self.scorer(dumped)
+            with self.state.in_flight():
+                self._check_clock(dumped, times)
+                scored = self.scorer(dumped)
+                self._log_predictions(request_id, scored)
         except OutOfClockError as out:
             raise Refused(422, str(out)) from out
         except NotReady as reason:
@@ -146,7 +148,6 @@ class ScoringRequests:
             raise Refused(409, str(conflict)) from conflict
         except ValueError as invalid:  # what the schema cannot see (never echoes personal data)
             raise Refused(400, str(invalid)) from invalid
-        self._log_predictions(request_id, scored)
         self.state.clock.observe(max(times))
         return [answer for _, _, answer in scored]
 
@@ -156,6 +157,13 @@ class ScoringRequests:
         They are logged (pseudonyms, never personal data) before they are applied, so a restart
         keeps them; they count as offline (from the day after they are known).
         """
+        try:
+            with self.state.in_flight():
+                return self._add_labels(labels)
+        except NotReady as reason:
+            raise Refused(503, f"not ready: {reason}") from reason
+
+    def _add_labels(self, labels: Sequence[BaseModel]) -> int:
         request_id, logged_at = new_request_id(), datetime.now(UTC)
         store = self.state.store
         if store is None:

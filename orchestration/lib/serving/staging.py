@@ -85,7 +85,7 @@ class RowStaging:
         out = {}
         for name in self.columns:
             if name not in self._lineage and name not in self._dates:
-                out[name] = typed_value(name, self._types[name], row.get(name))
+                out[name] = typed_value(name, self._types[name], row.get(name), checked=False)
         return self._finish(out)
 
     def _finish(self, out: dict[str, Any]) -> tuple:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -64,6 +65,8 @@ class ServingState:
         self._refused_snapshot: tuple[str, str | None, str] | None = None
         """A snapshot not swapped in (its version, the champion it did not match, why): not
         loaded again until another champion comes."""
+        self._in_flight = 0
+        self._idle = threading.Condition(self.features_lock)
         self.rebuilding: str | None = None
         """Why the store holds events no log has (a request failed after they joined it): the
         store is not served from until the follower has rebuilt it from the snapshot and the
@@ -103,8 +106,11 @@ class ServingState:
         if model is not None and "model" in self.problems:
             return (f"serving {model.version}, but the registry's champion cannot be loaded: "
                     f"{self.problems['model']}")
-        if self.pending_model is not None and store is not None:
-            return self._mismatch(self.pending_model, store)
+        pending = self.pending_model  # read once: the follower may clear it meanwhile
+        if pending is not None and store is not None and (
+            pending.feature_definitions_hash != store.definitions_hash
+        ):
+            return self._mismatch(pending, store)
         if model is None:
             return self.problems.get("model", "no champion model loaded yet")
         if store is None:
@@ -141,6 +147,26 @@ class ServingState:
         logger.error("the online state diverged from the logs (%s): rebuilding it", why)
         with self.features_lock:
             self.rebuilding = why
+
+    @contextmanager
+    def in_flight(self) -> Iterator[None]:
+        """A request's work on the store, from its check to its log row on disk: refused while
+        the store is rebuilt, and waited for by the rebuild (which must read every log row of
+        what the old store accepted)."""
+        with self.features_lock:
+            if self.rebuilding is not None:
+                raise NotReady(f"rebuilding the online state: {self.rebuilding}")
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self.features_lock:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def _wait_for_requests(self, timeout_s: float = 60.0) -> None:
+        with self.features_lock:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout_s)
 
     def ready_model(self) -> ScoringModel:
         """The champion, if events can be scored now (raises `NotReady` saying why)."""
@@ -191,7 +217,11 @@ class ServingState:
         if self.model is not None and self.model.version == version:
             self.pending_model = None  # served already (a rollback to it, say)
             return
-        if self.pending_model is not None and self.pending_model.version == version:
+        pending = self.pending_model
+        if pending is not None and pending.version == version:
+            store = self.store  # a rebuild may have brought the snapshot it waits for
+            if store is not None and store.definitions_hash == pending.feature_definitions_hash:
+                self.model, self.pending_model = pending, None
             return
         model = load_scoring_model(version, self.settings)
         store = self.store
@@ -208,7 +238,9 @@ class ServingState:
         version = current_snapshot(self.settings.snapshot_dir).version
         store = self.store
         if self.rebuilding is not None:
-            rebuilt = self.start_store()
+            self._wait_for_requests()
+            served = store.snapshot_version if store is not None else None
+            rebuilt = self.start_store(served)  # the served pair's snapshot; a newer one next
             with self.features_lock:
                 self.store, self.rebuilding = rebuilt, None
             logger.info("rebuilt the online state: snapshot %s and the logs",
@@ -255,10 +287,14 @@ class ServingState:
                 "serving snapshot %s (was %s)", new.snapshot_version, store.snapshot_version
             )
 
-    def start_store(self) -> OnlineFeatureStore:
-        """The current snapshot plus the events and labels logged after its last day."""
+    def start_store(self, version: str | None = None) -> OnlineFeatureStore:
+        """The current snapshot (or ``version``, if it is still there) plus the events and
+        labels logged after its last day."""
         columns = self.columns
-        store = OnlineFeatureStore.from_snapshot(self.settings.snapshot_dir)
+        folder = self.settings.snapshot_dir
+        if version is not None and (folder / version).is_dir():
+            folder = folder / version
+        store = OnlineFeatureStore.from_snapshot(folder)
         assert store.snapshot_last_day is not None
         last_day = store.snapshot_last_day
         self.clock.observe(datetime.combine(last_day + timedelta(days=1), time.min))
