@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 from benchmarks.harness import Bench, Section, Target, Timing, fmt_seconds, markdown_table
 from orchestration.lib.core import atomic
-from orchestration.lib.ingestion import landing, parsing, validation
+from orchestration.lib.ingestion import landing, parsing, triage, validation
 from orchestration.lib.ingestion.contracts import SourceContract
 from orchestration.lib.ingestion.declared import contracts_of
 from orchestration.lib.ingestion.ingest import IngestResult, ingest_partition, ingest_partitions
@@ -83,7 +83,7 @@ PHASES: tuple[tuple[str, tuple[Callable | str, ...]], ...] = (
     ("parse CSV / JSON lines to text columns", (parsing.parse_csv, parsing.parse_jsonl)),
     ("type parse and contract rules", (validation.parse_values, validation.column_checks,
                                        validation.check_type_changes)),
-    ("de-duplicate on the key", (validation.first_occurrences,)),
+    ("de-duplicate on the key, the last valid delivery kept", (triage.deliveries,)),
     ("write Parquet (snapshot, quarantine records and rows)", (pq.write_table,)),
     ("fsync (each atomic write: the file, then its folder)", ("<built-in method posix.fsync>",)),
     ("the atomic writes' other steps (mkdir, stale temp-file scan, rename)",

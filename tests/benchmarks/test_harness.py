@@ -53,3 +53,17 @@ def test_the_page_lists_every_target_and_says_which_are_missed(tmp_path: Path):
     assert "| 2 | speed | ≥ 20× | 12× | **missed** |" in text
     assert "| 1 | quality | AP ≥ 0.75 | 0.80 | met |" in text
     assert text.index("## 1. First") < text.index("## 2. Second")
+
+
+def test_every_benchmark_module_imports():
+    """A benchmark names pipeline functions to profile: a renamed one broke `make bench-quick`
+    at import (the ingestion section's de-duplication), found only by CI's last step."""
+    import importlib
+
+    from orchestration.settings import PROJECT_ROOT
+
+    names = sorted(p.stem for p in (PROJECT_ROOT / "benchmarks").glob("*.py")
+                   if p.stem != "__init__")
+    assert "ingestion" in names
+    for name in names:
+        importlib.import_module(f"benchmarks.{name}")

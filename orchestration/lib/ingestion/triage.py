@@ -111,7 +111,7 @@ def triage(
     for position in reversed(range(len(checks))):
         first_failed[checks[position].failed] = position
     valid = first_failed < 0
-    duplicate, keep, superseded = _deliveries(contract, lines, values, valid)
+    duplicate, keep, superseded = deliveries(contract, lines, values, valid)
     candidate_duplicate = duplicate[lines.candidates]
 
     # Reasons of the quarantined lines (few: per-line Python is fine here).
@@ -135,7 +135,7 @@ def triage(
     return Triage(keep, duplicate, reasons, counts)
 
 
-def _deliveries(
+def deliveries(
     contract: SourceContract, lines: DataLines, values: dict[str, pa.Array], valid: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Which line is a repeat, which row the snapshot keeps, which valid row a later delivery
