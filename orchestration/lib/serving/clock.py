@@ -13,7 +13,7 @@ snapshot for good.
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 CLOCK_ENV = "BLUEPRINT_SERVING_CLOCK"
 MODES = ("events", "wall")
@@ -45,6 +45,10 @@ class ServiceClock:
         with self._lock:
             if self._newest is None or when > self._newest:
                 self._newest = when
+
+    def observe_snapshot(self, last_day: date) -> None:
+        """A snapshot's last day: an events clock is at least at its end."""
+        self.observe(datetime.combine(last_day + timedelta(days=1), time.min))
 
     def check_event(self, field: str, when: datetime) -> None:
         now = self.now()

@@ -182,7 +182,7 @@ class OnlineFeatureStore:
 
     def _check_proves(self, row: tuple) -> None:
         labels = self._staging[self._labels_name]
-        fields = labels.field_names()
+        fields = labels.field_names
         row_id = self._label_value(row, self._row_id)
         event = self._history.event(row_id)
         if event is None:

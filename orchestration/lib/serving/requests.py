@@ -16,9 +16,10 @@ with what the service already holds, 422 for a time too far from the service's c
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -59,6 +60,23 @@ class Refused(Exception):
 
     def response(self) -> JSONResponse:
         return JSONResponse({"error": self.message}, status_code=self.status)
+
+
+@contextlib.contextmanager
+def refusing() -> Iterator[None]:
+    """What the work raises, as the refusal a client gets: a time too far from the clock 422,
+    not ready 503, a conflicting retry 409, anything else the schema cannot see 400 (the
+    messages never echo personal data)."""
+    try:
+        yield
+    except OutOfClockError as out:
+        raise Refused(422, str(out)) from out
+    except NotReady as reason:
+        raise Refused(503, f"not ready: {reason}") from reason
+    except RowConflictError as conflict:
+        raise Refused(409, str(conflict)) from conflict
+    except ValueError as invalid:
+        raise Refused(400, str(invalid)) from invalid
 
 
 def answers_refusals(handle: Callable[P, R]) -> Callable[P, R | JSONResponse]:
@@ -135,19 +153,10 @@ class ScoringRequests:
         request_id = new_request_id()
         dumped = [event.model_dump() for event in events]
         times = [event[self.columns.time_field] for event in dumped]
-        try:
-            with self.state.in_flight():
-                self._check_clock(dumped, times)
-                scored = self.scorer(dumped)
-                self._log_predictions(request_id, scored)
-        except OutOfClockError as out:
-            raise Refused(422, str(out)) from out
-        except NotReady as reason:
-            raise Refused(503, f"not ready: {reason}") from reason
-        except RowConflictError as conflict:
-            raise Refused(409, str(conflict)) from conflict
-        except ValueError as invalid:  # what the schema cannot see (never echoes personal data)
-            raise Refused(400, str(invalid)) from invalid
+        with refusing(), self.state.in_flight():
+            self._check_clock(dumped, times)
+            scored = self.scorer(dumped)
+            self._log_predictions(request_id, scored)
         self.state.clock.observe(max(times))
         return [answer for _, _, answer in scored]
 
@@ -157,30 +166,22 @@ class ScoringRequests:
         They are logged (pseudonyms, never personal data) before they are applied, so a restart
         keeps them; they count as offline (from the day after they are known).
         """
-        try:
-            with self.state.in_flight():
-                return self._add_labels(labels)
-        except NotReady as reason:
-            raise Refused(503, f"not ready: {reason}") from reason
+        with refusing(), self.state.in_flight():
+            return self._add_labels(labels)
 
     def _add_labels(self, labels: Sequence[BaseModel]) -> int:
         request_id, logged_at = new_request_id(), datetime.now(UTC)
         store = self.state.store
         if store is None:
             raise Refused(503, "not ready: the online state is not loaded yet")
-        try:
-            dumped = [label.model_dump() for label in labels]
-            for label in dumped:
-                self.state.clock.check_label(self.columns.label_time_field,
-                                             label[self.columns.label_time_field])
-            staged = [
-                {"request_id": request_id, "logged_at": logged_at, **store.stage_label(label)}
-                for label in dumped
-            ]
-        except OutOfClockError as out:
-            raise Refused(422, str(out)) from out
-        except ValueError as invalid:  # what the schema cannot see (never echoes personal data)
-            raise Refused(400, str(invalid)) from invalid
+        dumped = [label.model_dump() for label in labels]
+        for label in dumped:
+            self.state.clock.check_label(self.columns.label_time_field,
+                                         label[self.columns.label_time_field])
+        staged = [
+            {"request_id": request_id, "logged_at": logged_at, **store.stage_label(label)}
+            for label in dumped
+        ]
         try:
             self.label_log.write(staged)
         except PredictionLogError as failure:

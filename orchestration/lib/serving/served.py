@@ -9,6 +9,7 @@ read these names here, never a use case's literal.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,12 +82,12 @@ class ServedColumns:
             staging=resolved.staging,
         )
 
-    @property
+    @functools.cached_property
     def time_field(self) -> str:
         """The request field of an event's time."""
         return _field(self.staging["events"], self.event_time)
 
-    @property
+    @functools.cached_property
     def label_time_field(self) -> str:
         """The request field of a label's time."""
         return _field(self.staging["labels"], self.label_time)

@@ -64,6 +64,9 @@ class RowStaging:
         self._types.update({d: {"type": "date"} for d in self._dates})
         self.fields = [c["field"] for c in self._columns]
         """What a request of this source carries."""
+        self.field_names = {(c["pseudonym"] if c["pii"] else c["name"]): c["field"]
+                            for c in self._columns if c["pseudonym"] or not c["pii"]}
+        """Each staged column's request field (a pseudonym's: its personal data's field)."""
 
     def stage(self, values: Mapping[str, Any], key: bytes) -> tuple:
         """A request's row (the contract's columns under their request fields) as staged."""
@@ -95,10 +98,6 @@ class RowStaging:
             out[lineage] = None  # lineage of the raw zone; an online row has no file
         return tuple(out[name] for name in self.columns)
 
-    def field_names(self) -> dict[str, str]:
-        """Each staged column's request field (a pseudonym's: its personal data's field)."""
-        return {(c["pseudonym"] if c["pii"] else c["name"]): c["field"] for c in self._columns
-                if c["pseudonym"] or not c["pii"]}
 
     def is_lineage(self, column: str) -> bool:
         return column in self._lineage

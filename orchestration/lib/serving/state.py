@@ -16,7 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from orchestration.lib.features.pseudonymize import key_fingerprint
@@ -269,9 +269,7 @@ class ServingState:
                     raise SnapshotError(why)
                 _prepare(new)
                 assert new.snapshot_last_day is not None
-                self.clock.observe(
-                    datetime.combine(new.snapshot_last_day + timedelta(days=1), time.min)
-                )
+                self.clock.observe_snapshot(new.snapshot_last_day)
                 with self.features_lock:
                     if self.rebuilding is not None:
                         return  # the old store diverged meanwhile: rebuilt from the logs next
@@ -297,7 +295,7 @@ class ServingState:
         store = OnlineFeatureStore.from_snapshot(folder)
         assert store.snapshot_last_day is not None
         last_day = store.snapshot_last_day
-        self.clock.observe(datetime.combine(last_day + timedelta(days=1), time.min))
+        self.clock.observe_snapshot(last_day)
         events = store.add_staged_events(self._observed(_after(
             iter_records(self.settings.prediction_log_dir, include_open=True),
             columns.event_time, last_day,
