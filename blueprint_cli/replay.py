@@ -105,6 +105,11 @@ class StepResult:
     champion_after: str | None = None
     rejections: list[str] = field(default_factory=list)
 
+    def note(self, rejection: str) -> None:
+        """Keep the first few refusals to print."""
+        if len(self.rejections) < 5:
+            self.rejections.append(rejection)
+
     @property
     def switched(self) -> bool:
         return self.champion_before != self.champion_after
@@ -202,56 +207,70 @@ class ServiceClient:
     """What the outside world sends to a use case's scoring service."""
 
     def __init__(self, url: str, max_batch: int, settings: Settings | None = None) -> None:
+        from orchestration.lib.serving.guard import auth_headers
         from orchestration.settings import get_settings
 
+        settings = settings or get_settings()
         self.url = url.rstrip("/")
         self.max_batch = max_batch
-        self.columns = _served(settings or get_settings())
-        from orchestration.lib.serving.guard import auth_headers
-
-        self._http = httpx.Client(timeout=120, headers=auth_headers(settings or get_settings()))
+        self.columns = _served(settings)
+        self._http = httpx.Client(timeout=120, headers=auth_headers(settings))
 
     def close(self) -> None:
         self._http.close()
 
     def score(self, events: Sequence[dict[str, Any]], result: StepResult) -> None:
         batch_field, id_field = self.columns.events_source, self.columns.row_field
+
+        def refused(event: dict[str, Any], text: str) -> None:
+            result.rejected += 1
+            result.note(f"{event[id_field]}: {text}")
+
         for chunk in _chunks(events, self.max_batch):
-            response = self._http.post(f"{self.url}/score_batch", json={batch_field: chunk})
-            if response.status_code == 400:  # one bad event refuses the batch: one by one
-                for event in chunk:
-                    single = self._http.post(f"{self.url}/score", json=event)
-                    if single.status_code == 400:
-                        result.rejected += 1
-                        if len(result.rejections) < 5:
-                            result.rejections.append(f"{event[id_field]}: {single.text[:200]}")
-                        continue
-                    self._raise_for(single, "/score")
-                    result.scored += 1
-                    result.alerts += int(single.json()["alert"])
-                continue
-            self._raise_for(response, "/score_batch")
-            scores = response.json()
+            scores = self._send(chunk, ("/score_batch", lambda c: {batch_field: c}),
+                                ("/score", lambda event: event), refused)
             result.scored += len(scores)
-            result.alerts += sum(1 for s in scores if s["alert"])
+            result.alerts += sum(1 for _, score in scores if score["alert"])
 
     def label(self, labels: Sequence[dict[str, Any]], result: StepResult) -> None:
         source = self.columns.label_source
+
+        def refused(_: dict[str, Any], text: str) -> None:
+            result.labels_refused += 1
+            result.note(f"label: {text}")
+
+        batch = ("/labels", lambda c: {source: c})
+        single = ("/labels", lambda label: {source: [label]})
         for chunk in _chunks(labels, self.max_batch):
-            response = self._http.post(f"{self.url}/labels", json={source: chunk})
-            if response.status_code == 400:  # one the service cannot check refuses the batch
-                for label in chunk:
-                    single = self._http.post(f"{self.url}/labels", json={source: [label]})
-                    if single.status_code == 400:
-                        result.labels_refused += 1
-                        if len(result.rejections) < 5:
-                            result.rejections.append(f"label: {single.text[:200]}")
-                        continue
-                    self._raise_for(single, "/labels")
-                    result.labels += 1
+            result.labels += len(self._send(chunk, batch, single, refused))
+
+    def _send(
+        self,
+        chunk: Sequence[dict[str, Any]],
+        batch: tuple[str, Callable[[Sequence[dict[str, Any]]], Any]],
+        single: tuple[str, Callable[[dict[str, Any]], Any]],
+        refused: Callable[[dict[str, Any], str], None],
+    ) -> list[tuple[dict[str, Any], Any]]:
+        """Each accepted item of ``chunk`` with its answer: one request (``batch``: route, body);
+        when one item refuses it (400), item by item (``single``), each refused one handed to
+        ``refused`` with the answer's text."""
+        route, body = batch
+        response = self._http.post(f"{self.url}{route}", json=body(chunk))
+        if response.status_code != 400:
+            self._raise_for(response, route)
+            answer = response.json()
+            return list(zip(chunk, answer if isinstance(answer, list) else [answer] * len(chunk),
+                            strict=True))
+        accepted = []
+        route, body = single
+        for item in chunk:
+            response = self._http.post(f"{self.url}{route}", json=body(item))
+            if response.status_code == 400:
+                refused(item, response.text[:200])
                 continue
-            self._raise_for(response, "/labels")
-            result.labels += len(chunk)
+            self._raise_for(response, route)
+            accepted.append((item, response.json()))
+        return accepted
 
     def serving_version(self) -> str | None:
         response = self._http.get(f"{self.url}/readyz")
