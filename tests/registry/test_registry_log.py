@@ -268,7 +268,7 @@ def test_concurrent_writers_keep_exactly_one_champion():
 def test_a_person_rolling_back_while_the_gate_decides_is_not_overridden():
     """Issue 16: a manual rollback during training was silently overridden by the gate, which
     promoted its candidate over the champion it had compared with, not the current one."""
-    from orchestration.defs.training.gate import _record
+    from orchestration.defs.training.gate import record_against_champion
     from orchestration.lib.training.promotion import Decision
 
     _register("a", "b", "candidate")
@@ -284,7 +284,7 @@ def test_a_person_rolling_back_while_the_gate_decides_is_not_overridden():
     assert registry.champion_version() == "a"
 
     better = Decision(promote=True, reason="beats the champion", numbers={})
-    decided = _record("candidate", better, {}, compared_with, get_settings())
+    decided = record_against_champion("candidate", better, {}, compared_with, get_settings())
     assert not decided.promote and "the champion changed" in decided.reason
     assert registry.champion_version() == "a"
     assert _statuses()["candidate"] == "candidate"

@@ -96,7 +96,7 @@ def champion_model_asset(scope: Scope) -> dg.AssetsDefinition:
             "champion_version": current.version if current else None,
             "checks": check_states,
         }
-        decision = _record(model_candidate, decision, numbers, current, settings)
+        decision = record_against_champion(model_candidate, decision, numbers, current, settings)
         if not decision.promote:
             current = registry.champion(settings)  # a person's choice made meanwhile
         context.log.info(
@@ -113,7 +113,7 @@ def champion_model_asset(scope: Scope) -> dg.AssetsDefinition:
     return champion_model
 
 
-def _record(
+def record_against_champion(
     candidate: str, decision: Decision, numbers: dict[str, Any], current: Any,
     settings: Settings,
 ) -> Decision:
